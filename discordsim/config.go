@@ -1,0 +1,288 @@
+package discordsim
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Defaults for every Config field whose zero value means "use the default".
+// They are Discord's real figures where Discord publishes one.
+const (
+	DefaultAddr                   = "127.0.0.1:0"
+	DefaultToken                  = "sim-token"
+	DefaultShards                 = 4
+	DefaultMaxConcurrency         = 1
+	DefaultIdentifyWindow         = 5 * time.Second
+	DefaultSessionStartTotal      = 1000
+	DefaultSessionStartResetAfter = 24 * time.Hour
+	DefaultGuilds                 = 100
+	DefaultMaxGuildsPerShard      = 2500
+	DefaultHeartbeatInterval      = 41250 * time.Millisecond
+	DefaultSessionTTL             = 3 * time.Minute
+	DefaultReplayBuffer           = 10000
+	DefaultSendLimit              = 120
+	DefaultSendWindow             = 60 * time.Second
+	// DefaultCloseGrace is how long the server waits for the client's
+	// answering close frame before it closes the TCP connection.
+	DefaultCloseGrace = time.Second
+)
+
+// Gateway intents (bit flags) as Discord defines them for API v10.
+const (
+	// IntentsPrivileged are GUILD_MEMBERS (1<<1), GUILD_PRESENCES (1<<8) and
+	// MESSAGE_CONTENT (1<<15): a bot must be approved to use them.
+	IntentsPrivileged int64 = 1<<1 | 1<<8 | 1<<15
+	// IntentsAll is every intent bit Discord defines (0-16, 20, 21, 24, 25).
+	// Any other bit in an identify is invalid (close 4013).
+	IntentsAll int64 = 1<<17 - 1 | 1<<20 | 1<<21 | 1<<24 | 1<<25
+	// IntentsNonPrivileged is IntentsAll without the privileged intents.
+	IntentsNonPrivileged = IntentsAll &^ IntentsPrivileged
+)
+
+// FaultKind names a fault the simulator can inject at random (Config.FaultKinds).
+type FaultKind int
+
+// The random faults. Each one is also available on demand through a Server method.
+const (
+	FaultReconnect        FaultKind = iota + 1 // op 7 Reconnect
+	FaultInvalidResumable                      // op 9 d=true
+	FaultInvalidFresh                          // op 9 d=false (the session is gone)
+	FaultClose4000                             // close 4000 unknown error
+	FaultClose4007                             // close 4007 invalid seq
+	FaultClose4009                             // close 4009 session timed out
+	FaultZombie                                // stop sending, keep TCP open
+	FaultDropTCP                               // close TCP with no close frame
+)
+
+// allFaults is what an empty Config.FaultKinds means.
+var allFaults = []FaultKind{FaultReconnect, FaultInvalidResumable, FaultInvalidFresh,
+	FaultClose4000, FaultClose4007, FaultClose4009, FaultZombie, FaultDropTCP}
+
+// String names the fault.
+func (k FaultKind) String() string {
+	switch k {
+	case FaultReconnect:
+		return "reconnect"
+	case FaultInvalidResumable:
+		return "invalidate-resumable"
+	case FaultInvalidFresh:
+		return "invalidate-fresh"
+	case FaultClose4000:
+		return "close-4000"
+	case FaultClose4007:
+		return "close-4007"
+	case FaultClose4009:
+		return "close-4009"
+	case FaultZombie:
+		return "zombie"
+	case FaultDropTCP:
+		return "drop-tcp"
+	}
+	return fmt.Sprintf("FaultKind(%d)", int(k))
+}
+
+// Config configures a Server. It is a plain struct: every field's zero value
+// means the default documented on the field (the Default* constants).
+type Config struct {
+	// Addr is the listen address. Default "127.0.0.1:0" (any free port).
+	Addr string
+	// Token is the only bot token accepted. Default "sim-token". Never logged:
+	// Config's String, GoString and LogValue redact it.
+	Token string
+	// Shards is the recommended shard count /gateway/bot answers. Default 4.
+	Shards int
+	// MaxConcurrency is session_start_limit.max_concurrency: identify bucket =
+	// shard_id % MaxConcurrency. Default 1.
+	MaxConcurrency int
+	// IdentifyWindow is how long a bucket is busy after an accepted identify.
+	// Default 5s.
+	IdentifyWindow time.Duration
+	// SessionStartTotal is the daily identify budget. Default 1000.
+	SessionStartTotal int
+	// SessionStartResetAfter is the budget period. The period starts with the
+	// first identify spent after a reset; remaining returns to the total when
+	// it ends. Default 24h.
+	SessionStartResetAfter time.Duration
+	// Guilds is how many guilds the bot is in. Default 100.
+	Guilds int
+	// MaxGuildsPerShard is the most guilds one [id,count] may hold; an
+	// identify for a shard holding more is closed with 4011. Default 2500.
+	MaxGuildsPerShard int
+	// HeartbeatInterval is sent in Hello. Default 41.25s.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout: a connection whose client sends no heartbeat for this
+	// long (counted from Hello, then from each heartbeat) is closed with 4009
+	// (session timed out) and its session ends. Discord does not state the code;
+	// 4009 is its documented meaning. Default max(1.5*HeartbeatInterval,
+	// HeartbeatInterval+1s).
+	HeartbeatTimeout time.Duration
+	// SessionTTL is how long a session whose connection ended without 1000/1001
+	// stays resumable. Default 3m.
+	SessionTTL time.Duration
+	// ReplayBuffer is how many of its latest dispatches a session keeps for
+	// resume replay; a resume from an older seq is closed with 4007. The buffer
+	// grows as needed up to this size. Default 10000.
+	ReplayBuffer int
+	// EventRate is MESSAGE_CREATE dispatches per second per READY session
+	// (attached or detached: a detached session keeps receiving events into its
+	// replay buffer, as Discord queues them, so a resume replays them).
+	// Default 0 (none). Change it at run time with Server.SetEventRate.
+	EventRate float64
+	// MessageVariety is how many different MESSAGE_CREATE bodies traffic
+	// cycles through (1..256). Default 256: more than a 32 KiB compression
+	// window holds, so zlib/zstd ratios are realistic (~3.8x) but each
+	// compressed payload costs the server ~15-20 us (a per-message sync flush
+	// builds Huffman tables). A small value (e.g. 4) makes the stream highly
+	// repetitive: ~10x cheaper to compress, unrealistically small on the wire.
+	// Use it only when the simulator must outpace a fast client in a benchmark.
+	MessageVariety int
+	// FaultRate is random faults per second per identified connection.
+	// Default 0 (none).
+	FaultRate float64
+	// FaultKinds are the random faults to choose from. Empty means all.
+	FaultKinds []FaultKind
+	// AllowedIntents are the intents the bot is approved for. Intent bits
+	// outside IntentsAll close with 4013; privileged bits (IntentsPrivileged)
+	// missing from AllowedIntents close with 4014. Zero means IntentsAll (every
+	// privileged intent approved); use IntentsNonPrivileged for an unapproved bot.
+	AllowedIntents int64
+	// SendLimit is how many payloads a client may send per SendWindow on one
+	// connection (every kind counts, heartbeats too). The window slides: the
+	// (SendLimit+1)th payload within any SendWindow is closed with 4008.
+	// Default 120.
+	SendLimit int
+	// SendWindow: see SendLimit. Default 60s.
+	SendWindow time.Duration
+	// CloseGrace is how long the server waits, after sending a close frame, for
+	// the client's close frame before it closes the TCP connection. Default 1s.
+	CloseGrace time.Duration
+	// Logger receives debug logs. Default: discard.
+	Logger *slog.Logger
+	// Seed seeds random faults, traffic and session IDs. 0 means time-based.
+	Seed int64
+}
+
+// String describes the config with the token redacted.
+func (c Config) String() string {
+	c.Token = redact(c.Token)
+	type plain Config // no methods: no recursion
+	return fmt.Sprintf("%+v", plain(c))
+}
+
+// GoString is String: %#v never shows the token.
+func (c Config) GoString() string { return c.String() }
+
+// LogValue makes slog log the config with the token redacted.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("token", redact(c.Token)),
+		slog.Int("shards", c.Shards),
+		slog.Int("max_concurrency", c.MaxConcurrency),
+		slog.Int("guilds", c.Guilds),
+		slog.Duration("heartbeat_interval", c.HeartbeatInterval),
+	)
+}
+
+func redact(token string) string {
+	if token == "" {
+		return ""
+	}
+	return "[REDACTED]"
+}
+
+// withDefaults fills every zero field with its default and rejects nonsense.
+func (c Config) withDefaults() (Config, error) {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Token == "" {
+		c.Token = DefaultToken
+	}
+	if c.Shards == 0 {
+		c.Shards = DefaultShards
+	}
+	if c.MaxConcurrency == 0 {
+		c.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if c.IdentifyWindow == 0 {
+		c.IdentifyWindow = DefaultIdentifyWindow
+	}
+	if c.SessionStartTotal == 0 {
+		c.SessionStartTotal = DefaultSessionStartTotal
+	}
+	if c.SessionStartResetAfter == 0 {
+		c.SessionStartResetAfter = DefaultSessionStartResetAfter
+	}
+	if c.Guilds == 0 {
+		c.Guilds = DefaultGuilds
+	}
+	if c.MaxGuildsPerShard == 0 {
+		c.MaxGuildsPerShard = DefaultMaxGuildsPerShard
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = max(c.HeartbeatInterval*3/2, c.HeartbeatInterval+time.Second)
+	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.ReplayBuffer == 0 {
+		c.ReplayBuffer = DefaultReplayBuffer
+	}
+	if c.AllowedIntents == 0 {
+		c.AllowedIntents = IntentsAll
+	}
+	if c.MessageVariety == 0 {
+		c.MessageVariety = messagePoolSize
+	}
+	if c.MessageVariety < 0 || c.MessageVariety > messagePoolSize {
+		return c, fmt.Errorf("discordsim: config MessageVariety = %d: must be 1..%d", c.MessageVariety, messagePoolSize)
+	}
+	if c.SendLimit == 0 {
+		c.SendLimit = DefaultSendLimit
+	}
+	if c.SendWindow == 0 {
+		c.SendWindow = DefaultSendWindow
+	}
+	if c.CloseGrace == 0 {
+		c.CloseGrace = DefaultCloseGrace
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Seed == 0 {
+		c.Seed = time.Now().UnixNano()
+	}
+	if len(c.FaultKinds) == 0 {
+		c.FaultKinds = allFaults
+	}
+	for name, v := range map[string]int{"Shards": c.Shards, "MaxConcurrency": c.MaxConcurrency,
+		"SessionStartTotal": c.SessionStartTotal, "Guilds": c.Guilds, "MaxGuildsPerShard": c.MaxGuildsPerShard,
+		"ReplayBuffer": c.ReplayBuffer, "SendLimit": c.SendLimit} {
+		if v < 0 {
+			return c, fmt.Errorf("discordsim: config %s = %d: must not be negative", name, v)
+		}
+	}
+	for name, d := range map[string]time.Duration{"IdentifyWindow": c.IdentifyWindow,
+		"SessionStartResetAfter": c.SessionStartResetAfter, "HeartbeatInterval": c.HeartbeatInterval,
+		"HeartbeatTimeout": c.HeartbeatTimeout, "SessionTTL": c.SessionTTL, "SendWindow": c.SendWindow,
+		"CloseGrace": c.CloseGrace} {
+		if d < 0 {
+			return c, fmt.Errorf("discordsim: config %s = %v: must not be negative", name, d)
+		}
+	}
+	if c.EventRate < 0 || c.FaultRate < 0 {
+		return c, fmt.Errorf("discordsim: config EventRate/FaultRate must not be negative")
+	}
+	for _, k := range c.FaultKinds {
+		if k < FaultReconnect || k > FaultDropTCP {
+			return c, fmt.Errorf("discordsim: config FaultKinds: unknown %v", k)
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,44 @@
+// Package discordsim is a local fake Discord: the REST calls a shard
+// supervisor needs (GET /api/v10/gateway/bot, GET /api/v10/gateway) and a
+// gateway v10 websocket server, started on loopback by tests, benchmarks or
+// `shardtop sim`. It follows shared/docs/gateway-protocol.md and shares no
+// code with the client, so a misreading of the protocol cannot hide by being
+// mirrored on both sides.
+//
+// Choices where Discord's docs are silent (field-reported behaviour):
+//   - An identify less than IdentifyWindow after the previous accepted
+//     identify of its bucket is answered with op 9 d=false (no READY) and
+//     counted in Stats.IdentifyViolations. The connection stays open; the
+//     client may identify again on it.
+//   - An identify when the daily budget is spent is closed with 4004
+//     (Discord resets the token at zero, so the token stops authenticating).
+//     Unlike Discord, other sessions are not terminated and the token keeps
+//     working for REST and resumes.
+//   - The send limit is a sliding window (at most SendLimit payloads in any
+//     SendWindow, heartbeats included); the payload over it is closed with 4008.
+//   - A client that sends no heartbeat for HeartbeatTimeout is closed with 4009
+//     (session timed out) and its session ends.
+//   - v other than 10 is closed with 4012; encoding other than json, or an
+//     unknown compress value, is closed with 4000 and a reason saying why.
+//   - A binary message from the client, invalid JSON or a payload over 4096
+//     bytes is closed with 4002. Unknown opcodes close with 4001; opcodes 3, 4
+//     and 8 before Identify/Resume close with 4003; Identify or Resume on an
+//     authenticated connection closes with 4005.
+//   - Sessions end (can no longer be resumed) when the client closes with
+//     1000/1001, or the server closes with a code whose documented action is
+//     "identify anew" or "never" (4004, 4007, 4009, 4010-4014), or on op 9
+//     d=false. Any other end keeps the session resumable for SessionTTL.
+//   - A detached session keeps receiving EventRate traffic into its replay
+//     buffer (Discord queues events), so a resume really replays something.
+//   - A resume whose session is unknown, expired or ended gets op 9 d=false; a
+//     wrong token closes 4004; a seq above the session's last or older than the
+//     replay buffer closes 4007. The session's previous connection, if still
+//     open, is dropped (TCP closed, no close frame).
+//
+// Output compression uses one persistent encoder per connection: zlib-stream
+// is a klauspost zlib writer (BestSpeed) flushed after each payload, so each
+// binary message ends with 00 00 ff ff; zstd-stream is a klauspost zstd
+// encoder (SpeedFastest, concurrency 1, 32 KiB window, lower-memory mode)
+// flushed after each payload as one binary message, its frame never ended.
+// The 32 KiB window bounds what a client decoder must keep.
+package discordsim

@@ -1,0 +1,131 @@
+package discordsim
+
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// schedTick is the scheduler's period: event-rate credit, random faults and
+// session expiry are worked out this often for every session at once, so
+// traffic for hundreds of shards costs one ticker.
+const schedTick = 10 * time.Millisecond
+
+// schedule is the single background loop behind EventRate, FaultRate and
+// SessionTTL. It runs until the server closes.
+func (s *Server) schedule() {
+	t := time.NewTicker(schedTick)
+	defer t.Stop()
+	rng := rand.New(rand.NewPCG(uint64(s.cfg.Seed)+1, 0x5eed))
+	last := time.Now()
+	var sessions []*session
+	var conns []*conn
+	for {
+		select {
+		case <-s.closing:
+			return
+		case now := <-t.C:
+			dt := now.Sub(last).Seconds()
+			last = now
+			perSession := math.Float64frombits(s.eventRate.Load()) * dt
+			faultChance := s.cfg.FaultRate * dt
+
+			s.mu.Lock()
+			sessions = sessions[:0]
+			for _, ss := range s.sessions {
+				sessions = append(sessions, ss)
+			}
+			conns = conns[:0]
+			if faultChance > 0 {
+				for c := range s.conns {
+					conns = append(conns, c)
+				}
+			}
+			s.mu.Unlock()
+
+			for _, ss := range sessions {
+				s.tickSession(ss, now, perSession)
+			}
+			for _, c := range conns {
+				if rng.Float64() >= faultChance {
+					continue
+				}
+				c.mu.Lock()
+				live := c.sess != nil && c.live && c.closeCode == 0
+				c.mu.Unlock()
+				if live {
+					s.inject(c, s.cfg.FaultKinds[rng.IntN(len(s.cfg.FaultKinds))])
+				}
+			}
+			clear(sessions) // do not pin ended sessions until the next tick
+			clear(conns)
+		}
+	}
+}
+
+// tickSession expires a detached session past its TTL and gives a started
+// session its share of rate traffic: an attached one through its writer, a
+// detached one straight into its replay buffer.
+func (s *Server) tickSession(ss *session, now time.Time, add float64) {
+	ss.mu.Lock()
+	if ss.expiredLocked(now, s.cfg.SessionTTL) {
+		ss.ended = true
+		ss.mu.Unlock()
+		s.removeSession(ss)
+		return
+	}
+	if add <= 0 || !ss.started {
+		ss.mu.Unlock()
+		return
+	}
+	ss.credit += add
+	k := int64(ss.credit)
+	ss.credit -= float64(k)
+	if k == 0 {
+		ss.mu.Unlock()
+		return
+	}
+	if c := ss.conn; c != nil {
+		ss.mu.Unlock()
+		c.pending.Add(k)
+		c.notify()
+		return
+	}
+	idBase := uint64(now.UnixMilli()-discordEpochMs) << 22
+	var made uint64
+	for ; k > 0; k-- {
+		b, guild, ok := ss.nextMessageLocked(s.cfg.MessageVariety)
+		if !ok {
+			break
+		}
+		ss.appendLocked(b, idBase|s.msgSeq.Add(1)&0x3fffff, guild, s.cfg.ReplayBuffer)
+		made++
+	}
+	ss.mu.Unlock()
+	s.dispatches.Add(made)
+}
+
+// inject applies one fault to one connection.
+func (s *Server) inject(c *conn, k FaultKind) {
+	s.countFault(k.String(), 1) // before acting: a client that sees it finds it counted
+	switch k {
+	case FaultReconnect:
+		c.sendFrame(frameReconnect)
+	case FaultInvalidResumable:
+		c.sendFrame(frameInvalidTrue)
+	case FaultInvalidFresh:
+		c.invalidate()
+		c.sendFrame(frameInvalidFalse)
+	case FaultClose4000:
+		c.closeWith(4000, closeReason(4000))
+	case FaultClose4007:
+		c.closeWith(4007, closeReason(4007))
+	case FaultClose4009:
+		c.closeWith(4009, closeReason(4009))
+	case FaultZombie:
+		c.zombie.Store(true)
+	case FaultDropTCP:
+		c.dropTCP()
+	}
+	c.log.Debug("random fault", "fault", k.String())
+}

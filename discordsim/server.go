@@ -1,0 +1,502 @@
+package discordsim
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Server is a running simulator. Its methods are safe for concurrent use.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	ln       net.Listener
+	httpSrv  *http.Server
+	upgrader websocket.Upgrader
+	addr     string
+	hello    []byte
+	guilds   guildCache
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	wg        sync.WaitGroup // Serve, scheduler, every connection's goroutines
+
+	eventRate atomic.Uint64 // float64 bits
+	msgSeq    atomic.Uint64 // low bits of message snowflakes
+
+	dispatches atomic.Uint64
+	heartbeats atomic.Uint64
+	payloads   atomic.Uint64
+
+	mu         sync.Mutex
+	closed     bool
+	rng        *rand.Rand
+	nextConnID uint64
+	conns      map[*conn]struct{}
+	sessions   map[string]*session
+	buckets    map[int]time.Time // bucket -> last accepted identify
+	remaining  int
+	resetAt    time.Time // zero: budget period not started
+	st         Stats     // counters; maps copied out by Stats()
+}
+
+// Stats are the simulator's counters (a snapshot).
+type Stats struct {
+	Identifies            int            // accepted identifies (READY sent)
+	IdentifiesByBucket    map[int]int    // accepted identifies by bucket (shard_id % max_concurrency)
+	IdentifyViolations    int            // identifies less than IdentifyWindow after the previous accepted one of their bucket
+	Resumes               int            // successful resumes (RESUMED sent)
+	ResumesRejected       int            // resumes answered with op 9 d=false (unknown, ended or expired session)
+	Replayed              int            // dispatches replayed during resumes
+	Connections           int            // websocket connections accepted, total
+	ActiveConnections     int            // websocket connections open now
+	ActiveSessions        int            // sessions that exist now (attached or resumable)
+	SessionStartRemaining int            // identifies left in the current budget period
+	Closes                map[int]int    // close codes the server sent, by code
+	ClientCloses          map[int]int    // close codes clients sent, by code
+	Dispatches            uint64         // dispatches produced (sent, queued for a detached session, or swallowed by a zombie)
+	HeartbeatsReceived    uint64         // op 1 payloads from clients
+	PayloadsReceived      uint64         // every payload from clients
+	Faults                map[string]int // faults injected (on demand and random), by kind
+}
+
+// SessionInfo describes one live session (Server.Sessions).
+type SessionInfo struct {
+	ID         string
+	ShardID    int
+	ShardCount int
+	Seq        int64 // last seq given out
+	Connected  bool  // attached to an open connection
+}
+
+// Start listens on cfg.Addr, serves in the background and returns once the
+// listener is ready.
+func Start(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("discordsim: listen on %s: %w", cfg.Addr, err)
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "discordsim"),
+		ln:        ln,
+		addr:      ln.Addr().String(),
+		hello:     helloFrame(cfg.HeartbeatInterval),
+		closing:   make(chan struct{}),
+		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)>>1|1)),
+		conns:     make(map[*conn]struct{}),
+		sessions:  make(map[string]*session),
+		buckets:   make(map[int]time.Time),
+		remaining: cfg.SessionStartTotal,
+		st:        Stats{IdentifiesByBucket: map[int]int{}, Closes: map[int]int{}, ClientCloses: map[int]int{}, Faults: map[string]int{}},
+	}
+	s.eventRate.Store(math.Float64bits(cfg.EventRate))
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 16 << 10,
+		CheckOrigin:     func(*http.Request) bool { return true },
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v10/gateway/bot", s.handleGatewayBot)
+	mux.HandleFunc("GET /api/v10/gateway", s.handleGatewayInfo)
+	// "{url}/?v=10..." makes the path "/gateway/": serve both spellings.
+	for _, p := range []string{"/gateway", "/gateway/", "/gateway-resume", "/gateway-resume/"} {
+		mux.HandleFunc("GET "+p, s.handleWS)
+	}
+	mux.HandleFunc("POST /_sim/close", s.simHandler(func(q *simQuery) func() int {
+		shard, code := q.shard(), q.int("code")
+		return func() int { return s.CloseShard(shard, code) }
+	}))
+	mux.HandleFunc("POST /_sim/reconnect", s.simHandler(func(q *simQuery) func() int {
+		shard := q.shard()
+		return func() int { return s.Reconnect(shard) }
+	}))
+	mux.HandleFunc("POST /_sim/invalidate", s.simHandler(func(q *simQuery) func() int {
+		shard, resumable := q.shard(), q.bool("resumable")
+		return func() int { return s.InvalidateSession(shard, resumable) }
+	}))
+	mux.HandleFunc("POST /_sim/zombie", s.simHandler(func(q *simQuery) func() int {
+		shard := q.shard()
+		return func() int { return s.Zombie(shard) }
+	}))
+	mux.HandleFunc("POST /_sim/drop", s.simHandler(func(q *simQuery) func() int {
+		shard := q.shard()
+		return func() int { return s.DropTCP(shard) }
+	}))
+	mux.HandleFunc("POST /_sim/heartbeat", s.simHandler(func(q *simQuery) func() int {
+		shard := q.shard()
+		return func() int { return s.RequestHeartbeat(shard) }
+	}))
+	mux.HandleFunc("POST /_sim/burst", s.simHandler(func(q *simQuery) func() int {
+		shard, n := q.shard(), q.int("n")
+		return func() int { return s.Burst(shard, n) }
+	}))
+	mux.HandleFunc("POST /_sim/rate", s.simHandler(func(q *simQuery) func() int {
+		rate := q.float("per_shard")
+		return func() int { s.SetEventRate(rate); return 0 }
+	}))
+	mux.HandleFunc("GET /_sim/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
+	mux.HandleFunc("GET /_sim/sessions", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		_ = s.httpSrv.Serve(batchListener{ln})
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.schedule()
+	}()
+	s.log.Debug("started", "addr", s.addr, "config", cfg)
+	return s, nil
+}
+
+// Close closes the listener and every connection and waits until every
+// goroutine of the server has ended. Sessions are dropped. It is idempotent.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		conns := make([]*conn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		close(s.closing)
+		err = s.httpSrv.Close()
+		for _, c := range conns {
+			c.dropTCP()
+		}
+		s.wg.Wait()
+	})
+	return err
+}
+
+// Addr is the listen address, host:port.
+func (s *Server) Addr() string { return s.addr }
+
+// APIURL is the REST base, "http://ADDR/api/v10".
+func (s *Server) APIURL() string { return "http://" + s.addr + "/api/v10" }
+
+// GatewayURL is the gateway URL /gateway/bot answers, "ws://ADDR/gateway".
+func (s *Server) GatewayURL() string { return "ws://" + s.addr + "/gateway" }
+
+// ResumeURL is the resume_gateway_url READY carries, "ws://ADDR/gateway-resume".
+func (s *Server) ResumeURL() string { return "ws://" + s.addr + "/gateway-resume" }
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	now := time.Now()
+	s.mu.Lock()
+	st := s.st
+	st.IdentifiesByBucket = copyMap(s.st.IdentifiesByBucket)
+	st.Closes = copyMap(s.st.Closes)
+	st.ClientCloses = copyMap(s.st.ClientCloses)
+	st.Faults = copyMap(s.st.Faults)
+	st.ActiveConnections = len(s.conns)
+	st.SessionStartRemaining = s.budgetLocked(now)
+	sessions := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		ss.mu.Lock()
+		if !ss.expiredLocked(now, s.cfg.SessionTTL) {
+			st.ActiveSessions++
+		}
+		ss.mu.Unlock()
+	}
+	st.Dispatches = s.dispatches.Load()
+	st.HeartbeatsReceived = s.heartbeats.Load()
+	st.PayloadsReceived = s.payloads.Load()
+	return st
+}
+
+// Sessions lists the sessions that exist now (attached or still resumable).
+func (s *Server) Sessions() []SessionInfo {
+	now := time.Now()
+	s.mu.Lock()
+	sessions := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	out := make([]SessionInfo, 0, len(sessions))
+	for _, ss := range sessions {
+		ss.mu.Lock()
+		if !ss.expiredLocked(now, s.cfg.SessionTTL) {
+			out = append(out, SessionInfo{ID: ss.id, ShardID: ss.shardID, ShardCount: ss.shardCount,
+				Seq: ss.seq, Connected: ss.conn != nil})
+		}
+		ss.mu.Unlock()
+	}
+	return out
+}
+
+func copyMap[K comparable](m map[K]int) map[K]int {
+	out := make(map[K]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// budgetLocked applies a due budget reset and returns what remains.
+func (s *Server) budgetLocked(now time.Time) int {
+	if !s.resetAt.IsZero() && !now.Before(s.resetAt) {
+		s.remaining = s.cfg.SessionStartTotal
+		s.resetAt = time.Time{}
+	}
+	return s.remaining
+}
+
+// ---- faults and traffic on demand ----
+
+// targets are the open connections whose live session is shard id (any count).
+func (s *Server) targets(shard int) []*conn {
+	s.mu.Lock()
+	all := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	out := all[:0]
+	for _, c := range all {
+		if c.isShard(shard) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (s *Server) countFault(kind string, n int) {
+	if n == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.st.Faults[kind] += n
+	s.mu.Unlock()
+}
+
+// CloseShard sends a close frame with code (and Discord's reason text) to
+// every connection of shard, then closes TCP once the client answers or
+// CloseGrace passes. It returns how many connections it hit.
+func (s *Server) CloseShard(shard int, code int) int {
+	ts := s.targets(shard)
+	s.countFault("close-"+strconv.Itoa(code), len(ts))
+	for _, c := range ts {
+		c.closeWith(code, closeReason(code))
+	}
+	return len(ts)
+}
+
+// Reconnect sends op 7 to every connection of shard.
+func (s *Server) Reconnect(shard int) int {
+	ts := s.targets(shard)
+	s.countFault(FaultReconnect.String(), len(ts))
+	for _, c := range ts {
+		c.sendFrame(frameReconnect)
+	}
+	return len(ts)
+}
+
+// InvalidateSession sends op 9 with d=resumable to every connection of
+// shard. Not resumable: the session ends at once and the connection is no
+// longer authenticated (the client may identify on it again).
+func (s *Server) InvalidateSession(shard int, resumable bool) int {
+	ts := s.targets(shard)
+	kind := FaultInvalidFresh
+	if resumable {
+		kind = FaultInvalidResumable
+	}
+	s.countFault(kind.String(), len(ts))
+	for _, c := range ts {
+		if resumable {
+			c.sendFrame(frameInvalidTrue)
+		} else {
+			c.invalidate()
+			c.sendFrame(frameInvalidFalse)
+		}
+	}
+	return len(ts)
+}
+
+// Zombie makes every connection of shard stop sending anything (dispatches
+// and heartbeat ACKs alike) while TCP stays open. Dispatches keep being
+// numbered into the session's replay buffer, as if lost in flight, so the
+// client's resume replays them. Close frames the server sends are still sent.
+func (s *Server) Zombie(shard int) int {
+	ts := s.targets(shard)
+	s.countFault(FaultZombie.String(), len(ts))
+	for _, c := range ts {
+		c.zombie.Store(true)
+	}
+	return len(ts)
+}
+
+// DropTCP closes the TCP connection of every connection of shard with no
+// close frame. The sessions stay resumable.
+func (s *Server) DropTCP(shard int) int {
+	ts := s.targets(shard)
+	s.countFault(FaultDropTCP.String(), len(ts))
+	for _, c := range ts {
+		c.dropTCP()
+	}
+	return len(ts)
+}
+
+// RequestHeartbeat sends op 1 to every connection of shard; the client must
+// answer with a heartbeat at once.
+func (s *Server) RequestHeartbeat(shard int) int {
+	ts := s.targets(shard)
+	s.countFault("request-heartbeat", len(ts))
+	for _, c := range ts {
+		c.sendFrame(frameHeartbeat)
+	}
+	return len(ts)
+}
+
+// SetEventRate sets MESSAGE_CREATE dispatches per second per READY session.
+// 0 stops the traffic.
+func (s *Server) SetEventRate(perShard float64) {
+	if perShard < 0 || math.IsNaN(perShard) || math.IsInf(perShard, 0) {
+		perShard = 0
+	}
+	s.eventRate.Store(math.Float64bits(perShard))
+}
+
+// Burst sends n MESSAGE_CREATE dispatches as fast as the connection takes
+// them to every connection of shard, without blocking the caller or other
+// connections. It returns how many connections it hit.
+func (s *Server) Burst(shard int, n int) int {
+	if n <= 0 {
+		return 0
+	}
+	ts := s.targets(shard)
+	for _, c := range ts {
+		c.burst.Add(int64(n))
+		c.notify()
+	}
+	return len(ts)
+}
+
+// ---- HTTP ----
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type simQuery struct {
+	r   *http.Request
+	err error
+}
+
+func (q *simQuery) int(key string) int {
+	v, err := strconv.Atoi(q.r.URL.Query().Get(key))
+	if err != nil && q.err == nil {
+		q.err = fmt.Errorf("query %s=%q: %w", key, q.r.URL.Query().Get(key), err)
+	}
+	return v
+}
+
+func (q *simQuery) shard() int { return q.int("shard") }
+
+func (q *simQuery) bool(key string) bool {
+	v, err := strconv.ParseBool(q.r.URL.Query().Get(key))
+	if err != nil && q.err == nil {
+		q.err = fmt.Errorf("query %s=%q: %w", key, q.r.URL.Query().Get(key), err)
+	}
+	return v
+}
+
+func (q *simQuery) float(key string) float64 {
+	v, err := strconv.ParseFloat(q.r.URL.Query().Get(key), 64)
+	if err == nil && (v < 0 || math.IsNaN(v) || math.IsInf(v, 0)) {
+		err = errors.New("must be a finite number >= 0")
+	}
+	if err != nil && q.err == nil {
+		q.err = fmt.Errorf("query %s=%q: %w", key, q.r.URL.Query().Get(key), err)
+	}
+	return v
+}
+
+// simHandler parses the query first and acts only if every parameter is
+// valid: bad input is a 400 naming the parameter, and acts on nothing.
+func (s *Server) simHandler(parse func(q *simQuery) func() int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := &simQuery{r: r}
+		act := parse(q)
+		if q.err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": q.err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"hit": act()})
+	}
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	return r.Header.Get("Authorization") == "Bot "+s.cfg.Token
+}
+
+func (s *Server) handleGatewayBot(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "401: Unauthorized", "code": 0})
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	remaining := s.budgetLocked(now)
+	resetAfter := s.cfg.SessionStartResetAfter
+	if !s.resetAt.IsZero() {
+		resetAfter = s.resetAt.Sub(now)
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"url":    s.GatewayURL(),
+		"shards": s.cfg.Shards,
+		"session_start_limit": map[string]any{
+			"total":           s.cfg.SessionStartTotal,
+			"remaining":       remaining,
+			"reset_after":     resetAfter.Milliseconds(),
+			"max_concurrency": s.cfg.MaxConcurrency,
+		},
+	})
+}
+
+func (s *Server) handleGatewayInfo(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"url": s.GatewayURL()})
+}
+
+// newSessionID returns 32 random hex digits.
+func (s *Server) newSessionIDLocked() string {
+	var b [16]byte
+	for i := 0; i < len(b); i += 8 {
+		v := s.rng.Uint64()
+		for j := 0; j < 8; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return hex.EncodeToString(b[:])
+}
