@@ -1,0 +1,301 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Discord's defaults and the shard's tunables. Everything configurable by an
+// option has its default here and only here.
+const (
+	// DefaultURL is the gateway URL used without WithURL (use /gateway/bot's url).
+	DefaultURL = "wss://gateway.discord.gg"
+	// DefaultCompression is zstd-stream: the smallest frames and, with a
+	// synchronous decoder, cheap to decode. Its memory cost is the window the
+	// server declares (see WithZstdMaxWindow).
+	DefaultCompression = CompressionZstdStream
+	// DefaultLargeThreshold is Discord's default large_threshold.
+	DefaultLargeThreshold = 50
+	// DefaultSendLimit and DefaultSendWindow are Discord's 120 payloads per 60 s per connection.
+	DefaultSendLimit  = 120
+	DefaultSendWindow = 60 * time.Second
+	// DefaultBackoffMin and DefaultBackoffMax bound reconnect backoff (exponential, full jitter).
+	DefaultBackoffMin = time.Second
+	DefaultBackoffMax = 2 * time.Minute
+	// DefaultHandshakeTimeout bounds the websocket upgrade and the wait for Hello.
+	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultIdentifyWindow is how far apart the default gate spaces identifies (Discord's 5 s).
+	DefaultIdentifyWindow = 5 * time.Second
+	// DefaultInvalidSessionMin/Max: after op 9 d=false wait a random 1-5 s before identifying anew (Discord's advice).
+	DefaultInvalidSessionMin = time.Second
+	DefaultInvalidSessionMax = 5 * time.Second
+	// DefaultReadLimit bounds one websocket message and one decompressed payload.
+	DefaultReadLimit = 64 << 20
+	// DefaultZstdMaxWindow is the largest zstd window accepted (the zstd
+	// format's recommended decoder minimum is 8 MiB). The decoder's history
+	// is window + ~256 KiB, allocated per connection.
+	DefaultZstdMaxWindow = 8 << 20
+	// DefaultWriteTimeout bounds every write to the socket.
+	DefaultWriteTimeout = 10 * time.Second
+
+	// Adaptive identify lead: measured handshake time x 1.5, clamped.
+	defaultLeadInitial = time.Second
+	leadMin            = 100 * time.Millisecond
+	leadMax            = 5 * time.Second
+	leadFactor         = 1.5
+
+	// closeWriteTimeout bounds writing our close frame.
+	closeWriteTimeout = time.Second
+	// resumableCloseCode is the code the shard closes with when the session
+	// must survive (zombie, op 7, Close): anything but 1000/1001 works; 4000
+	// is what most libraries send.
+	resumableCloseCode = 4000
+)
+
+// Option configures a Shard.
+type Option func(*config)
+
+type config struct {
+	url               string
+	intents           int64
+	compression       Compression
+	largeThreshold    int
+	presence          json.RawMessage
+	osName, browser   string
+	device            string
+	gate              IdentifyGate
+	identifyLead      time.Duration // 0: adaptive
+	session           Session
+	onDispatch        func(Dispatch)
+	onState           func(StateChange)
+	logger            *slog.Logger
+	backoffMin        time.Duration
+	backoffMax        time.Duration
+	dialer            *websocket.Dialer
+	handshakeTimeout  time.Duration
+	sendLimit         int
+	sendWindow        time.Duration
+	heartbeatJitter   func() float64
+	backoffJitter     func() float64
+	invalidSessionMin time.Duration
+	invalidSessionMax time.Duration
+	readLimit         int
+	zstdMaxWindow     uint64
+	writeTimeout      time.Duration
+}
+
+// String redacts nothing because config holds no token; it exists so %v never walks into the dialer or handlers.
+func (c *config) String() string {
+	return "gateway.config{url=" + c.url + ", compress=" + string(c.compression) + "}"
+}
+
+func defaultConfig() config {
+	return config{
+		url:               DefaultURL,
+		compression:       DefaultCompression,
+		largeThreshold:    DefaultLargeThreshold,
+		osName:            runtime.GOOS,
+		browser:           "shardtop",
+		device:            "shardtop",
+		logger:            slog.New(slog.DiscardHandler),
+		backoffMin:        DefaultBackoffMin,
+		backoffMax:        DefaultBackoffMax,
+		handshakeTimeout:  DefaultHandshakeTimeout,
+		sendLimit:         DefaultSendLimit,
+		sendWindow:        DefaultSendWindow,
+		heartbeatJitter:   rand.Float64,
+		backoffJitter:     rand.Float64,
+		invalidSessionMin: DefaultInvalidSessionMin,
+		invalidSessionMax: DefaultInvalidSessionMax,
+		readLimit:         DefaultReadLimit,
+		zstdMaxWindow:     DefaultZstdMaxWindow,
+		writeTimeout:      DefaultWriteTimeout,
+	}
+}
+
+// writeBufferPool shares websocket write buffers between all shards: an idle
+// shard holds none.
+var writeBufferPool sync.Pool
+
+func (c *config) newDialer() *websocket.Dialer {
+	if c.dialer != nil {
+		d := *c.dialer
+		if d.HandshakeTimeout == 0 {
+			d.HandshakeTimeout = c.handshakeTimeout
+		}
+		return &d
+	}
+	return &websocket.Dialer{
+		Proxy:            http.ProxyFromEnvironment,
+		HandshakeTimeout: c.handshakeTimeout,
+		ReadBufferSize:   4096,
+		WriteBufferSize:  4096,
+		WriteBufferPool:  &writeBufferPool,
+	}
+}
+
+// WithURL sets the gateway URL (the url of /gateway/bot). Default DefaultURL.
+func WithURL(gatewayURL string) Option { return func(c *config) { c.url = gatewayURL } }
+
+// WithIntents sets the gateway intents sent in Identify. Default 0.
+func WithIntents(intents int64) Option { return func(c *config) { c.intents = intents } }
+
+// WithCompression sets the transport compression. Default zstd-stream.
+func WithCompression(comp Compression) Option { return func(c *config) { c.compression = comp } }
+
+// WithLargeThreshold sets large_threshold (50..250; clamped). Default 50.
+func WithLargeThreshold(n int) Option {
+	return func(c *config) { c.largeThreshold = min(max(n, 50), 250) }
+}
+
+// WithPresence sets the presence sent in Identify (a JSON object). Default none.
+func WithPresence(p json.RawMessage) Option { return func(c *config) { c.presence = p } }
+
+// WithProperties sets Identify's connection properties. Default runtime.GOOS, "shardtop", "shardtop".
+func WithProperties(os, browser, device string) Option {
+	return func(c *config) { c.osName, c.browser, c.device = os, browser, device }
+}
+
+// WithIdentifyGate sets the identify limiter (shared by all shards of a bot,
+// e.g. limiter.Limiter). Default: a gate private to this shard that spaces
+// its identifies DefaultIdentifyWindow apart; it knows nothing of other
+// shards, so a multi-shard bot must pass a shared gate.
+func WithIdentifyGate(g IdentifyGate) Option { return func(c *config) { c.gate = g } }
+
+// WithIdentifyLead sets how long before its identify slot a queued shard
+// dials. Default (or d <= 0): adaptive, 1.5 x the measured handshake time
+// (dial to Hello, smoothed), clamped to 100 ms..5 s, starting at 1 s.
+func WithIdentifyLead(d time.Duration) Option { return func(c *config) { c.identifyLead = max(d, 0) } }
+
+// WithSession resumes this saved session on the first connect.
+func WithSession(s Session) Option { return func(c *config) { c.session = s } }
+
+// WithDispatchHandler sets the dispatch handler. It is called from the
+// shard's connection goroutine, one event at a time in sequence order; it
+// must be quick and must copy Data to keep it.
+func WithDispatchHandler(h func(Dispatch)) Option { return func(c *config) { c.onDispatch = h } }
+
+// WithStateHandler sets the state change handler. Calls never overlap and
+// come in transition order; it must be quick and must not call Close/End.
+func WithStateHandler(h func(StateChange)) Option { return func(c *config) { c.onState = h } }
+
+// WithLogger sets the logger (scoped with shard and shards attributes). Default: discard.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// WithBackoff sets reconnect backoff bounds: wait min + jitter x (min(max,
+// min x 2^attempt) - min). Defaults 1 s and 2 min. The first resume after
+// a working session drops is immediate.
+func WithBackoff(minWait, maxWait time.Duration) Option {
+	return func(c *config) {
+		c.backoffMin = max(minWait, 0)
+		c.backoffMax = max(maxWait, c.backoffMin)
+	}
+}
+
+// WithDialer sets the websocket dialer (proxy, TLS, NetDialContext). Default:
+// 4 KiB read buffer, write buffers from a shared pool.
+func WithDialer(d *websocket.Dialer) Option { return func(c *config) { c.dialer = d } }
+
+// WithHandshakeTimeout bounds the websocket upgrade and the wait for Hello. Default 10 s.
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.handshakeTimeout = d
+		}
+	}
+}
+
+// WithSendLimit sets the per-connection send limit. Default 120 per 60 s.
+// Room for heartbeats and Identify/Resume is reserved out of n.
+func WithSendLimit(n int, per time.Duration) Option {
+	return func(c *config) {
+		if n > 0 && per > 0 {
+			c.sendLimit, c.sendWindow = n, per
+		}
+	}
+}
+
+// WithHeartbeatJitter sets the source of the first heartbeat's jitter in
+// [0,1). Default math/rand/v2.Float64.
+func WithHeartbeatJitter(f func() float64) Option {
+	return func(c *config) {
+		if f != nil {
+			c.heartbeatJitter = f
+		}
+	}
+}
+
+// WithBackoffJitter sets the source of backoff jitter in [0,1]. Default math/rand/v2.Float64.
+func WithBackoffJitter(f func() float64) Option {
+	return func(c *config) {
+		if f != nil {
+			c.backoffJitter = f
+		}
+	}
+}
+
+// WithInvalidSessionWait sets the random wait after op 9 d=false before
+// identifying anew. Default 1-5 s as Discord suggests.
+func WithInvalidSessionWait(minWait, maxWait time.Duration) Option {
+	return func(c *config) {
+		c.invalidSessionMin = max(minWait, 0)
+		c.invalidSessionMax = max(maxWait, c.invalidSessionMin)
+	}
+}
+
+// WithReadLimit bounds one websocket message and one decompressed payload. Default 64 MiB.
+func WithReadLimit(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.readLimit = n
+		}
+	}
+}
+
+// WithZstdMaxWindow sets the largest zstd window the shard accepts (the
+// decoder allocates window + ~256 KiB per connection). Default 8 MiB.
+func WithZstdMaxWindow(n uint64) Option {
+	return func(c *config) {
+		if n >= 1<<10 {
+			c.zstdMaxWindow = n
+		}
+	}
+}
+
+// WithWriteTimeout bounds every socket write. Default 10 s.
+func WithWriteTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.writeTimeout = d
+		}
+	}
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,579 @@
+// Package gateway runs one shard's connection to Discord's gateway v10 as an
+// explicit state machine: identify through a shared gate, heartbeats with
+// zombie detection, resume with replay, zlib-stream and zstd-stream, the
+// per-connection send limit, and close codes handled from a table.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Session is what must be persisted to resume after a restart. The zero
+// value means no session.
+type Session struct {
+	ID        string
+	Sequence  int64
+	ResumeURL string
+}
+
+// Resumable reports whether the session can be resumed.
+func (s Session) Resumable() bool { return s.ID != "" }
+
+// Dispatch is one op 0 event.
+type Dispatch struct {
+	ShardID, ShardCount int
+	// Event is the event name, e.g. "MESSAGE_CREATE" (interned for known names).
+	Event string
+	Seq   int64
+	// Data is the raw `d` JSON; valid only during the handler call.
+	Data []byte
+}
+
+// Stats is a cheap snapshot of a shard.
+type Stats struct {
+	State      State
+	StateSince time.Time
+	// Latency is the last heartbeat round trip; SmoothedLatency its EWMA (alpha 0.2).
+	Latency, SmoothedLatency time.Duration
+	Guilds                   int    // guilds seen in READY/GUILD_CREATE minus GUILD_DELETE (not unavailable)
+	Events                   uint64 // dispatches received, total
+	Sequence                 int64
+	SessionID                string
+	SequenceGaps             uint64 // dispatches whose s skipped numbers
+	ReconnectAttempts        int    // connection attempts since the last Ready
+	Reconnects               uint64 // connections lost or refused, total
+	LastCloseCode            int
+	LastCloseReason          string
+	LastCloseAt              time.Time
+	Resumes, Identifies      uint64 // RESUMED received; Identify payloads sent
+	Heartbeats               uint64 // heartbeats sent
+}
+
+// secret holds the token behind a pointer so that %v of a Shard or any
+// struct holding it prints an address, and its own methods redact it.
+type secret struct{ v string }
+
+func (secret) String() string               { return "[redacted]" }
+func (secret) GoString() string             { return "[redacted]" }
+func (secret) LogValue() slog.Value         { return slog.StringValue("[redacted]") }
+func (secret) Format(f fmt.State, _ rune)   { _, _ = io.WriteString(f, "[redacted]") }
+func (secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
+
+// Shard is one connection to the gateway. Create it with New; all methods
+// are safe for concurrent use.
+type Shard struct {
+	id, count int
+	token     *secret
+	cfg       config
+	log       *slog.Logger
+	gate      IdentifyGate
+	dialer    *websocket.Dialer
+
+	lifeMu   sync.Mutex
+	started  bool
+	stopping bool
+	stopCode int
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when the run loop has ended (or Close before Start)
+	runErr   error         // why the loop ended in Failed
+
+	transMu sync.Mutex // serializes transitions and state handler calls
+
+	mu         sync.Mutex // guards the fields below (short, never across I/O)
+	since      time.Time
+	changed    chan struct{} // closed and replaced on every transition
+	sessionID  string
+	resumeURL  string
+	lastCode   int
+	lastReason string
+	lastAt     time.Time
+
+	state       atomic.Uint32
+	seq         atomic.Int64
+	events      atomic.Uint64
+	gaps        atomic.Uint64
+	reconnects  atomic.Uint64
+	resumes     atomic.Uint64
+	identifies  atomic.Uint64
+	heartbeats  atomic.Uint64
+	attempts    atomic.Int64
+	latency     atomic.Int64
+	smoothed    atomic.Int64
+	guildCount  atomic.Int64
+	handshakeNS atomic.Int64 // smoothed dial-to-Hello time
+
+	guilds []uint64 // sorted guild ids; owned by the connection goroutine
+
+	sendq chan *sendReq
+}
+
+type sendReq struct {
+	payload []byte
+	done    chan error
+}
+
+// New creates a shard for [shardID, shardCount]. It does not connect; call
+// Open or Start.
+func New(token string, shardID, shardCount int, opts ...Option) *Shard {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	s := &Shard{
+		id:      shardID,
+		count:   shardCount,
+		token:   &secret{token},
+		cfg:     cfg,
+		gate:    cfg.gate,
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+		sendq:   make(chan *sendReq),
+	}
+	if s.gate == nil {
+		s.gate = NewLocalGate(DefaultIdentifyWindow)
+	}
+	s.log = cfg.logger.With("shard", shardID, "shards", shardCount)
+	s.dialer = cfg.newDialer()
+	s.since = time.Now()
+	if cfg.session.ID != "" {
+		s.sessionID, s.resumeURL = cfg.session.ID, cfg.session.ResumeURL
+		s.seq.Store(cfg.session.Sequence)
+	}
+	return s
+}
+
+// String describes the shard without secrets.
+func (s *Shard) String() string {
+	return fmt.Sprintf("gateway.Shard{id=%d/%d state=%s}", s.id, s.count, s.State())
+}
+
+// GoString is String: %#v must not print the token.
+func (s *Shard) GoString() string { return s.String() }
+
+// LogValue logs the shard as its id, count and state.
+func (s *Shard) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int("id", s.id), slog.Int("count", s.count), slog.String("state", s.State().String()))
+}
+
+// ID returns the shard id.
+func (s *Shard) ID() int { return s.id }
+
+// Count returns the shard count.
+func (s *Shard) Count() int { return s.count }
+
+// State returns the current state.
+func (s *Shard) State() State { return State(s.state.Load()) }
+
+// Session returns the current session (ID, last seq, resume URL).
+func (s *Shard) Session() Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessionID == "" {
+		return Session{}
+	}
+	return Session{ID: s.sessionID, Sequence: s.seq.Load(), ResumeURL: s.resumeURL}
+}
+
+// Stats returns a snapshot; it takes one short lock and allocates nothing.
+func (s *Shard) Stats() Stats {
+	st := Stats{
+		State:             s.State(),
+		Latency:           time.Duration(s.latency.Load()),
+		SmoothedLatency:   time.Duration(s.smoothed.Load()),
+		Guilds:            int(s.guildCount.Load()),
+		Events:            s.events.Load(),
+		Sequence:          s.seq.Load(),
+		SequenceGaps:      s.gaps.Load(),
+		ReconnectAttempts: int(s.attempts.Load()),
+		Reconnects:        s.reconnects.Load(),
+		Resumes:           s.resumes.Load(),
+		Identifies:        s.identifies.Load(),
+		Heartbeats:        s.heartbeats.Load(),
+	}
+	s.mu.Lock()
+	st.StateSince, st.SessionID = s.since, s.sessionID
+	st.LastCloseCode, st.LastCloseReason, st.LastCloseAt = s.lastCode, s.lastReason, s.lastAt
+	s.mu.Unlock()
+	return st
+}
+
+func (s *Shard) validate() error {
+	c := &s.cfg
+	switch {
+	case s.count < 1 || s.id < 0 || s.id >= s.count:
+		return fmt.Errorf("gateway: shard %d: invalid shard [%d, %d]", s.id, s.id, s.count)
+	case s.token.v == "":
+		return fmt.Errorf("gateway: shard %d: empty token", s.id)
+	case !c.compression.valid():
+		return fmt.Errorf("gateway: shard %d: option compression: unknown value %q", s.id, c.compression)
+	case c.presence != nil && !json.Valid(c.presence):
+		return fmt.Errorf("gateway: shard %d: option presence: not valid JSON", s.id)
+	}
+	if _, err := gatewayURL(c.url, c.compression); err != nil {
+		return fmt.Errorf("gateway: shard %d: option url: %w", s.id, err)
+	}
+	if _, err := s.identifyPayload(); err != nil {
+		return fmt.Errorf("gateway: shard %d: identify payload: %w", s.id, err)
+	}
+	return nil
+}
+
+// Start starts the run loop in the background. It returns ErrAlreadyStarted
+// if it runs, ErrClosed after Close/End, or a configuration error.
+func (s *Shard) Start() error {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	if s.stopping {
+		return ErrClosed
+	}
+	if s.started {
+		return ErrAlreadyStarted
+	}
+	if err := s.validate(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.started, s.cancel = true, cancel
+	go s.run(ctx)
+	return nil
+}
+
+// Open starts the shard if needed and waits until it is Ready (nil), Failed
+// (the failure, e.g. a *CloseError), Closed (ErrClosed) or ctx ends
+// (ctx.Err(); the shard keeps running).
+func (s *Shard) Open(ctx context.Context) error {
+	if err := s.Start(); err != nil && !errors.Is(err, ErrAlreadyStarted) {
+		return err
+	}
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		switch s.State() {
+		case StateReady:
+			return nil
+		case StateFailed:
+			s.lifeMu.Lock()
+			err := s.runErr
+			s.lifeMu.Unlock()
+			return err
+		case StateClosed:
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Close closes the connection keeping the session resumable (close code
+// 4000), stops the loop and returns the session to persist. No goroutine of
+// the shard survives it. It is idempotent; if ctx ends first it returns
+// ctx.Err() and the loop finishes in the background.
+func (s *Shard) Close(ctx context.Context) (Session, error) {
+	if err := s.stop(ctx, resumableCloseCode); err != nil {
+		return s.Session(), err
+	}
+	return s.Session(), nil
+}
+
+// End closes the connection with 1000, which ends the session for good
+// (the bot goes offline), and stops the loop. The shard forgets the session.
+func (s *Shard) End(ctx context.Context) error {
+	err := s.stop(ctx, websocket.CloseNormalClosure)
+	s.dropSession()
+	return err
+}
+
+func (s *Shard) stop(ctx context.Context, code int) error {
+	s.lifeMu.Lock()
+	if !s.stopping {
+		s.stopping, s.stopCode = true, code
+		if s.started {
+			s.cancel()
+		} else {
+			s.transition(StateClosed, "closed before start", 0, nil)
+			close(s.done)
+		}
+	}
+	s.lifeMu.Unlock()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("gateway: shard %d: close: %w", s.id, ctx.Err())
+	}
+}
+
+func (s *Shard) closeCode() int {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	return s.stopCode
+}
+
+// Send queues payload (one JSON gateway payload, e.g. op 3 presence update)
+// for the connection, keeping to the send limit. It waits until the shard
+// is Ready and the limit allows, then returns once the payload is written.
+// It refuses payloads over 4096 bytes (ErrPayloadTooLarge) or invalid JSON
+// before anything is sent, and returns ErrClosed once the shard has stopped.
+func (s *Shard) Send(ctx context.Context, payload []byte) error {
+	if len(payload) > MaxPayloadSize {
+		return ErrPayloadTooLarge
+	}
+	if !json.Valid(payload) {
+		return fmt.Errorf("gateway: shard %d: send: payload is not valid JSON", s.id)
+	}
+	req := &sendReq{payload: payload, done: make(chan error, 1)}
+	select {
+	case s.sendq <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrClosed
+	}
+	return <-req.done
+}
+
+// transition is the one place the state changes: it checks the state
+// machine, records when, and tells the state handler.
+func (s *Shard) transition(to State, reason string, code int, err error) {
+	s.transMu.Lock()
+	defer s.transMu.Unlock()
+	from := s.State()
+	if from == to {
+		return
+	}
+	if !ValidTransition(from, to) {
+		s.log.Error("illegal state transition", "from", from, "to", to, "reason", reason)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	s.state.Store(uint32(to))
+	s.since = now
+	if code != 0 {
+		s.lastCode, s.lastReason, s.lastAt = code, reason, now
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	switch to {
+	case StateReady:
+		s.attempts.Store(0)
+	case StateReconnecting:
+		s.reconnects.Add(1)
+	}
+	attrs := []any{"from", from.String(), "to", to.String(), "reason", reason}
+	if code != 0 {
+		attrs = append(attrs, "close_code", code)
+	}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+		s.log.Warn("shard state", attrs...)
+	} else {
+		s.log.Info("shard state", attrs...)
+	}
+	if h := s.cfg.onState; h != nil {
+		h(StateChange{ShardID: s.id, ShardCount: s.count, From: from, To: to, Reason: reason, CloseCode: code, Err: err, At: now})
+	}
+}
+
+func (s *Shard) setSession(id, url string) {
+	s.mu.Lock()
+	s.sessionID, s.resumeURL = id, url
+	s.mu.Unlock()
+}
+
+func (s *Shard) dropSession() {
+	s.mu.Lock()
+	s.sessionID, s.resumeURL = "", ""
+	s.seq.Store(0)
+	s.mu.Unlock()
+}
+
+func (s *Shard) hasSession() (string, string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessionID, s.resumeURL, s.sessionID != ""
+}
+
+// lead is how long before its identify slot the shard dials.
+func (s *Shard) lead() time.Duration {
+	if s.cfg.identifyLead > 0 {
+		return s.cfg.identifyLead
+	}
+	h := time.Duration(s.handshakeNS.Load())
+	if h == 0 {
+		return defaultLeadInitial
+	}
+	return min(max(time.Duration(float64(h)*leadFactor), leadMin), leadMax)
+}
+
+func (s *Shard) recordHandshake(d time.Duration) {
+	old := s.handshakeNS.Load()
+	if old == 0 {
+		s.handshakeNS.Store(int64(d))
+		return
+	}
+	s.handshakeNS.Store(int64(float64(old)*0.7 + float64(d)*0.3))
+}
+
+// backoff is the wait before attempt n (n >= 1): min + jitter x (min(max, min x 2^(n-1)) - min).
+func (s *Shard) backoff(n int64) time.Duration {
+	lo, hi := s.cfg.backoffMin, s.cfg.backoffMax
+	upper := float64(lo) * math.Pow(2, float64(min(n-1, 40)))
+	upper = min(upper, float64(hi))
+	j := min(max(s.cfg.backoffJitter(), 0), 1)
+	return lo + time.Duration(j*(upper-float64(lo)))
+}
+
+// connEnd is how a connection ended and what to do next.
+type connEnd struct {
+	action     CloseAction
+	reason     string
+	code       int  // close code received (remote) or sent (local)
+	remote     bool // code came from Discord
+	err        error
+	stopped    bool          // Close/End
+	waitBefore time.Duration // minimum wait before the next attempt (op 9 d=false)
+}
+
+// run is the shard's state machine loop: approach the gate, dial, run the
+// connection, decide from how it ended, back off, repeat.
+func (s *Shard) run(ctx context.Context) {
+	defer close(s.done)
+	var wait time.Duration
+	for {
+		if wait > 0 && !sleepCtx(ctx, wait) {
+			s.finishStopped()
+			return
+		}
+		if ctx.Err() != nil {
+			s.finishStopped()
+			return
+		}
+		sessID, resumeURL, resume := s.hasSession()
+		approached := false
+		if !resume {
+			s.transition(StateQueued, "waiting for an identify slot", 0, nil)
+			if err := s.gate.Approach(ctx, s.id, s.lead()); err != nil {
+				if ctx.Err() != nil {
+					s.finishStopped()
+					return
+				}
+				n := s.attempts.Add(1)
+				s.transition(StateReconnecting, "identify gate refused: "+err.Error(), 0, err)
+				wait = s.backoff(n)
+				continue
+			}
+			approached = true
+			s.transition(StateConnecting, "identify slot near: dialing", 0, nil)
+		} else {
+			s.transition(StateConnecting, "dialing to resume", 0, nil)
+		}
+		url := s.cfg.url
+		if resume && resumeURL != "" {
+			url = resumeURL
+		}
+		end := s.connect(ctx, url, sessID, resume, approached)
+		if end.stopped || ctx.Err() != nil {
+			s.finishStopped()
+			return
+		}
+		if end.action.Fatal() {
+			cerr := end.err
+			if cerr == nil {
+				cerr = &CloseError{Code: end.code, Reason: end.reason}
+			}
+			s.lifeMu.Lock()
+			s.runErr = cerr
+			s.lifeMu.Unlock()
+			name, _ := CloseCodeInfo(end.code)
+			s.transition(StateFailed, fmt.Sprintf("close %d %s: fatal", end.code, name), end.code, cerr)
+			return
+		}
+		if end.action == ActionIdentify {
+			s.dropSession()
+		}
+		n := s.attempts.Add(1) - 1 // attempts before this one since Ready
+		s.transition(StateReconnecting, end.reason, end.code, end.err)
+		wait = end.waitBefore
+		if n > 0 {
+			wait = max(wait, s.backoff(n))
+		}
+	}
+}
+
+func (s *Shard) finishStopped() {
+	code := s.closeCode()
+	if code == websocket.CloseNormalClosure {
+		s.dropSession()
+		s.transition(StateClosed, "ended (1000): session ended", 0, nil)
+		return
+	}
+	s.transition(StateClosed, fmt.Sprintf("closed (%d): session kept resumable", code), 0, nil)
+}
+
+func (s *Shard) identifyPayload() ([]byte, error) {
+	type props struct {
+		OS      string `json:"os"`
+		Browser string `json:"browser"`
+		Device  string `json:"device"`
+	}
+	type data struct {
+		Token          string          `json:"token"`
+		Intents        int64           `json:"intents"`
+		Properties     props           `json:"properties"`
+		Shard          [2]int          `json:"shard"`
+		LargeThreshold int             `json:"large_threshold"`
+		Presence       json.RawMessage `json:"presence,omitempty"`
+	}
+	b, err := json.Marshal(struct {
+		Op int  `json:"op"`
+		D  data `json:"d"`
+	}{2, data{
+		Token: s.token.v, Intents: s.cfg.intents,
+		Properties: props{s.cfg.osName, s.cfg.browser, s.cfg.device},
+		Shard:      [2]int{s.id, s.count}, LargeThreshold: s.cfg.largeThreshold, Presence: s.cfg.presence,
+	}})
+	if err != nil {
+		return nil, errors.New("cannot encode identify") // never wrap: the message could quote the payload
+	}
+	if len(b) > MaxPayloadSize {
+		return nil, ErrPayloadTooLarge
+	}
+	return b, nil
+}
+
+func (s *Shard) resumePayload(sessionID string, seq int64) ([]byte, error) {
+	b, err := json.Marshal(struct {
+		Op int `json:"op"`
+		D  struct {
+			Token     string `json:"token"`
+			SessionID string `json:"session_id"`
+			Seq       int64  `json:"seq"`
+		} `json:"d"`
+	}{Op: 6, D: struct {
+		Token     string `json:"token"`
+		SessionID string `json:"session_id"`
+		Seq       int64  `json:"seq"`
+	}{s.token.v, sessionID, seq}})
+	if err != nil {
+		return nil, errors.New("cannot encode resume")
+	}
+	return b, nil
+}

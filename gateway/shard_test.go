@@ -1,0 +1,470 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/shardtop/shardtop/discordsim"
+)
+
+func TestOpenReadyGuildsHeartbeats(t *testing.T) {
+	sim := startSim(t, discordsim.Config{Guilds: 20})
+	ts := newShard(t, sim, WithHeartbeatJitter(func() float64 { return 0.01 }))
+	ts.open(t)
+	st := ts.Stats()
+	if st.SessionID == "" || st.Identifies != 1 || ts.gate.readyReleases.Load() != 1 || ts.gate.acquires.Load() != 1 {
+		t.Fatalf("after Open: %+v gate acquires=%d ready releases=%d", st, ts.gate.acquires.Load(), ts.gate.readyReleases.Load())
+	}
+	eventually(t, "all GUILD_CREATE", func() bool { return ts.Stats().Guilds == 20 && ts.Stats().Events >= 21 })
+	eventually(t, "a heartbeat round trip", func() bool { return ts.Stats().Latency > 0 && ts.Stats().SmoothedLatency > 0 })
+	if s := ts.Session(); s.ID != st.SessionID || s.ResumeURL != sim.ResumeURL() || s.Sequence < 21 {
+		t.Fatalf("session %+v (resume url want %s)", s, sim.ResumeURL())
+	}
+	if ts.Start() != ErrAlreadyStarted {
+		t.Fatal("second Start did not return ErrAlreadyStarted")
+	}
+}
+
+// TestCloseCodes drives every row of the close code table through the simulator.
+func TestCloseCodes(t *testing.T) {
+	for _, code := range []int{4000, 4001, 4002, 4003, 4004, 4005, 4007, 4008, 4009, 4010, 4011, 4012, 4013, 4014} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			t.Parallel()
+			sim := startSim(t, discordsim.Config{})
+			ts := newShard(t, sim)
+			ts.open(t)
+			if sim.CloseShard(0, code) != 1 {
+				t.Fatal("sim hit no connection")
+			}
+			_, action := CloseCodeInfo(code)
+			switch action {
+			case ActionResume:
+				eventually(t, "resume", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
+				if st := sim.Stats(); st.Identifies != 1 || ts.Stats().Resumes != 1 {
+					t.Fatalf("identifies %d, client resumes %d", st.Identifies, ts.Stats().Resumes)
+				}
+			case ActionIdentify:
+				eventually(t, "identify anew", func() bool { return sim.Stats().Identifies == 2 && ts.State() == StateReady })
+				if sim.Stats().Resumes != 0 || ts.gate.acquires.Load() != 2 {
+					t.Fatalf("resumes %d, gate acquires %d", sim.Stats().Resumes, ts.gate.acquires.Load())
+				}
+			default:
+				eventually(t, "Failed", func() bool { return ts.State() == StateFailed })
+				err := ts.Open(ctxT(t))
+				var ce *CloseError
+				if !errors.As(err, &ce) || ce.Code != code {
+					t.Fatalf("Open after fatal close: %v", err)
+				}
+				ch, _ := ts.rec.find(StateFailed)
+				if ch.CloseCode != code || !errors.As(ch.Err, &ce) {
+					t.Fatalf("state change %+v", ch)
+				}
+				if n := sim.Stats().Connections; n != 1 {
+					t.Fatalf("fatal code looped: %d connections", n)
+				}
+			}
+		})
+	}
+}
+
+func TestFatalCodesFromRealCauses(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		cfg  discordsim.Config
+		opts []Option
+		tok  string
+		want error
+	}{
+		{"bad token", discordsim.Config{}, nil, "wrong", ErrAuthenticationFailed},
+		{"invalid intents", discordsim.Config{}, []Option{WithIntents(1 << 40)}, testToken, ErrInvalidIntents},
+		{"disallowed intents", discordsim.Config{AllowedIntents: discordsim.IntentsNonPrivileged}, []Option{WithIntents(1 << 1)}, testToken, ErrDisallowedIntents},
+		{"sharding required", discordsim.Config{Guilds: 30, MaxGuildsPerShard: 10}, nil, testToken, ErrShardingRequired},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sim := startSim(t, c.cfg)
+			rec := &recorder{t: t}
+			s := New(c.tok, 0, 1, append([]Option{WithURL(sim.GatewayURL()), WithCompression(CompressionNone),
+				WithIdentifyGate(&testGate{}), WithStateHandler(rec.handle)}, c.opts...)...)
+			defer func() { _, _ = s.Close(ctxT(t)) }()
+			err := s.Open(ctxT(t))
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Open: %v, want %v", err, c.want)
+			}
+			if s.State() != StateFailed || sim.Stats().Connections != 1 {
+				t.Fatalf("state %v, connections %d", s.State(), sim.Stats().Connections)
+			}
+		})
+	}
+}
+
+func TestOp7Resumes(t *testing.T) {
+	sim := startSim(t, discordsim.Config{})
+	ts := newShard(t, sim)
+	ts.open(t)
+	sim.Reconnect(0)
+	eventually(t, "resume after op 7", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
+	if ch, _ := ts.rec.find(StateReconnecting); ch.Reason != "op 7 reconnect: resuming" {
+		t.Fatalf("reason %q", ch.Reason)
+	}
+	if sim.Stats().Identifies != 1 || ts.Stats().SequenceGaps != 0 {
+		t.Fatal("op 7 re-identified or left a gap")
+	}
+}
+
+func TestOp9(t *testing.T) {
+	t.Run("resumable", func(t *testing.T) {
+		sim := startSim(t, discordsim.Config{})
+		ts := newShard(t, sim)
+		ts.open(t)
+		sim.InvalidateSession(0, true)
+		eventually(t, "resume", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
+		if sim.Stats().Identifies != 1 {
+			t.Fatal("re-identified")
+		}
+	})
+	t.Run("not resumable", func(t *testing.T) {
+		sim := startSim(t, discordsim.Config{})
+		ts := newShard(t, sim)
+		ts.open(t)
+		old := ts.Session().ID
+		sim.InvalidateSession(0, false)
+		eventually(t, "identify anew", func() bool { return sim.Stats().Identifies == 2 && ts.State() == StateReady })
+		if ts.gate.acquires.Load() != 2 || ts.gate.approaches.Load() != 2 || sim.Stats().Resumes != 0 {
+			t.Fatalf("identify did not go through the gate: approaches %d acquires %d", ts.gate.approaches.Load(), ts.gate.acquires.Load())
+		}
+		if ts.Session().ID == old {
+			t.Fatal("old session kept")
+		}
+	})
+}
+
+// TestZombieResumes: the sim stops sending (no ACKs); the client must notice
+// within two heartbeat intervals, close non-1000 and resume with replay.
+func TestZombieResumes(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	sim := startSim(t, discordsim.Config{HeartbeatInterval: interval, EventRate: 200})
+	ts := newShard(t, sim)
+	ts.open(t)
+	eventually(t, "traffic", func() bool { return ts.events.Load() > 30 })
+	start := time.Now()
+	sim.Zombie(0)
+	eventually(t, "zombie detected", func() bool { return ts.rec.count(StateReconnecting) == 1 })
+	if took := time.Since(start); took > 2*interval+100*time.Millisecond {
+		t.Fatalf("zombie detected after %v, want within two heartbeats (%v)", took, 2*interval)
+	}
+	ch, _ := ts.rec.find(StateReconnecting)
+	if ch.Reason != "zombie: no ACK in 200ms" {
+		t.Fatalf("reason %q", ch.Reason)
+	}
+	eventually(t, "resume with replay", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
+	if sim.Stats().Replayed == 0 {
+		t.Fatal("nothing replayed")
+	}
+	if st := sim.Stats(); st.ClientCloses[1000] != 0 || st.ClientCloses[1001] != 0 || st.Identifies != 1 {
+		t.Fatalf("client closes %v identifies %d", st.ClientCloses, st.Identifies)
+	}
+	seqNow := ts.Stats().Sequence
+	eventually(t, "traffic after resume", func() bool { return ts.Stats().Sequence > seqNow+10 })
+	if g := ts.Stats().SequenceGaps; g != 0 {
+		t.Fatalf("%d sequence gaps after resume", g)
+	}
+}
+
+func TestDropTCPResumesWithoutGap(t *testing.T) {
+	sim := startSim(t, discordsim.Config{EventRate: 300})
+	ts := newShard(t, sim)
+	ts.open(t)
+	eventually(t, "traffic", func() bool { return ts.events.Load() > 30 })
+	sim.DropTCP(0)
+	eventually(t, "resume", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
+	seqNow := ts.Stats().Sequence
+	eventually(t, "traffic after resume", func() bool { return ts.Stats().Sequence > seqNow+20 })
+	st := ts.Stats()
+	if st.SequenceGaps != 0 || st.Reconnects != 1 || st.ReconnectAttempts != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Every seq arrived exactly once in order: events seen == last seq.
+	if got, want := ts.events.Load(), ts.maxSeq.Load(); got != want {
+		t.Fatalf("saw %d dispatches, last seq %d", got, want)
+	}
+}
+
+func TestServerRequestedHeartbeat(t *testing.T) {
+	sim := startSim(t, discordsim.Config{HeartbeatInterval: 20 * time.Second})
+	ts := newShard(t, sim, WithHeartbeatJitter(func() float64 { return 0.99 }))
+	ts.open(t)
+	before := sim.Stats().HeartbeatsReceived
+	sim.RequestHeartbeat(0)
+	eventually(t, "heartbeat answering op 1", func() bool { return sim.Stats().HeartbeatsReceived == before+1 })
+	eventually(t, "its ACK", func() bool { return ts.Stats().Latency > 0 })
+}
+
+func TestCompressionEndToEnd(t *testing.T) {
+	for _, comp := range []Compression{CompressionZlibStream, CompressionZstdStream} {
+		t.Run(string(comp), func(t *testing.T) {
+			t.Parallel()
+			// A long interval: under -race an ACK queued behind the burst
+			// could otherwise (correctly) look like a zombie.
+			sim := startSim(t, discordsim.Config{HeartbeatInterval: 5 * time.Second})
+			var bad atomic.Int64
+			var mu sync.Mutex
+			var lastMsg []byte
+			ts := newShard(t, sim, WithCompression(comp), WithDispatchHandler(func(d Dispatch) {
+				if !json.Valid(d.Data) {
+					bad.Add(1)
+				}
+				if d.Event == "MESSAGE_CREATE" {
+					mu.Lock()
+					lastMsg = append(lastMsg[:0], d.Data...)
+					mu.Unlock()
+				}
+			}))
+			ts.open(t)
+			eventually(t, "guilds", func() bool { return ts.Stats().Guilds == 12 })
+			base := ts.Stats().Events
+			sim.Burst(0, 3000)
+			eventually(t, "burst", func() bool { return ts.Stats().Events == base+3000 })
+			sim.Reconnect(0) // new connection, new decoder context
+			eventually(t, "resume", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
+			sim.Burst(0, 500)
+			eventually(t, "burst after resume", func() bool { return ts.Stats().Events == base+3500+1 })
+			if bad.Load() != 0 || ts.Stats().SequenceGaps != 0 {
+				t.Fatalf("%d invalid payloads, %d gaps", bad.Load(), ts.Stats().SequenceGaps)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			var m struct {
+				ChannelID string `json:"channel_id"`
+			}
+			if err := json.Unmarshal(lastMsg, &m); err != nil || m.ChannelID == "" {
+				t.Fatalf("MESSAGE_CREATE data: %v %q", err, lastMsg)
+			}
+		})
+	}
+}
+
+func TestSendLimitFlood(t *testing.T) {
+	const limit, window = 20, time.Second
+	sim := startSim(t, discordsim.Config{SendLimit: limit, SendWindow: window, HeartbeatInterval: 250 * time.Millisecond})
+	ts := newShard(t, sim, WithSendLimit(limit, window))
+	ts.open(t)
+	presence := []byte(`{"op":3,"d":{"since":null,"activities":[],"status":"online","afk":false}}`)
+	userRoom := limit - reserveFor(limit, window, 250*time.Millisecond)
+	var times []time.Duration
+	start := time.Now()
+	for i := range limit + 5 {
+		if err := ts.Send(ctxT(t), presence); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		times = append(times, time.Since(start))
+	}
+	// The user's room (limit minus the reserve, less the identify and
+	// heartbeats already in the window) goes out at once; the next waits.
+	fast := 0
+	for _, d := range times {
+		if d < window/2 {
+			fast++
+		}
+	}
+	if fast > userRoom || fast < userRoom-4 {
+		t.Fatalf("%d payloads went out at once, user room %d (times %v)", fast, userRoom, times)
+	}
+	if times[len(times)-1] < 2*window {
+		t.Fatalf("%d payloads took only %v", len(times), times[len(times)-1])
+	}
+	st := sim.Stats()
+	if st.Closes[4008] != 0 || st.Connections != 1 || ts.State() != StateReady {
+		t.Fatalf("sim closes %v connections %d state %v", st.Closes, st.Connections, ts.State())
+	}
+}
+
+func TestSendRefusals(t *testing.T) {
+	sim := startSim(t, discordsim.Config{})
+	ts := newShard(t, sim)
+	big := []byte(`{"op":3,"d":"` + string(make([]byte, 0)) + fmt.Sprintf("%04097d", 0) + `"}`)
+	if err := ts.Send(ctxT(t), big); !errors.Is(err, ErrPayloadTooLarge) {
+		t.Fatalf("too large before start: %v", err)
+	}
+	ts.open(t)
+	before := sim.Stats().PayloadsReceived
+	if err := ts.Send(ctxT(t), big); !errors.Is(err, ErrPayloadTooLarge) {
+		t.Fatalf("too large: %v", err)
+	}
+	if err := ts.Send(ctxT(t), []byte(`{"op":3,`)); err == nil {
+		t.Fatal("invalid JSON accepted")
+	}
+	if got := sim.Stats().PayloadsReceived; got != before {
+		// Heartbeats may have arrived meanwhile; only they may count.
+		if sim.Stats().HeartbeatsReceived == 0 {
+			t.Fatalf("payloads received %d -> %d", before, got)
+		}
+	}
+	if _, err := ts.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Send(ctxT(t), []byte(`{"op":3,"d":{}}`)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("send after close: %v", err)
+	}
+}
+
+func TestIdentifyWaitsForGate(t *testing.T) {
+	sim := startSim(t, discordsim.Config{HeartbeatInterval: 100 * time.Millisecond})
+	ts := newShard(t, sim, WithHeartbeatJitter(func() float64 { return 0 }))
+	ts.gate.hold = make(chan struct{})
+	if err := ts.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Connected, heartbeating, but no identify until the gate says so.
+	eventually(t, "heartbeats while waiting", func() bool { return sim.Stats().HeartbeatsReceived >= 3 })
+	if st := sim.Stats(); st.Identifies != 0 || ts.State() != StateConnecting || st.PayloadsReceived != st.HeartbeatsReceived {
+		t.Fatalf("identified before the gate: sim %+v state %v", st, ts.State())
+	}
+	close(ts.gate.hold)
+	ts.open(t)
+	if sim.Stats().Identifies != 1 || sim.Stats().Closes[4009] != 0 {
+		t.Fatal("identify after gate")
+	}
+}
+
+func TestGateReleasedOnCloseWhileQueued(t *testing.T) {
+	sim := startSim(t, discordsim.Config{})
+	ts := newShard(t, sim)
+	ts.gate.hold = make(chan struct{})
+	if err := ts.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "waiting in Acquire", func() bool { return ts.State() == StateConnecting && sim.Stats().ActiveConnections == 1 })
+	if _, err := ts.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if ts.gate.releases.Load() != 1 || ts.gate.readyReleases.Load() != 0 || ts.State() != StateClosed {
+		t.Fatalf("releases %d state %v", ts.gate.releases.Load(), ts.State())
+	}
+}
+
+// TestBackoffDialFailures measures dial attempts against a failing dialer.
+func TestBackoffDialFailures(t *testing.T) {
+	var mu sync.Mutex
+	var attempts []time.Time
+	dialer := &websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		attempts = append(attempts, time.Now())
+		mu.Unlock()
+		return nil, errors.New("connection refused (test)")
+	}}
+	rec := &recorder{t: t}
+	gate := &testGate{}
+	s := New(testToken, 0, 1, WithURL("ws://127.0.0.1:1/gateway"), WithDialer(dialer), WithIdentifyGate(gate),
+		WithBackoff(20*time.Millisecond, 80*time.Millisecond), WithBackoffJitter(func() float64 { return 1 }),
+		WithStateHandler(rec.handle))
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "7 attempts", func() bool { mu.Lock(); defer mu.Unlock(); return len(attempts) >= 7 })
+	if _, err := s.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Attempt 1 -> 2 is the immediate first retry, then 20, 40, 80, 80, 80 ms.
+	want := []time.Duration{0, 20, 40, 80, 80, 80}
+	for i, w := range want {
+		gap := attempts[i+1].Sub(attempts[i])
+		if gap < w*time.Millisecond*9/10 || gap > w*time.Millisecond+150*time.Millisecond {
+			t.Fatalf("gap %d = %v, want ~%v ms (all: %v)", i, gap, w, attempts)
+		}
+	}
+	if gate.approaches.Load() != gate.releases.Load() || gate.acquires.Load() != 0 {
+		t.Fatalf("gate approaches %d releases %d acquires %d", gate.approaches.Load(), gate.releases.Load(), gate.acquires.Load())
+	}
+	if s.Stats().ReconnectAttempts < 6 {
+		t.Fatalf("attempts %d", s.Stats().ReconnectAttempts)
+	}
+}
+
+func TestCloseKeepsSessionForNewShard(t *testing.T) {
+	sim := startSim(t, discordsim.Config{EventRate: 100})
+	ts := newShard(t, sim)
+	ts.open(t)
+	eventually(t, "traffic", func() bool { return ts.events.Load() > 10 })
+	sess, err := ts.Close(ctxT(t))
+	if err != nil || !sess.Resumable() || sess.Sequence == 0 || sess.ResumeURL == "" {
+		t.Fatalf("Close: %+v %v", sess, err)
+	}
+	if ts.State() != StateClosed {
+		t.Fatalf("state %v", ts.State())
+	}
+	eventually(t, "sim saw close 4000", func() bool { return sim.Stats().ClientCloses[4000] == 1 })
+	again, err := ts.Close(ctxT(t))
+	if err != nil || again != sess {
+		t.Fatal("Close not idempotent")
+	}
+	ts2 := newShard(t, sim, WithSession(sess))
+	ts2.open(t)
+	st := sim.Stats()
+	if st.Resumes != 1 || st.Identifies != 1 || ts2.gate.approaches.Load() != 0 {
+		t.Fatalf("restart: resumes %d identifies %d gate %d", st.Resumes, st.Identifies, ts2.gate.approaches.Load())
+	}
+	if ts2.Session().ID != sess.ID || ts2.Stats().SequenceGaps != 0 {
+		t.Fatal("resumed into another session or with a gap")
+	}
+	if first, _ := ts2.rec.find(StateConnecting); first.From != StateIdle {
+		t.Fatalf("restart went through %v first", first.From)
+	}
+}
+
+func TestEndEndsSession(t *testing.T) {
+	sim := startSim(t, discordsim.Config{})
+	ts := newShard(t, sim)
+	ts.open(t)
+	id := ts.Session().ID
+	if err := ts.End(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if ts.Session().Resumable() || ts.State() != StateClosed {
+		t.Fatal("End kept the session")
+	}
+	eventually(t, "sim session gone", func() bool {
+		for _, s := range sim.Sessions() {
+			if s.ID == id {
+				return false
+			}
+		}
+		return true
+	})
+	eventually(t, "sim saw close 1000", func() bool { return sim.Stats().ClientCloses[1000] == 1 })
+	ts2 := newShard(t, sim, WithSession(Session{ID: id, Sequence: 1, ResumeURL: sim.ResumeURL()}))
+	ts2.open(t)
+	if sim.Stats().Identifies != 2 || sim.Stats().ResumesRejected != 1 {
+		t.Fatalf("stale resume: %+v", sim.Stats())
+	}
+}
+
+func TestLifecycleEdges(t *testing.T) {
+	s := New(testToken, 0, 1)
+	if _, err := s.Close(ctxT(t)); err != nil || s.State() != StateClosed {
+		t.Fatal("Close before Start")
+	}
+	if s.Start() != ErrClosed {
+		t.Fatal("Start after Close")
+	}
+	if err := New(testToken, 3, 2).Start(); err == nil {
+		t.Fatal("invalid shard accepted")
+	}
+	if err := New(testToken, 0, 1, WithPresence(json.RawMessage(`{bad`))).Start(); err == nil {
+		t.Fatal("invalid presence accepted")
+	}
+	if err := New(testToken, 0, 1, WithCompression("gzip")).Start(); err == nil {
+		t.Fatal("unknown compression accepted")
+	}
+}

@@ -1,0 +1,111 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCloseCodeTable(t *testing.T) {
+	want := map[int]CloseAction{
+		4000: ActionResume, 4001: ActionResume, 4002: ActionResume, 4003: ActionResume,
+		4004: ActionStop, 4005: ActionResume, 4007: ActionIdentify, 4008: ActionResume,
+		4009: ActionIdentify, 4010: ActionStop, 4011: ActionReshard, 4012: ActionStop,
+		4013: ActionStop, 4014: ActionStop, 4999: ActionResume, 1006: ActionResume, 0: ActionResume,
+	}
+	for code, action := range want {
+		if _, got := CloseCodeInfo(code); got != action {
+			t.Errorf("code %d: action %v, want %v", code, got, action)
+		}
+	}
+	err := error(&CloseError{Code: 4004, Reason: "Authentication failed."})
+	if !errors.Is(err, ErrAuthenticationFailed) || errors.Is(err, ErrInvalidShard) {
+		t.Fatal("CloseError.Is does not match its sentinel")
+	}
+	if !errors.Is(fmt.Errorf("wrapped: %w", &CloseError{Code: 4011}), ErrShardingRequired) {
+		t.Fatal("wrapped 4011 does not match ErrShardingRequired")
+	}
+}
+
+func TestStateMachine(t *testing.T) {
+	if !ValidTransition(StateIdle, StateQueued) || ValidTransition(StateClosed, StateReady) || ValidTransition(StateQueued, StateReady) {
+		t.Fatal("transition table wrong")
+	}
+	for s := StateIdle; s < numStates; s++ {
+		if strings.HasPrefix(s.String(), "state(") {
+			t.Errorf("state %d has no name", s)
+		}
+	}
+}
+
+func TestSendWindow(t *testing.T) {
+	w := newSendWindow(10, time.Second)
+	now := time.Duration(0)
+	for i := range 7 {
+		if d := w.wait(now, 7); d != 0 {
+			t.Fatalf("send %d waits %v", i, d)
+		}
+		w.record(now)
+		now += time.Millisecond
+	}
+	if d := w.wait(now, 7); d <= 0 {
+		t.Fatal("8th user payload in the window does not wait")
+	}
+	if d := w.wait(now, 10); d != 0 {
+		t.Fatal("reserved room not available to the shard itself")
+	}
+	if d := w.wait(now+2*time.Second, 7); d != 0 {
+		t.Fatal("window does not slide")
+	}
+	if r := reserveFor(120, 60*time.Second, 41250*time.Millisecond); r < 4 || r > 10 {
+		t.Fatalf("reserve %d", r)
+	}
+}
+
+func TestBackoffGrowsAndCaps(t *testing.T) {
+	s := New("t", 0, 1, WithBackoff(100*time.Millisecond, time.Second), WithBackoffJitter(func() float64 { return 1 }))
+	var got []time.Duration
+	for n := int64(1); n <= 6; n++ {
+		got = append(got, s.backoff(n))
+	}
+	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
+	for i := range want {
+		if got[i] != want[i]*time.Millisecond {
+			t.Fatalf("backoff %v, want %v ms", got, want)
+		}
+	}
+	s2 := New("t", 0, 1, WithBackoff(100*time.Millisecond, time.Second), WithBackoffJitter(func() float64 { return 0 }))
+	if s2.backoff(5) != 100*time.Millisecond {
+		t.Fatal("backoff floor not min")
+	}
+}
+
+func TestTokenNeverPrinted(t *testing.T) {
+	const token = "super-secret-token-value"
+	var logs bytes.Buffer
+	s := New(token, 0, 1, WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	out := fmt.Sprintf("%v %+v %#v %s", s, s, s, s)
+	out += fmt.Sprintf("%v %+v %#v", *s.token, s.token, s.cfg)
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("x", "shard", s, "token", s.token)
+	if strings.Contains(out, token) || strings.Contains(logs.String(), token) {
+		t.Fatalf("token leaked: %s %s", out, logs.String())
+	}
+}
+
+func TestGatewayURL(t *testing.T) {
+	u, err := gatewayURL("wss://gateway.discord.gg", CompressionZstdStream)
+	if err != nil || u != "wss://gateway.discord.gg/?compress=zstd-stream&encoding=json&v=10" {
+		t.Fatalf("%q %v", u, err)
+	}
+	u, _ = gatewayURL("ws://127.0.0.1:5/gateway-resume?v=9", CompressionNone)
+	if u != "ws://127.0.0.1:5/gateway-resume?encoding=json&v=10" {
+		t.Fatalf("%q", u)
+	}
+	if _, err := gatewayURL("http://x", CompressionNone); err == nil {
+		t.Fatal("http scheme accepted")
+	}
+}
