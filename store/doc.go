@@ -1,0 +1,52 @@
+// Package store persists each shard's gateway session (session ID, last
+// sequence number and resume URL) so that a restarted supervisor resumes its
+// sessions instead of spending identifies from the daily budget.
+//
+// The records live in a human-readable TOML file written by [File]:
+//
+//	# shardtop session state. Written by shardtop; edit only while it is stopped.
+//	version = 1
+//
+//	[[shard]]
+//	id = 0
+//	count = 16
+//	session_id = "9f3c…"
+//	sequence = 1234
+//	resume_url = "wss://gateway-us-east1-b.discord.gg"
+//	updated_at = 2026-11-22T05:00:00Z
+//
+// Records are keyed by (shard ID, shard count), because during a re-shard the
+// same ID exists under two counts for a while. The file never holds the bot
+// token: [ShardState] has no field for it.
+//
+// # Durability
+//
+// Put only changes memory; a background writer coalesces changes into at most
+// one write per flush interval ([WithFlushInterval]). Flush writes at once and
+// Close writes a final time. Every write goes to a temporary file in the same
+// directory, is fsynced, renamed over the state file, and the directory is
+// fsynced, so a crash at any point leaves either the old or the new file,
+// never a mix.
+//
+// # Exclusive use
+//
+// [OpenFile] takes an exclusive flock on path+".lock" (a sibling file, since
+// each write replaces the state file's inode) and writes its PID there. A
+// second supervisor on the same state file gets [ErrLocked].
+//
+// # Other backends
+//
+// Consumers declare the interface they need (the manager does); *File is
+// shaped so that it, and a later backend such as Redis, can satisfy:
+//
+//	type SessionStore interface {
+//		Load() []store.ShardState
+//		Put(store.ShardState) error
+//		Delete(shardID, shardCount int) error
+//		Flush(ctx context.Context) error
+//		Close() error
+//	}
+//
+// Put and Delete return errors (rather than nothing) because a remote backend
+// can fail there, and because Put rejects a state that could not be read back.
+package store
