@@ -67,8 +67,10 @@ func putBuf(m *msgBuf) {
 }
 
 // conn is one websocket connection of a shard. The shard's run goroutine
-// reads (readLoop); writeLoop owns heartbeats, Identify/Resume and Send;
-// an acquire goroutine exists only while waiting for the identify gate.
+// reads (readLoop); writeLoop owns heartbeats, Resume and Send; an acquire
+// goroutine exists only while waiting for the identify gate, and writes the
+// Identify itself the moment the gate lets it go (under wmu, as every data
+// write), so no goroutine hop lies between the grant and the socket.
 type conn struct {
 	s       *Shard
 	ws      *websocket.Conn
@@ -96,11 +98,19 @@ type conn struct {
 	acquireWG  sync.WaitGroup
 	hello      bool
 
+	// identifying is set just before the Identify is written; identified is
+	// closed once the acquire goroutine is done (the Identifying transition
+	// made). READY waits for it so that Ready never precedes Identifying.
+	identifying atomic.Bool
+	identified  chan struct{}
+
 	ready       atomic.Bool
 	awaitingAck atomic.Bool
 	hbSentAt    atomic.Int64 // unix nanos
 	interval    atomic.Int64
-	limit       *sendWindow // writer goroutine only
+
+	wmu   sync.Mutex  // one data writer at a time (gorilla allows one); guards limit
+	limit *sendWindow // send times of every data write
 }
 
 // connect dials and runs one connection until it ends.
@@ -152,6 +162,7 @@ func (s *Shard) newConn(ctx context.Context, ws *websocket.Conn, start time.Time
 		priority:   make(chan []byte, 1),
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
+		identified: make(chan struct{}),
 		limit:      newSendWindow(s.cfg.sendLimit, s.cfg.sendWindow),
 	}
 	return c
@@ -360,15 +371,24 @@ func (c *conn) onHello(e *envelope) *connEnd {
 		c.priority <- p
 		return nil
 	}
+	// Built now, while the gate is still closed: nothing but the write
+	// lies between the grant and the socket.
+	p, err := c.s.identifyPayload()
+	if err != nil {
+		return &connEnd{action: ActionStop, reason: "cannot build identify", err: err}
+	}
 	c.acquireWG.Add(1)
-	go c.acquireAndIdentify()
+	go c.acquireAndIdentify(p)
 	return nil
 }
 
 // acquireAndIdentify waits for the gate's go while the reader keeps reading
-// (ACKs, op 7), then sends Identify at once.
-func (c *conn) acquireAndIdentify() {
+// (ACKs, op 7), then writes the Identify p at once on this goroutine: the
+// identify window is judged on arrival, so the delay from grant to socket
+// must be short and steady.
+func (c *conn) acquireAndIdentify(p []byte) {
 	defer c.acquireWG.Done()
+	defer close(c.identified)
 	s := c.s
 	if err := s.gate.Acquire(c.ctx, s.id); err != nil {
 		if c.ctx.Err() == nil {
@@ -376,18 +396,18 @@ func (c *conn) acquireAndIdentify() {
 		}
 		return
 	}
-	p, err := s.identifyPayload()
-	if err != nil {
-		c.shutdown(connEnd{action: ActionStop, reason: "cannot build identify", err: err})
-		return
-	}
 	select {
 	case <-c.quit:
 		return // the connection ended meanwhile; run releases the turn
 	default:
 	}
+	c.identifying.Store(true)
+	s.identifies.Add(1)
+	if !c.write(p) {
+		return
+	}
+	// After the write: the state handler's work is not on the grant's path.
 	s.transition(StateIdentifying, "identify slot granted: identifying", 0, nil)
-	c.priority <- p
 }
 
 func (c *conn) dispatch(e *envelope) *connEnd {
@@ -427,6 +447,11 @@ func (c *conn) dispatch(e *envelope) *connEnd {
 
 func (c *conn) onReady(d []byte) *connEnd {
 	s := c.s
+	if c.identifying.Load() {
+		// The Identify is out; its goroutine is at most making the
+		// Identifying transition, which must come first.
+		<-c.identified
+	}
 	var sessID, resumeURL string
 	var guilds []uint64
 	var bad error
@@ -565,7 +590,10 @@ func (c *conn) writeLoop() {
 	for {
 		var sendq chan *sendReq
 		if c.ready.Load() {
-			if d := c.limit.wait(time.Since(c.start), s.cfg.sendLimit-reserve); d <= 0 {
+			c.wmu.Lock()
+			d := c.limit.wait(time.Since(c.start), s.cfg.sendLimit-reserve)
+			c.wmu.Unlock()
+			if d <= 0 {
 				sendq = s.sendq
 			} else {
 				lim.Reset(d)
@@ -598,9 +626,6 @@ func (c *conn) writeLoop() {
 				hb.Reset(interval) // the requested beat counts as this period's
 			}
 		case p := <-c.priority:
-			if p[len(`{"op":`)] == '2' {
-				s.identifies.Add(1)
-			}
 			if !c.write(p) {
 				return
 			}
@@ -618,11 +643,14 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// write sends one text payload; on failure it ends the connection.
+// write sends one text payload and counts it against the send limit; on
+// failure it ends the connection. It is safe for concurrent use.
 func (c *conn) write(p []byte) bool {
+	c.wmu.Lock()
 	_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.writeTimeout))
 	err := c.ws.WriteMessage(websocket.TextMessage, p)
 	c.limit.record(time.Since(c.start))
+	c.wmu.Unlock()
 	if err != nil {
 		c.shutdown(connEnd{action: ActionResume, reason: "write failed: resuming", err: fmt.Errorf("gateway: shard %d: write: %w", c.s.id, err)})
 		return false
