@@ -1,0 +1,328 @@
+package manager
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shardtop/shardtop/discordsim"
+	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/limiter"
+)
+
+// startupMargin and startupLead are the identify margin and lead
+// BenchmarkStartup256At16 runs with; -args -startup.margin=D and
+// -startup.lead=D try others.
+var (
+	startupMargin = flag.Duration("startup.margin", 5*time.Millisecond, "identify margin of BenchmarkStartup256At16")
+	startupLead   = flag.Duration("startup.lead", 25*time.Millisecond, "identify lead of BenchmarkStartup256At16 (0: adaptive, 1 s until a handshake is measured)")
+)
+
+// BenchmarkStartup256At16 opens 256 shards at max_concurrency 16 with a
+// 50 ms identify window against a simulator in a child process (its own Go
+// runtime and scheduler, as Discord is), and reports the time from Open to
+// all READY over the theoretical minimum (ratio, with min/median/max over the
+// rounds): 15 windows plus one handshake (one shard's GET /gateway/bot + dial
+// + Hello + Identify + READY, measured against its own child). It also
+// reports the ratio to 15 x (window + margin) + handshake, the identify
+// violations the simulator counted (arrivals of one bucket less than a
+// window apart, from /_sim/stats), the margin, and the last grant over
+// issue 3's bound (ceil(N/C)-1) x (window+margin) + one handshake.
+//
+// The lead is scaled with the window like every other time here: Discord's
+// 5 s window with the shard's 1 s initial lead has only the next slot's
+// shards dialing, while a 1 s lead at a 50 ms window dials all 256 at once
+// (-startup.lead=0 measures that too).
+//
+// No margin up to 10 ms gave zero violations over 10 rounds on the shared
+// 2-core box (load average 3-5 from other work): the simulator process
+// is sometimes not scheduled for 5-15 ms while Identifies wait in its
+// socket, which no margin of a few ms absorbs. 5 ms was the best trade-off
+// measured (ratio about 1.13, 0.3 violations per round); see the report.
+func BenchmarkStartup256At16(b *testing.B) {
+	const (
+		n, conc = 256, 16
+		window  = 50 * time.Millisecond
+		slots   = (n+conc-1)/conc - 1
+	)
+	margin := *startupMargin
+	handshake := measureHandshake(b)
+	minimum := slots*window + handshake
+	withMargin := slots*(window+margin) + handshake
+	// One simulator for all rounds, warm as Discord is: a fresh process
+	// per round adds its own start-up stalls (page faults, stack growth, the
+	// first GCs) to the first slot's arrivals.
+	sim := startSimChild(b, simChildSpec{shards: n, conc: conc, window: window, guilds: n})
+	defer sim.close(b)
+	var ratio, ratioMargin, grantBound, violations float64
+	var ratios []float64
+	for b.Loop() {
+		b.StopTimer()
+		before := sim.stats(b)
+		m, err := New(testToken, WithAPIURL(sim.api), WithIdentifyWindow(window), WithIdentifyMargin(margin),
+			WithGatewayOptions(append(fastGateway(), gateway.WithIdentifyLead(*startupLead))...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		b.StartTimer()
+		start := time.Now()
+		if err := m.Open(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		b.StopTimer()
+		var last time.Time
+		for _, bk := range m.Snapshot().Limiter.Buckets {
+			if bk.LastGrant.After(last) {
+				last = bk.LastGrant
+			}
+		}
+		st := sim.stats(b)
+		st.Identifies -= before.Identifies
+		st.IdentifyViolations -= before.IdentifyViolations
+		if st.Identifies < n {
+			b.Fatalf("sim accepted %d identifies, want >= %d", st.Identifies, n)
+		}
+		ratio += float64(took) / float64(minimum)
+		ratios = append(ratios, float64(took)/float64(minimum))
+		ratioMargin += float64(took) / float64(withMargin)
+		grantBound += float64(last.Sub(start)) / float64(withMargin)
+		violations += float64(st.IdentifyViolations)
+		if st.IdentifyViolations > 0 {
+			b.Logf("margin %v: %d identify violations", margin, st.IdentifyViolations)
+		}
+		// End the sessions (the simulator keeps no detached ones), then Close.
+		var wg sync.WaitGroup
+		for _, s := range m.Shards() {
+			wg.Go(func() { _ = s.End(ctx) })
+		}
+		wg.Wait()
+		_ = m.Close(ctx)
+		cancel()
+		// The next round's limiter knows nothing of this one: let the
+		// simulator drop every connection, then one window pass, so that no
+		// bucket's first identify of the next round follows this round's
+		// last within a window (a rule, not synchronisation).
+		deadline := time.Now().Add(10 * time.Second)
+		for sim.stats(b).ActiveConnections > 0 {
+			if time.Now().After(deadline) {
+				b.Fatal("simulator still has connections 10 s after Close")
+			}
+			<-time.After(5 * time.Millisecond)
+		}
+		<-time.After(window)
+		b.StartTimer()
+	}
+	b.ReportMetric(ratio/float64(b.N), "ratio")
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[0], "ratio-min")
+	b.ReportMetric(ratios[len(ratios)/2], "ratio-median")
+	b.ReportMetric(ratios[len(ratios)-1], "ratio-max")
+	b.ReportMetric(ratioMargin/float64(b.N), "ratio-vs-window+margin")
+	b.ReportMetric(grantBound/float64(b.N), "last-grant/bound")
+	b.ReportMetric(violations/float64(b.N), "violations/op")
+	b.ReportMetric(float64(margin)/1e6, "margin-ms")
+	b.ReportMetric(float64(*startupLead)/1e6, "lead-ms")
+	b.ReportMetric(float64(minimum)/1e6, "min-ms")
+}
+
+// measureHandshake is one shard's start-up from GET /gateway/bot to READY
+// against a child-process simulator, the best of three.
+func measureHandshake(b *testing.B) time.Duration {
+	sim := startSimChild(b, simChildSpec{shards: 1, conc: 1, window: time.Millisecond, guilds: 40})
+	defer sim.close(b)
+	var best time.Duration
+	for range 3 {
+		m, err := New(testToken, WithAPIURL(sim.api), WithIdentifyWindow(0), WithGatewayOptions(fastGateway()...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		if err := m.Open(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		d := time.Since(start)
+		if best == 0 || d < best {
+			best = d
+		}
+		// End rather than Close: the next round must identify, not resume.
+		for _, s := range m.Shards() {
+			_ = s.End(ctx)
+		}
+		_ = m.Close(ctx)
+		cancel()
+	}
+	return best
+}
+
+// simChildEnv makes the test binary run only a simulator (see TestMain) with
+// the spec in its value, so that benchmarks do not share a Go scheduler
+// with it.
+const simChildEnv = "MANAGER_BENCH_SIM_CHILD"
+
+// simChildSpec is what a child simulator runs: encoded into simChildEnv.
+type simChildSpec struct {
+	shards, conc int
+	window       time.Duration
+	guilds       int
+}
+
+func (s simChildSpec) String() string {
+	return fmt.Sprintf("%d/%d/%s/%d", s.shards, s.conc, s.window, s.guilds)
+}
+
+// runSimChild runs a simulator for the spec in simChildEnv, prints its
+// REST base and address, and runs until stdin closes.
+func runSimChild(spec string) int {
+	parts := strings.Split(spec, "/")
+	if len(parts) != 4 {
+		fmt.Fprintf(os.Stderr, "sim child: bad spec %q\n", spec)
+		return 2
+	}
+	shards, err1 := strconv.Atoi(parts[0])
+	conc, err2 := strconv.Atoi(parts[1])
+	w, err3 := time.ParseDuration(parts[2])
+	guilds, err4 := strconv.Atoi(parts[3])
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		fmt.Fprintf(os.Stderr, "sim child: bad spec %q: %v\n", spec, err)
+		return 2
+	}
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency, cfg.IdentifyWindow, cfg.Guilds = shards, conc, w, guilds
+	cfg.HeartbeatInterval = 5 * time.Second
+	cfg.SessionStartTotal = 1 << 20 // many rounds against one simulator
+	sim, err := discordsim.Start(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sim child:", err)
+		return 1
+	}
+	fmt.Printf("%s http://%s\n", sim.APIURL(), sim.Addr())
+	_, _ = io.Copy(io.Discard, os.Stdin) // run until the parent closes stdin
+	_ = sim.Close()
+	return 0
+}
+
+// simChild is a simulator running in a child process.
+type simChild struct {
+	api, base string
+	cmd       *exec.Cmd
+	stdin     io.Closer
+	closed    bool
+}
+
+func startSimChild(b *testing.B, spec simChildSpec) *simChild {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), simChildEnv+"="+spec.String())
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	c := &simChild{cmd: cmd, stdin: stdin}
+	b.Cleanup(func() { c.close(b) })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("sim child: %v", err)
+	}
+	f := strings.Fields(line)
+	if len(f) != 2 {
+		b.Fatalf("sim child printed %q", line)
+	}
+	c.api, c.base = f[0], f[1]
+	return c
+}
+
+// stats reads the child's counters from GET /_sim/stats.
+func (c *simChild) stats(b *testing.B) discordsim.Stats {
+	b.Helper()
+	resp, err := http.Get(c.base + "/_sim/stats")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st discordsim.Stats
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("/_sim/stats: HTTP %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		b.Fatalf("/_sim/stats: %v", err)
+	}
+	return st
+}
+
+// close ends the child and waits for it; idempotent.
+func (c *simChild) close(b *testing.B) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	_ = c.stdin.Close()
+	if err := c.cmd.Wait(); err != nil {
+		b.Errorf("sim child: %v", err)
+	}
+}
+
+// BenchmarkSnapshot10000 takes Snapshot of 10,000 shards (built, not
+// connected): fresh, and into a reused buffer.
+func BenchmarkSnapshot10000(b *testing.B) {
+	m := unconnectedManager(b, 10000)
+	b.Run("fresh", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = m.Snapshot()
+		}
+	})
+	b.Run("reuse", func(b *testing.B) {
+		b.ReportAllocs()
+		var s Snapshot
+		for b.Loop() {
+			m.SnapshotInto(&s)
+		}
+	})
+}
+
+func unconnectedManager(b *testing.B, n int) *Manager {
+	m, err := New(testToken)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lim := limiter.New(16)
+	m.mu.Lock()
+	m.lim, m.maxConc, m.gwURL = lim, 16, "ws://127.0.0.1:1"
+	for i := range n {
+		m.active[i] = m.newEntry(ShardKey{i, n}, RoleActive, gateway.Session{}, lim, m.gwURL)
+	}
+	m.rebuildLocked()
+	m.mu.Unlock()
+	b.Cleanup(func() { _ = m.Close(context.Background()) })
+	return m
+}

@@ -1,0 +1,144 @@
+package manager
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shardtop/shardtop/discordsim"
+	"github.com/shardtop/shardtop/gateway"
+)
+
+const testToken = "sim-token-secret-0123456789"
+
+// testMargin absorbs scheduling delay between a grant and the Identify reaching
+// the sim on 2 shared cores under -race (Discord's real margin is 50 ms of 5 s).
+const testMargin = 25 * time.Millisecond
+
+// simConfig is a simulator tuned for fast tests: short identify window and heartbeats.
+func simConfig() discordsim.Config {
+	return discordsim.Config{
+		Token:             testToken,
+		Shards:            4,
+		MaxConcurrency:    1,
+		IdentifyWindow:    30 * time.Millisecond,
+		HeartbeatInterval: 300 * time.Millisecond,
+		Guilds:            40,
+		Seed:              1,
+	}
+}
+
+func startSim(t testing.TB, cfg discordsim.Config) *discordsim.Server {
+	t.Helper()
+	s, err := discordsim.Start(cfg)
+	if err != nil {
+		t.Fatalf("start sim: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// fastGateway are shard options for tests: no compression, short waits.
+func fastGateway() []gateway.Option {
+	return []gateway.Option{
+		gateway.WithCompression(gateway.CompressionNone),
+		gateway.WithBackoff(10*time.Millisecond, 100*time.Millisecond),
+		gateway.WithInvalidSessionWait(5*time.Millisecond, 20*time.Millisecond),
+		gateway.WithHandshakeTimeout(2 * time.Second),
+	}
+}
+
+// newTestManager builds a manager against sim whose identify window matches
+// the sim's, and closes it at the end of the test.
+func newTestManager(t testing.TB, sim *discordsim.Server, window time.Duration, opts ...Option) *Manager {
+	t.Helper()
+	base := []Option{
+		WithAPIURL(sim.APIURL()),
+		WithIdentifyWindow(window),
+		WithIdentifyMargin(testMargin),
+		WithGatewayOptions(fastGateway()...),
+		WithSampleInterval(100 * time.Millisecond),
+		WithPersistInterval(200 * time.Millisecond),
+	}
+	m, err := New(testToken, append(base, opts...)...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	})
+	return m
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		<-tick.C
+	}
+}
+
+func openReady(t testing.TB, m *Manager) {
+	t.Helper()
+	ctx := ctxT(t, 20*time.Second)
+	if err := m.Open(ctx); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatalf("WaitReady: %v", err)
+	}
+}
+
+func activeKeys(m *Manager) []ShardKey {
+	var out []ShardKey
+	for _, s := range m.Snapshot().Shards {
+		if s.Role == RoleActive {
+			out = append(out, s.Key)
+		}
+	}
+	return out
+}
+
+func allActiveReady(m *Manager) bool {
+	s := m.Snapshot()
+	return s.Totals.Total > 0 && s.Totals.Ready == s.Totals.Total && len(s.Shards) == s.Totals.Total
+}
+
+// dispatchLog records delivered dispatches (event, shard key).
+type dispatchLog struct {
+	mu     sync.Mutex
+	events []loggedDispatch
+}
+
+type loggedDispatch struct {
+	Event string
+	Key   ShardKey
+	Seq   int64
+}
+
+func (l *dispatchLog) handler(d gateway.Dispatch) {
+	l.mu.Lock()
+	l.events = append(l.events, loggedDispatch{d.Event, ShardKey{d.ShardID, d.ShardCount}, d.Seq})
+	l.mu.Unlock()
+}
+
+func (l *dispatchLog) snapshot() []loggedDispatch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]loggedDispatch(nil), l.events...)
+}

@@ -1,0 +1,680 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shardtop/shardtop/discordsim"
+	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/store"
+)
+
+var _ Store = (*store.File)(nil)
+
+func TestNewValidatesOptions(t *testing.T) {
+	cases := []struct {
+		name string
+		opts []Option
+		want string
+	}{
+		{"split count", []Option{WithSplitCount(1)}, "WithSplitCount"},
+		{"shard count", []Option{WithShardCount(-1)}, "WithShardCount"},
+		{"shard ids", []Option{WithShardCount(4), WithShardIDs(1, 4)}, "WithShardIDs"},
+		{"dup ids", []Option{WithShardIDs(1, 1)}, "WithShardIDs"},
+		{"window", []Option{WithIdentifyWindow(-time.Second)}, "WithIdentifyWindow"},
+		{"api url", []Option{WithAPIURL("")}, "WithAPIURL"},
+	}
+	for _, c := range cases {
+		_, err := New("tok", c.opts...)
+		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want ErrInvalidOption naming %s", c.name, err, c.want)
+		}
+	}
+	if _, err := New(""); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("empty token: got %v", err)
+	}
+}
+
+func TestTokenNeverPrinted(t *testing.T) {
+	m, err := New(testToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{fmt.Sprintf("%v", m), fmt.Sprintf("%+v", m), fmt.Sprintf("%#v", m), fmt.Sprintf("%v", *m.token), fmt.Sprintf("%v", m.cfg)} {
+		if strings.Contains(s, testToken) {
+			t.Fatalf("token printed: %s", s)
+		}
+	}
+}
+
+func TestUnauthorized(t *testing.T) {
+	sim := startSim(t, simConfig())
+	m, err := New("wrong-token", WithAPIURL(sim.APIURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	err = m.Open(ctxT(t, 5*time.Second))
+	if !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("Open with a bad token: %v, want ErrUnauthorized", err)
+	}
+	if strings.Contains(err.Error(), "wrong-token") {
+		t.Fatalf("error holds the token: %v", err)
+	}
+	if n := sim.Stats().Connections; n != 0 {
+		t.Fatalf("%d gateway connections after a 401", n)
+	}
+}
+
+// 32 shards at concurrency 4: all READY, no identify violation, the last
+// grant within (ceil(N/C)-1) x (window+margin) + one handshake of Open, and
+// in every bucket the last Identify within 7 x (window+margin) + margin of
+// the first: timer lateness does not accumulate from slot to slot.
+func TestStartup32AtConcurrency4(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency, cfg.IdentifyWindow = 32, 4, 40*time.Millisecond
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, 40*time.Millisecond)
+	events, unsubscribe := m.Subscribe(256)
+	defer unsubscribe()
+	start := time.Now()
+	openReady(t, m)
+	ready := time.Since(start)
+	// Identifying is entered right after the Identify is written.
+	firstID, lastID := map[int]time.Time{}, map[int]time.Time{}
+	for len(events) > 0 {
+		ev := <-events
+		if ev.Type != EventState || ev.To != gateway.StateIdentifying {
+			continue
+		}
+		b := ev.Key.ID % 4
+		if _, ok := firstID[b]; !ok {
+			firstID[b] = ev.At
+		}
+		lastID[b] = ev.At
+	}
+	if len(firstID) != 4 {
+		t.Fatalf("Identifying seen in %d buckets, want 4 (events dropped?)", len(firstID))
+	}
+	for b := range 4 {
+		if got, want := lastID[b].Sub(firstID[b]), 7*(40*time.Millisecond+testMargin)+testMargin; got > want {
+			t.Errorf("bucket %d: last Identify %v after the first, want <= %v", b, got, want)
+		}
+	}
+	st := sim.Stats()
+	if st.Identifies != 32 || st.IdentifyViolations != 0 {
+		t.Fatalf("sim: %d identifies, %d violations; want 32, 0", st.Identifies, st.IdentifyViolations)
+	}
+	snap := m.Snapshot()
+	if snap.Totals.Ready != 32 || snap.MaxConcurrency != 4 || snap.RecommendedShards != 32 {
+		t.Fatalf("snapshot totals %+v conc %d rec %d", snap.Totals, snap.MaxConcurrency, snap.RecommendedShards)
+	}
+	var last time.Time
+	for _, b := range snap.Limiter.Buckets {
+		if b.LastGrant.After(last) {
+			last = b.LastGrant
+		}
+	}
+	slot := 40*time.Millisecond + testMargin
+	bound := 7*slot + 250*time.Millisecond // + one handshake (dial, Hello, GET /gateway/bot) and scheduling on 2 cores with -race
+	if got := last.Sub(start); got > bound {
+		t.Fatalf("last grant %v after Open, bound %v", got, bound)
+	}
+	t.Logf("last grant %v after Open (minimum %v + handshake), all READY after %v", last.Sub(start), 7*slot, ready)
+	if snap.BotUser.ID == "" {
+		t.Fatalf("bot user not read from READY: %+v", snap.BotUser)
+	}
+}
+
+func TestRestartResumesFromStateFile(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency, cfg.EventRate = 6, 2, 20
+	sim := startSim(t, cfg)
+	path := filepath.Join(t.TempDir(), "state.toml")
+
+	f1, err := store.OpenFile(path, store.WithFlushInterval(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f1))
+	openReady(t, m1)
+	if err := m1.Close(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := f1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := sim.Stats()
+	if before.Identifies != 6 {
+		t.Fatalf("first start: %d identifies", before.Identifies)
+	}
+	if n := before.ClientCloses[1000]; n != 0 {
+		t.Fatalf("Close ended %d sessions with 1000", n)
+	}
+
+	f2, err := store.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	if n := len(f2.Load()); n != 6 {
+		t.Fatalf("state file holds %d sessions, want 6", n)
+	}
+	m2 := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f2))
+	openReady(t, m2)
+	after := sim.Stats()
+	if after.Identifies != before.Identifies {
+		t.Fatalf("restart identified %d times, want 0", after.Identifies-before.Identifies)
+	}
+	if got := after.Resumes - before.Resumes; got != 6 {
+		t.Fatalf("restart resumed %d shards, want 6", got)
+	}
+	for _, s := range m2.Snapshot().Shards {
+		if s.SequenceGaps != 0 {
+			t.Fatalf("shard %s: %d sequence gaps after resume", s.Key, s.SequenceGaps)
+		}
+	}
+}
+
+func TestExpiredSessionFallsBackToIdentify(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency, cfg.SessionTTL = 4, 2, 50*time.Millisecond
+	sim := startSim(t, cfg)
+	path := filepath.Join(t.TempDir(), "state.toml")
+	f1, err := store.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f1))
+	openReady(t, m1)
+	if err := m1.Close(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	f1.Close()
+	waitFor(t, 5*time.Second, "sessions to expire", func() bool { return len(sim.Sessions()) == 0 })
+
+	f2, err := store.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	m2 := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f2))
+	openReady(t, m2)
+	st := sim.Stats()
+	if st.ResumesRejected != 4 || st.Identifies != 8 || st.IdentifyViolations != 0 {
+		t.Fatalf("rejected %d, identifies %d, violations %d; want 4, 8, 0", st.ResumesRejected, st.Identifies, st.IdentifyViolations)
+	}
+}
+
+func TestSessionForOtherCountIsDeleted(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards = 2
+	sim := startSim(t, cfg)
+	path := filepath.Join(t.TempDir(), "state.toml")
+	f, err := store.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Put(store.ShardState{ShardID: 1, ShardCount: 3, SessionID: "abc", Sequence: 5}); err != nil {
+		t.Fatal(err)
+	}
+	m := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f))
+	openReady(t, m)
+	for _, r := range f.Load() {
+		if r.ShardCount == 3 {
+			t.Fatalf("stale record for another count kept: %+v", r)
+		}
+	}
+	if st := sim.Stats(); st.Identifies != 2 || st.ResumesRejected != 0 {
+		t.Fatalf("identifies %d, rejected resumes %d", st.Identifies, st.ResumesRejected)
+	}
+}
+
+func TestShardActions(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards = 3
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow)
+	ctx := ctxT(t, 20*time.Second)
+	if err := m.CloseShard(ctx, 1); !errors.Is(err, ErrNotOpen) {
+		t.Fatalf("CloseShard before Open: %v", err)
+	}
+	openReady(t, m)
+
+	if err := m.CloseShard(ctx, 9); !errors.Is(err, ErrUnknownShard) {
+		t.Fatalf("CloseShard(9): %v", err)
+	}
+	if err := m.CloseShard(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Shard(1).State(); st != gateway.StateClosed {
+		t.Fatalf("after CloseShard: %v", st)
+	}
+	if err := m.WaitReady(ctx); err != nil { // closed shards are not waited for
+		t.Fatalf("WaitReady with a closed shard: %v", err)
+	}
+	res := sim.Stats().Resumes
+	if err := m.ResumeShard(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Shard(1).Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ResumeShard(ctx, 1); !errors.Is(err, ErrRunning) {
+		t.Fatalf("ResumeShard on a running shard: %v", err)
+	}
+	if err := m.RestartShard(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := sim.Stats().Resumes - res; got != 2 {
+		t.Fatalf("%d resumes, want 2 (ResumeShard, RestartShard)", got)
+	}
+	if st := sim.Stats(); st.Identifies != 3 {
+		t.Fatalf("%d identifies, want 3", st.Identifies)
+	}
+
+	// Ending shard 2's session for good leaves nothing to resume.
+	if err := m.Shard(2).End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	delete(m.saved, ShardKey{2, 3})
+	m.mu.Unlock()
+	if err := m.ResumeShard(ctx, 2); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("ResumeShard without session: %v", err)
+	}
+	var se *ShardError
+	if err := m.ResumeShard(ctx, 2); !errors.As(err, &se) || se.Key != (ShardKey{2, 3}) {
+		t.Fatalf("error does not name the shard: %v", err)
+	}
+	if err := m.OpenShard(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := sim.Stats(); st.Identifies != 4 || st.IdentifyViolations != 0 {
+		t.Fatalf("identifies %d violations %d, want 4, 0", st.Identifies, st.IdentifyViolations)
+	}
+}
+
+func TestFatalCloseFailsShard(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards = 2
+	sim := startSim(t, cfg)
+	type closed struct {
+		key ShardKey
+		err error
+	}
+	got := make(chan closed, 4)
+	m := newTestManager(t, sim, cfg.IdentifyWindow, WithCloseHandler(func(k ShardKey, err error) { got <- closed{k, err} }))
+	openReady(t, m)
+	conns := sim.Stats().Connections
+	if sim.CloseShard(1, 4014) != 1 {
+		t.Fatal("sim closed no connection")
+	}
+	select {
+	case c := <-got:
+		if c.key != (ShardKey{1, 2}) || !errors.Is(c.err, gateway.ErrDisallowedIntents) {
+			t.Fatalf("close handler got %v %v", c.key, c.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("close handler not called")
+	}
+	err := m.WaitReady(ctxT(t, 5*time.Second))
+	var se *ShardError
+	if !errors.As(err, &se) || se.Key != (ShardKey{1, 2}) || !errors.Is(err, gateway.ErrDisallowedIntents) {
+		t.Fatalf("WaitReady: %v", err)
+	}
+	if n := sim.Stats().Connections; n != conns {
+		t.Fatalf("failed shard reconnected (%d new connections)", n-conns)
+	}
+}
+
+// noJoiningDelivery fails if the READY of a shard with count was delivered:
+// it arrives while the shard joins and must be held back. (GUILD_CREATEs that
+// follow the last READY may legitimately arrive after the switch.)
+func noJoiningDelivery(t *testing.T, l *dispatchLog, count int) {
+	t.Helper()
+	for _, d := range l.snapshot() {
+		if d.Key.Count == count && d.Event == "READY" {
+			t.Fatalf("dispatch %s of joining shard %s delivered", d.Event, d.Key)
+		}
+	}
+}
+
+func checkRouting(t *testing.T, m *Manager, guilds int) {
+	t.Helper()
+	sum := 0
+	for _, s := range m.Snapshot().Shards {
+		if s.Role == RoleActive {
+			sum += s.Guilds
+		}
+	}
+	if sum != guilds {
+		t.Fatalf("active shards hold %d guilds, want %d (overlap or hole)", sum, guilds)
+	}
+	checkRoutes(t, m, guilds)
+}
+
+// checkRoutes checks that every guild routes to the shard the simulator
+// places it on.
+func checkRoutes(t *testing.T, m *Manager, guilds int) {
+	t.Helper()
+	for i := range guilds {
+		gid := discordsim.GuildID(i)
+		sh := m.ShardByGuildID(gid)
+		if sh == nil {
+			t.Fatalf("guild %d: no shard", gid)
+		}
+		if want := discordsim.GuildShard(gid, sh.Count()); want != sh.ID() || m.ShardIDByGuild(gid) != sh.ID() {
+			t.Fatalf("guild %d routed to %d/%d, sim places it on %d/%d", gid, sh.ID(), sh.Count(), want, sh.Count())
+		}
+	}
+}
+
+func TestSplitAndRepeatedSplit(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency, cfg.EventRate = 2, 2, 50
+	sim := startSim(t, cfg)
+	path := filepath.Join(t.TempDir(), "state.toml")
+	f, err := store.OpenFile(path, store.WithFlushInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var log dispatchLog
+	m := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f), WithDispatchHandler(log.handler))
+	events, cancel := m.Subscribe(1024)
+	defer cancel()
+	openReady(t, m)
+	ctx := ctxT(t, 20*time.Second)
+
+	if err := m.SplitShard(ctx, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	want := []ShardKey{{0, 2}, {1, 4}, {3, 4}}
+	if got := activeKeys(m); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after split: %v, want %v", got, want)
+	}
+	noJoiningDelivery(t, &log, 4)
+	waitFor(t, 5*time.Second, "old session 1/2 to end", func() bool {
+		for _, s := range sim.Sessions() {
+			if s.ShardID == 1 && s.ShardCount == 2 {
+				return false
+			}
+		}
+		return true
+	})
+	checkRouting(t, m, cfg.Guilds)
+
+	// Split 3/4 again: its own count (4), not the global one.
+	if err := m.SplitShard(ctx, 3, 2); err != nil {
+		t.Fatal(err)
+	}
+	want = []ShardKey{{0, 2}, {1, 4}, {3, 8}, {7, 8}}
+	if got := activeKeys(m); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after second split: %v, want %v", got, want)
+	}
+	noJoiningDelivery(t, &log, 8)
+	checkRouting(t, m, cfg.Guilds)
+	if err := m.SplitShard(ctx, 3, 1); err == nil {
+		t.Fatal("split into 1 accepted")
+	}
+
+	// Delivery after the switch comes from the new shards.
+	n0 := len(log.snapshot())
+	waitFor(t, 5*time.Second, "events from 7/8", func() bool {
+		for _, d := range log.snapshot()[n0:] {
+			if d.Key == (ShardKey{7, 8}) {
+				return true
+			}
+		}
+		return false
+	})
+	if err := f.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "store records of the active set", func() bool {
+		var keys []ShardKey
+		for _, r := range f.Load() {
+			keys = append(keys, ShardKey{r.ShardID, r.ShardCount})
+		}
+		return fmt.Sprint(keys) == "[0/2 1/4 3/8 7/8]"
+	})
+	var done int
+	for len(events) > 0 {
+		if ev := <-events; ev.Type == EventSplitDone {
+			done++
+		}
+	}
+	if done != 2 {
+		t.Fatalf("%d split-done events, want 2", done)
+	}
+	if st := sim.Stats(); st.IdentifyViolations != 0 {
+		t.Fatalf("%d identify violations", st.IdentifyViolations)
+	}
+}
+
+func TestSplitAbortKeepsOldShard(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.AllowedIntents = 2, discordsim.IntentsNonPrivileged
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow)
+	openReady(t, m)
+	// New shards will be refused (4014): make them ask for a privileged intent.
+	m.cfg.gatewayOpts = append(m.cfg.gatewayOpts, gateway.WithIntents(1<<1))
+	err := m.SplitShard(ctxT(t, 10*time.Second), 1, 2)
+	if !errors.Is(err, ErrAborted) || !errors.Is(err, gateway.ErrDisallowedIntents) {
+		t.Fatalf("split: %v, want aborted with 4014", err)
+	}
+	if got := fmt.Sprint(activeKeys(m)); got != "[0/2 1/2]" {
+		t.Fatalf("after abort: %v", got)
+	}
+	if !allActiveReady(m) {
+		t.Fatal("old shard not serving after abort")
+	}
+	if n := len(m.Snapshot().Shards); n != 2 {
+		t.Fatalf("%d shards in snapshot after abort", n)
+	}
+}
+
+func TestAutoReshardOnFirstOpen(t *testing.T) {
+	cfg := simConfig()
+	// 40 guilds over 2 shards is 20 each; at most 6 per shard: one split
+	// (10 each) is not enough, the manager splits again (5 each).
+	cfg.Shards, cfg.MaxConcurrency, cfg.MaxGuildsPerShard = 2, 4, 6
+	sim := startSim(t, cfg)
+	var failed atomic.Int32
+	m := newTestManager(t, sim, cfg.IdentifyWindow, WithAutoReshard(true),
+		WithCloseHandler(func(ShardKey, error) { failed.Add(1) }))
+	openReady(t, m)
+	keys := activeKeys(m)
+	if len(keys) != 8 {
+		t.Fatalf("after auto re-shard: %v, want 8 shards of 8", keys)
+	}
+	for _, k := range keys {
+		if k.Count != 8 {
+			t.Fatalf("after auto re-shard: %v", keys)
+		}
+	}
+	checkRouting(t, m, cfg.Guilds)
+	if failed.Load() < 2 {
+		t.Fatalf("close handler called %d times, want at least 2 (4011)", failed.Load())
+	}
+	if st := sim.Stats(); st.IdentifyViolations != 0 {
+		t.Fatalf("%d identify violations", st.IdentifyViolations)
+	}
+}
+
+func TestAutoReshardAfterReconnectAndAgain(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency = 2, 2
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow, WithAutoReshard(true))
+	openReady(t, m)
+	// A reconnect first, then Discord demands sharding.
+	sim.DropTCP(1)
+	waitFor(t, 5*time.Second, "resume after drop", func() bool { return sim.Stats().Resumes >= 1 && allActiveReady(m) })
+	sim.CloseShard(1, 4011)
+	waitFor(t, 10*time.Second, "split of 1/2", func() bool {
+		return fmt.Sprint(activeKeys(m)) == "[0/2 1/4 3/4]" && allActiveReady(m)
+	})
+	// Again on a shard that was already split: its own count.
+	sim.CloseShard(3, 4011)
+	waitFor(t, 10*time.Second, "split of 3/4", func() bool {
+		return fmt.Sprint(activeKeys(m)) == "[0/2 1/4 3/8 7/8]" && allActiveReady(m)
+	})
+	if err := m.WaitReady(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	checkRouting(t, m, cfg.Guilds)
+}
+
+func TestReshardWhole(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency, cfg.EventRate = 5, 4, 20
+	sim := startSim(t, cfg)
+	var log dispatchLog
+	m := newTestManager(t, sim, cfg.IdentifyWindow, WithShardCount(2), WithDispatchHandler(log.handler))
+	openReady(t, m)
+	ctx := ctxT(t, 20*time.Second)
+	if err := m.Reshard(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(activeKeys(m)); got != "[0/3 1/3 2/3]" {
+		t.Fatalf("after Reshard(3): %v", got)
+	}
+	noJoiningDelivery(t, &log, 3)
+	checkRouting(t, m, cfg.Guilds)
+	// 0 = Discord's recommendation (5).
+	if err := m.Reshard(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	keys := activeKeys(m)
+	if len(keys) != 5 || keys[4] != (ShardKey{4, 5}) {
+		t.Fatalf("after Reshard(0): %v", keys)
+	}
+	waitFor(t, 5*time.Second, "old sessions to end", func() bool {
+		for _, s := range sim.Sessions() {
+			if s.ShardCount != 5 {
+				return false
+			}
+		}
+		return true
+	})
+	if n := len(m.Snapshot().Shards); n != 5 {
+		t.Fatalf("%d shards in snapshot, want 5 (old ones retired)", n)
+	}
+	checkRouting(t, m, cfg.Guilds)
+	if st := sim.Stats(); st.IdentifyViolations != 0 {
+		t.Fatalf("%d identify violations", st.IdentifyViolations)
+	}
+}
+
+func TestChaos(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency, cfg.EventRate = 32, 4, 10
+	cfg.HeartbeatInterval = 150 * time.Millisecond
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow)
+	openReady(t, m)
+	faults := []func(int) int{
+		sim.Reconnect,
+		func(s int) int { return sim.InvalidateSession(s, true) },
+		func(s int) int { return sim.InvalidateSession(s, false) },
+		func(s int) int { return sim.CloseShard(s, 4000) },
+		func(s int) int { return sim.CloseShard(s, 4007) },
+		func(s int) int { return sim.CloseShard(s, 4009) },
+		sim.Zombie,
+		sim.DropTCP,
+	}
+	stop := time.Now().Add(3 * time.Second)
+	tick := time.NewTicker(15 * time.Millisecond)
+	for i := 0; time.Now().Before(stop); i++ {
+		<-tick.C
+		faults[i%len(faults)]((i * 7) % 32)
+	}
+	tick.Stop()
+	waitFor(t, 20*time.Second, "every shard READY after chaos", func() bool { return allActiveReady(m) })
+	if err := m.WaitReady(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	st := sim.Stats()
+	if st.IdentifyViolations != 0 {
+		t.Fatalf("%d identify violations", st.IdentifyViolations)
+	}
+	var gaps uint64
+	for _, s := range m.Snapshot().Shards {
+		gaps += s.SequenceGaps
+	}
+	if gaps != 0 {
+		t.Fatalf("%d sequence gaps", gaps)
+	}
+	t.Logf("faults %v; identifies %d, resumes %d, replayed %d", st.Faults, st.Identifies, st.Resumes, st.Replayed)
+}
+
+func Test500ShardsAtConcurrency500(t *testing.T) {
+	if testing.Short() {
+		t.Skip("500 connections")
+	}
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency, cfg.Guilds = 500, 500, 500
+	cfg.HeartbeatInterval = 5 * time.Second
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, 20*time.Millisecond)
+	openReady(t, m)
+	if st := sim.Stats(); st.Identifies != 500 || st.IdentifyViolations != 0 {
+		t.Fatalf("identifies %d violations %d", st.Identifies, st.IdentifyViolations)
+	}
+	if n := len(m.Shards()); n != 500 {
+		t.Fatalf("%d shards", n)
+	}
+}
+
+func TestSubscribeSlowSubscriberDrops(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency = 4, 4
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow)
+	slow, cancelSlow := m.Subscribe(1)
+	fast, cancelFast := m.Subscribe(256)
+	defer cancelSlow()
+	var wg sync.WaitGroup
+	readyEvents := 0
+	wg.Go(func() {
+		for ev := range fast {
+			if ev.Type == EventState && ev.To == gateway.StateReady {
+				readyEvents++
+			}
+		}
+	})
+	openReady(t, m)
+	if m.Snapshot().Totals.DroppedEvents == 0 {
+		t.Fatal("slow subscriber dropped nothing")
+	}
+	if len(slow) != 1 {
+		t.Fatalf("slow subscriber holds %d events", len(slow))
+	}
+	cancelFast()
+	wg.Wait()
+	if readyEvents != 4 {
+		t.Fatalf("%d ready events, want 4", readyEvents)
+	}
+	if err := m.Close(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for range slow { // closed by Close
+	}
+}

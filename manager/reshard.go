@@ -1,0 +1,328 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/limiter"
+)
+
+// cleanupTimeout bounds ending shards after a swap or an abort, which must
+// happen even when the caller's context has ended.
+const cleanupTimeout = 10 * time.Second
+
+// SplitShard splits the active shard id of count c into k shards id, id+c,
+// ..., id+(k-1)c of count c*k with zero downtime: the new shards identify
+// through the limiter while the old one keeps serving, their dispatches are
+// held back until all are READY, then delivery switches to them in one step
+// and the old shard is ended (1000) and its record deleted. If a new shard
+// fails, the split is aborted: the new shards are ended and the old one
+// keeps serving. Repeated splits use each shard's own count.
+func (m *Manager) SplitShard(ctx context.Context, id, k int) error {
+	if k < 2 {
+		return fmt.Errorf("manager: split shard %d: k = %d, must be at least 2", id, k)
+	}
+	e, err := m.claim(id)
+	if err != nil {
+		return err
+	}
+	defer m.unclaim(id)
+	return m.split(ctx, e, k)
+}
+
+func (m *Manager) split(ctx context.Context, old *entry, k int) error {
+	c := old.key.Count
+	keys := make([]ShardKey, k)
+	for i := range keys {
+		keys[i] = ShardKey{old.key.ID + i*c, c * k}
+	}
+	m.publish(Event{Type: EventSplitStarted, Key: old.key, Role: RoleActive, At: time.Now(), Reason: fmt.Sprintf("split into %d shards of %d", k, c*k)})
+	m.log.Info("split started", "shard", old.key.ID, "shards", c, "into", k)
+	if err := m.replace(ctx, []*entry{old}, keys); err != nil {
+		m.publish(Event{Type: EventSplitAborted, Key: old.key, Role: RoleActive, At: time.Now(), Err: err, Reason: err.Error()})
+		m.log.Warn("split aborted", "shard", old.key.ID, "shards", c, "err", err)
+		return &ShardError{Key: old.key, Op: "split", Err: errors.Join(ErrAborted, err)}
+	}
+	m.publish(Event{Type: EventSplitDone, Key: old.key, Role: RoleRetiring, At: time.Now()})
+	m.log.Info("split done", "shard", old.key.ID, "shards", c, "into", k)
+	return nil
+}
+
+// Reshard moves the whole bot to count shards (0 = Discord's current
+// recommendation) with zero downtime: a new set identifies beside the old
+// one, its dispatches held back, and is swapped in in one step once every
+// new shard is READY; the old shards are then ended (1000) and their records
+// deleted. A manager limited by WithShardIDs cannot re-shard the whole bot.
+func (m *Manager) Reshard(ctx context.Context, count int) error {
+	if count < 0 {
+		return fmt.Errorf("manager: reshard: count %d is negative", count)
+	}
+	if count == 0 {
+		gb, err := m.fetchGatewayBot(ctx)
+		if err != nil {
+			return fmt.Errorf("manager: reshard: %w", err)
+		}
+		count = gb.Shards
+		m.mu.Lock()
+		m.recommended = gb.Shards
+		lim := m.lim
+		m.mu.Unlock()
+		if lim != nil {
+			lim.SetSessionStartLimit(gb.SessionStartLimit.Total, gb.SessionStartLimit.Remaining, gb.resetAfter())
+		}
+	}
+	m.mu.Lock()
+	if err := m.openLocked(); err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	if m.explicitIDs {
+		m.mu.Unlock()
+		return fmt.Errorf("manager: reshard: this manager runs only some shard IDs (WithShardIDs); re-shard every process instead")
+	}
+	if m.resharding || len(m.busy) > 0 {
+		m.mu.Unlock()
+		return fmt.Errorf("manager: reshard to %d: %w", count, ErrBusy)
+	}
+	olds := make([]*entry, 0, len(m.active))
+	same := true
+	for _, e := range m.view {
+		if e.roleOf() == RoleActive {
+			olds = append(olds, e)
+			same = same && e.key.Count == count
+		}
+	}
+	if same {
+		m.mu.Unlock()
+		return nil
+	}
+	m.resharding = true
+	m.actions.Add(1)
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.resharding = false
+		m.mu.Unlock()
+		m.actions.Done()
+		m.notify()
+	}()
+
+	key := ShardKey{0, count}
+	keys := make([]ShardKey, count)
+	for i := range keys {
+		keys[i] = ShardKey{i, count}
+	}
+	m.publish(Event{Type: EventReshardStarted, Key: key, At: time.Now()})
+	m.log.Info("re-shard started", "shards", count)
+	if err := m.replace(ctx, olds, keys); err != nil {
+		m.publish(Event{Type: EventReshardAborted, Key: key, At: time.Now(), Err: err, Reason: err.Error()})
+		return fmt.Errorf("manager: reshard to %d: %w", count, errors.Join(ErrAborted, err))
+	}
+	m.publish(Event{Type: EventReshardDone, Key: key, At: time.Now()})
+	m.log.Info("re-shard done", "shards", count)
+	return nil
+}
+
+// replace starts shards for keys beside olds, holds their dispatches back
+// until all are READY, then swaps them in and ends olds. On failure it ends
+// the new shards and leaves olds serving.
+func (m *Manager) replace(ctx context.Context, olds []*entry, keys []ShardKey) error {
+	flag := new(atomic.Bool)
+	m.mu.Lock()
+	if err := m.openLocked(); err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	lim, url := m.lim, m.gwURL
+	news := make([]*entry, len(keys))
+	for i, k := range keys {
+		news[i] = m.newEntry(k, RoleJoining, gateway.Session{}, lim, url)
+		news[i].hold.Store(&holdRef{flag: flag, newSide: true})
+	}
+	for _, o := range olds {
+		o.hold.Store(&holdRef{flag: flag, newSide: false})
+	}
+	m.others = append(m.others, news...)
+	m.rebuildLocked()
+	m.mu.Unlock()
+
+	if err := m.join(ctx, lim, news); err != nil {
+		m.endAll(ctx, news)
+		m.releaseQueued(lim, news)
+		m.mu.Lock()
+		m.others = slices.DeleteFunc(m.others, func(e *entry) bool { return slices.Contains(news, e) })
+		for _, n := range news {
+			delete(m.saved, n.key)
+		}
+		for _, o := range olds {
+			o.hold.Store(nil)
+		}
+		m.rebuildLocked()
+		m.mu.Unlock()
+		m.notify()
+		for _, n := range news {
+			m.storeDelete(n.key)
+		}
+		return err
+	}
+
+	// Swap: one step under the lock, one atomic flip for delivery.
+	m.mu.Lock()
+	for _, o := range olds {
+		if m.active[o.key.ID] == o {
+			delete(m.active, o.key.ID)
+		}
+		o.role.Store(uint32(RoleRetiring))
+	}
+	m.others = slices.DeleteFunc(m.others, func(e *entry) bool { return slices.Contains(news, e) })
+	m.others = append(m.others, olds...)
+	for _, n := range news {
+		n.role.Store(uint32(RoleActive))
+		m.active[n.key.ID] = n
+	}
+	flag.Store(true)
+	m.rebuildLocked()
+	m.mu.Unlock()
+	for _, n := range news {
+		n.hold.Store(nil)
+	}
+	m.notify()
+
+	m.endAll(ctx, olds)
+	keep := make(map[ShardKey]bool, len(news))
+	for _, n := range news {
+		keep[n.key] = true
+	}
+	m.mu.Lock()
+	m.others = slices.DeleteFunc(m.others, func(e *entry) bool { return slices.Contains(olds, e) })
+	for _, o := range olds {
+		if !keep[o.key] {
+			delete(m.saved, o.key)
+		}
+	}
+	m.rebuildLocked()
+	m.mu.Unlock()
+	for _, o := range olds {
+		if !keep[o.key] {
+			m.storeDelete(o.key)
+		}
+	}
+	m.notify()
+	return nil
+}
+
+// join queues news in the limiter in order, starts them and waits until all
+// are READY, one fails, ctx ends or the manager closes.
+func (m *Manager) join(ctx context.Context, lim *limiter.Limiter, news []*entry) error {
+	ids := make([]int, len(news))
+	for i, n := range news {
+		ids[i] = n.key.ID
+	}
+	lim.Enqueue(ids...)
+	for _, n := range news {
+		if err := n.shard.Start(); err != nil {
+			return &ShardError{Key: n.key, Op: "start", Err: err}
+		}
+	}
+	for {
+		ch := m.changed()
+		all := true
+		for _, n := range news {
+			switch n.shard.State() {
+			case gateway.StateReady:
+			case gateway.StateFailed:
+				return &ShardError{Key: n.key, Err: n.err()}
+			case gateway.StateClosed:
+				return &ShardError{Key: n.key, Err: gateway.ErrClosed}
+			default:
+				all = false
+			}
+		}
+		if all {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// endAll ends shards (1000) concurrently, even if ctx has ended.
+func (m *Manager) endAll(ctx context.Context, es []*entry) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, e := range es {
+		wg.Go(func() {
+			if err := e.shard.End(cctx); err != nil {
+				m.log.Warn("end shard", "shard", e.key.ID, "shards", e.key.Count, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// releaseQueued frees limiter places that ended new shards may still hold
+// (enqueued, never approached), unless the active shard with the same ID is
+// itself waiting for the limiter (the limiter is keyed by shard ID only).
+func (m *Manager) releaseQueued(lim *limiter.Limiter, news []*entry) {
+	for _, n := range news {
+		if _, _, ok := lim.Position(n.key.ID); !ok {
+			continue
+		}
+		m.mu.RLock()
+		a := m.active[n.key.ID]
+		m.mu.RUnlock()
+		if a != nil {
+			if st := a.shard.State(); st == gateway.StateQueued || st == gateway.StateConnecting || st == gateway.StateReconnecting {
+				continue
+			}
+		}
+		lim.Release(n.key.ID, false)
+	}
+}
+
+// startAutoSplit splits e, which failed with 4011, on a manager goroutine.
+// If a new shard is refused with 4011 too, it splits further (k times the
+// split count) up to maxAutoShardCount.
+func (m *Manager) startAutoSplit(e *entry) {
+	id := e.key.ID
+	m.mu.Lock()
+	if m.life != stateOpen || m.active[id] != e || m.busy[id] || m.resharding {
+		m.mu.Unlock()
+		e.autoSplit.Store(false)
+		m.notify()
+		return
+	}
+	m.busy[id] = true
+	m.actions.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.unclaim(id)
+		k := m.cfg.splitCount
+		for {
+			err := m.split(m.ctx, e, k)
+			if err == nil {
+				return
+			}
+			if errors.Is(err, gateway.ErrShardingRequired) && m.ctx.Err() == nil && e.key.Count*k*m.cfg.splitCount <= maxAutoShardCount {
+				k *= m.cfg.splitCount
+				continue
+			}
+			m.log.Error("automatic split failed", "shard", id, "shards", e.key.Count, "err", err)
+			e.autoSplit.Store(false)
+			m.notify()
+			return
+		}
+	}()
+}

@@ -1,0 +1,144 @@
+package manager
+
+import (
+	"math"
+	"time"
+
+	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/limiter"
+)
+
+// ShardInfo is one shard in a Snapshot.
+type ShardInfo struct {
+	Key   ShardKey
+	Role  Role
+	State gateway.State
+	Since time.Time // when State began
+	// Latency is the last heartbeat round trip; SmoothedLatency its average.
+	Latency, SmoothedLatency time.Duration
+	Guilds                   int
+	Events                   uint64  // dispatches received, total
+	EventsPerSec             float64 // sampled once per sample interval
+	Sequence                 int64
+	SessionID                string
+	Bucket                   int // shard_id % max_concurrency
+	QueuePos                 int // place in the limiter's bucket queue (0 = head), -1 if not queued
+	ReconnectAttempts        int
+	Reconnects               uint64
+	LastCloseCode            int
+	LastCloseReason          string
+	SequenceGaps             uint64
+	Identifies, Resumes      uint64
+	Uptime                   time.Duration // since the manager started this shard instance
+	// Resumable reports that a session is saved for Key, so ResumeShard
+	// would not fail with ErrNoSession (meaningful while the shard is stopped).
+	Resumable bool
+}
+
+// Totals sums up a Snapshot.
+type Totals struct {
+	Ready, Total        int // active shards Ready / active shards
+	EventsPerSec        float64
+	AvgLatency          time.Duration // over active Ready shards with a measured latency
+	WorstLatency        time.Duration
+	Identifies, Resumes uint64
+	DroppedEvents       uint64 // lifecycle events subscribers did not take in time
+}
+
+// Snapshot is the state of every shard and of the limiter, for display.
+type Snapshot struct {
+	At                time.Time
+	Shards            []ShardInfo // sorted by (ID, Count)
+	Limiter           limiter.Snapshot
+	BotUser           User
+	MaxConcurrency    int
+	RecommendedShards int
+	Totals            Totals
+}
+
+// Snapshot returns the current state. It takes the registry lock only to
+// read one pointer; see SnapshotInto to reuse buffers.
+func (m *Manager) Snapshot() Snapshot {
+	var s Snapshot
+	m.SnapshotInto(&s)
+	return s
+}
+
+// SnapshotInto fills dst, reusing dst.Shards' storage: a UI refreshing
+// several times a second allocates nothing per shard.
+func (m *Manager) SnapshotInto(dst *Snapshot) {
+	m.mu.RLock()
+	view, lim, conc, rec := m.view, m.lim, m.maxConc, m.recommended
+	shards := dst.Shards[:0]
+	if cap(shards) < len(view) {
+		shards = make([]ShardInfo, 0, len(view))
+	}
+	// The saved sessions are guarded by m.mu: note which exist while it is
+	// held, and read the shards' own stats after letting it go.
+	for _, e := range view {
+		shards = append(shards, ShardInfo{Resumable: m.saved[e.key].Resumable()})
+	}
+	m.mu.RUnlock()
+
+	now := time.Now()
+	var t Totals
+	var latSum time.Duration
+	var latN int
+	for i, e := range view {
+		st := e.shard.Stats()
+		role := e.roleOf()
+		info := ShardInfo{
+			Key: e.key, Role: role, State: st.State, Since: st.StateSince,
+			Latency: st.Latency, SmoothedLatency: st.SmoothedLatency,
+			Guilds: st.Guilds, Events: st.Events, EventsPerSec: math.Float64frombits(e.rate.Load()),
+			Sequence: st.Sequence, SessionID: st.SessionID, QueuePos: -1,
+			ReconnectAttempts: st.ReconnectAttempts, Reconnects: st.Reconnects,
+			LastCloseCode: st.LastCloseCode, LastCloseReason: st.LastCloseReason,
+			SequenceGaps: st.SequenceGaps, Identifies: st.Identifies, Resumes: st.Resumes,
+			Uptime: now.Sub(e.started), Resumable: shards[i].Resumable,
+		}
+		if conc > 0 {
+			info.Bucket = e.key.ID % conc
+		}
+		if lim != nil && (st.State == gateway.StateQueued || st.State == gateway.StateConnecting || st.State == gateway.StateIdle || st.State == gateway.StateReconnecting) {
+			if _, pos, ok := lim.Position(e.key.ID); ok {
+				info.QueuePos = pos
+			}
+		}
+		shards[i] = info
+		t.Identifies += st.Identifies
+		t.Resumes += st.Resumes
+		if role != RoleActive {
+			continue
+		}
+		t.Total++
+		t.EventsPerSec += info.EventsPerSec
+		if st.State == gateway.StateReady {
+			t.Ready++
+			if st.SmoothedLatency > 0 {
+				latSum += st.SmoothedLatency
+				latN++
+				t.WorstLatency = max(t.WorstLatency, st.SmoothedLatency)
+			}
+		}
+	}
+	if latN > 0 {
+		t.AvgLatency = latSum / time.Duration(latN)
+	}
+	t.DroppedEvents = m.subs.dropped.Load()
+
+	dst.At = now
+	dst.Shards = shards
+	dst.MaxConcurrency, dst.RecommendedShards = conc, rec
+	dst.Totals = t
+	dst.BotUser = User{}
+	if u := m.botUser.Load(); u != nil {
+		dst.BotUser = *u
+	}
+	dst.Limiter = limiter.Snapshot{}
+	if lim != nil {
+		dst.Limiter = lim.Snapshot()
+	}
+}
+
+func float64bits(f float64) uint64 { return math.Float64bits(f) }
