@@ -1,0 +1,778 @@
+package tui
+
+import (
+	"context"
+	"fmt"
+	"github.com/charmbracelet/bubbles/textinput"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/shardtop/shardtop/manager"
+)
+
+// mode is what keys currently do.
+type mode uint8
+
+const (
+	modeNormal  mode = iota
+	modeFilter       // editing the filter
+	modeConfirm      // a split or re-shard waits for y/n
+)
+
+// op is an action on the manager.
+type op uint8
+
+const (
+	opOpen op = iota
+	opClose
+	opResume
+	opRestart
+	opSplit
+	opReshard
+)
+
+var opNames = [...]struct{ verb, doing, done string }{
+	opOpen:    {"open", "opening", "opened"},
+	opClose:   {"close", "closing", "closed"},
+	opResume:  {"resume", "resuming", "resumed"},
+	opRestart: {"restart", "restarting", "restarted"},
+	opSplit:   {"split", "splitting", "split"},
+	opReshard: {"re-shard", "re-sharding", "re-sharded"},
+}
+
+// action is one request to the manager: op on key (arg: split count or
+// re-shard count).
+type action struct {
+	op  op
+	key manager.ShardKey
+	arg int
+}
+
+func (a action) String() string {
+	switch a.op {
+	case opSplit:
+		return "split " + a.key.String() + " into " + strconv.Itoa(a.arg)
+	case opReshard:
+		if a.arg == 0 {
+			return "re-shard to Discord's recommendation"
+		}
+		return "re-shard to " + strconv.Itoa(a.arg) + " shards"
+	}
+	return opNames[a.op].verb + " " + a.key.String()
+}
+
+// tickMsg asks the model to pull a snapshot.
+type tickMsg struct{}
+
+// actionDoneMsg carries the result of an action run as a tea.Cmd.
+type actionDoneMsg struct {
+	action action
+	err    error
+}
+
+// statusKind colours the status line.
+type statusKind uint8
+
+const (
+	statusNone statusKind = iota
+	statusBusy
+	statusOK
+	statusErr
+)
+
+// Model is the root Bubble Tea model: it owns every piece of UI state.
+// Make one with New; it implements tea.Model.
+type Model struct {
+	cfg    config
+	mgr    Manager
+	keys   KeyMap
+	st     *styles
+	help   help.Model
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	events      <-chan manager.Event
+	unsubscribe func()
+	closeOnce   sync.Once
+	quitOnce    sync.Once
+
+	width, height int
+
+	snap    manager.Snapshot
+	rows    []int32 // indices into snap.Shards after filter and sort
+	sortBuf []sortItem
+	shardW  int   // widest "id/count"
+	busy    []int // buckets with shards waiting, busiest first
+
+	cursor int // index into rows
+	offset int // first visible row
+	sel    manager.ShardKey
+	hasSel bool
+
+	sortCol sortColumn
+	desc    bool
+	filter  filter
+
+	mode      mode
+	input     textinput.Model // the filter being edited
+	confirm   action
+	filterErr error
+
+	log     eventRing
+	pending map[action]struct{}
+
+	status     string
+	statusKind statusKind
+	quitting   bool
+}
+
+var _ tea.Model = (*Model)(nil)
+
+// New returns a Model over mgr. It subscribes to mgr's lifecycle events at
+// once; call Close when done (Run does).
+func New(mgr Manager, opts ...Option) (*Model, error) {
+	if mgr == nil {
+		return nil, fmt.Errorf("%w: manager is nil", ErrInvalidOption)
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m := &Model{
+		cfg:     cfg,
+		mgr:     mgr,
+		keys:    DefaultKeyMap(),
+		st:      defaultStyles(),
+		help:    help.New(),
+		log:     newEventRing(cfg.logSize),
+		pending: make(map[action]struct{}),
+		cursor:  -1,
+		input:   newFilterInput(),
+	}
+	if cfg.keys != nil {
+		m.keys = *cfg.keys
+	}
+	m.ctx, m.cancel = context.WithCancel(cfg.ctx)
+	m.events, m.unsubscribe = mgr.Subscribe(cfg.eventBuffer)
+	m.updateKeys()
+	return m, nil
+}
+
+// Close ends the event subscription and cancels the actions still running.
+// It is idempotent.
+func (m *Model) Close() {
+	m.closeOnce.Do(func() {
+		m.cancel()
+		m.unsubscribe()
+	})
+}
+
+// Init implements tea.Model: it pulls the first snapshot at once.
+func (m *Model) Init() tea.Cmd {
+	return func() tea.Msg { return tickMsg{} }
+}
+
+func (m *Model) tick() tea.Cmd {
+	return tea.Tick(m.cfg.refresh, func(time.Time) tea.Msg { return tickMsg{} })
+}
+
+// Update implements tea.Model.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		m.help.Width = msg.Width
+		m.scrollToCursor()
+		return m, nil
+	case tickMsg:
+		m.refresh()
+		return m, m.tick()
+	case actionDoneMsg:
+		delete(m.pending, msg.action)
+		if msg.err != nil {
+			m.setStatus(statusErr, "✗ "+msg.action.String()+": "+sanitize(msg.err.Error()))
+		} else {
+			m.setStatus(statusOK, "✓ "+opNames[msg.action.op].done+" "+actionTarget(msg.action))
+		}
+		m.updateKeys()
+		return m, nil
+	case tea.KeyMsg:
+		return m.updateKey(msg)
+	}
+	return m, nil
+}
+
+func actionTarget(a action) string {
+	switch a.op {
+	case opSplit:
+		return a.key.String() + " into " + strings.Join(splitKeys(a.key, a.arg), ", ")
+	case opReshard:
+		if a.arg == 0 {
+			return "to Discord's recommendation"
+		}
+		return "to " + strconv.Itoa(a.arg) + " shards"
+	}
+	return a.key.String()
+}
+
+// splitKeys lists the shards a split of k makes of key: id, id+c, ... of count c*k.
+func splitKeys(k manager.ShardKey, n int) []string {
+	out := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		out = append(out, manager.ShardKey{ID: k.ID + i*k.Count, Count: k.Count * n}.String())
+	}
+	return out
+}
+
+func (m *Model) updateKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
+	k := &m.keys
+	if key.Matches(msg, k.Interrupt) {
+		return m, m.quit()
+	}
+	switch m.mode {
+	case modeConfirm:
+		switch {
+		case key.Matches(msg, k.Confirm):
+			m.mode = modeNormal
+			cmd := m.run(m.confirm)
+			m.updateKeys()
+			return m, cmd
+		case key.Matches(msg, k.Cancel):
+			m.mode = modeNormal
+			m.setStatus(statusNone, "cancelled: "+m.confirm.String())
+			m.updateKeys()
+		}
+		return m, nil
+	case modeFilter:
+		switch {
+		case key.Matches(msg, k.Apply):
+			f, err := parseFilter(m.input.Value())
+			if err != nil {
+				m.filterErr = err
+				return m, nil
+			}
+			m.setFilter(f)
+			m.mode = modeNormal
+			m.updateKeys()
+			return m, nil
+		case key.Matches(msg, k.ClearFilter):
+			m.setFilter(filter{})
+			m.mode = modeNormal
+			m.updateKeys()
+			return m, nil
+		}
+		before := m.input.Value()
+		var cmd tea.Cmd
+		m.input, cmd = m.input.Update(msg)
+		if m.input.Value() == before {
+			return m, cmd
+		}
+		// Preview as the user types; a half-typed term keeps the last good one.
+		if f, err := parseFilter(m.input.Value()); err == nil {
+			m.filterErr = nil
+			m.setFilter(f)
+		} else {
+			m.filterErr = err
+		}
+		return m, cmd
+	}
+
+	switch {
+	case key.Matches(msg, k.Quit):
+		return m, m.quit()
+	case key.Matches(msg, k.Help):
+		m.help.ShowAll = !m.help.ShowAll
+		m.updateKeys()
+		m.scrollToCursor()
+	case key.Matches(msg, k.Up):
+		m.move(-1)
+	case key.Matches(msg, k.Down):
+		m.move(1)
+	case key.Matches(msg, k.PageUp):
+		m.move(-max(1, m.visibleRows()-1))
+	case key.Matches(msg, k.PageDown):
+		m.move(max(1, m.visibleRows()-1))
+	case key.Matches(msg, k.Top):
+		m.move(-len(m.rows))
+	case key.Matches(msg, k.Bottom):
+		m.move(len(m.rows))
+	case key.Matches(msg, k.Filter):
+		m.mode = modeFilter
+		m.filterErr = nil
+		m.input.SetValue(m.filter.text)
+		m.input.CursorEnd()
+		m.updateKeys()
+		return m, m.input.Focus()
+	case key.Matches(msg, k.ClearFilter):
+		m.setFilter(filter{})
+		m.updateKeys()
+	case key.Matches(msg, k.SortNext):
+		m.sortCol = (m.sortCol + 1) % numSortColumns
+		m.resort()
+	case key.Matches(msg, k.SortReverse):
+		m.desc = !m.desc
+		m.resort()
+	case key.Matches(msg, k.Open):
+		return m, m.run(action{op: opOpen, key: m.sel})
+	case key.Matches(msg, k.Close):
+		return m, m.run(action{op: opClose, key: m.sel})
+	case key.Matches(msg, k.Resume):
+		return m, m.run(action{op: opResume, key: m.sel})
+	case key.Matches(msg, k.Restart):
+		return m, m.run(action{op: opRestart, key: m.sel})
+	case key.Matches(msg, k.Split):
+		m.ask(action{op: opSplit, key: m.sel, arg: m.cfg.splitCount})
+	case key.Matches(msg, k.Reshard):
+		m.ask(action{op: opReshard, arg: m.snap.RecommendedShards})
+	}
+	return m, nil
+}
+
+func (m *Model) quit() tea.Cmd {
+	m.quitting = true
+	m.quitOnce.Do(func() {
+		if m.cfg.onQuit != nil {
+			m.cfg.onQuit()
+		}
+	})
+	return tea.Quit
+}
+
+func (m *Model) ask(a action) {
+	m.mode = modeConfirm
+	m.confirm = a
+	m.updateKeys()
+}
+
+// run starts a as a tea.Cmd; Update never blocks on the manager.
+func (m *Model) run(a action) tea.Cmd {
+	m.pending[a] = struct{}{}
+	m.setStatus(statusBusy, opNames[a.op].doing+" "+actionTarget(a)+"…")
+	m.updateKeys()
+	ctx, mgr := m.ctx, m.mgr
+	return func() tea.Msg {
+		var err error
+		switch a.op {
+		case opOpen:
+			err = mgr.OpenShard(ctx, a.key.ID)
+		case opClose:
+			err = mgr.CloseShard(ctx, a.key.ID)
+		case opResume:
+			err = mgr.ResumeShard(ctx, a.key.ID)
+		case opRestart:
+			err = mgr.RestartShard(ctx, a.key.ID)
+		case opSplit:
+			err = mgr.SplitShard(ctx, a.key.ID, a.arg)
+		case opReshard:
+			err = mgr.Reshard(ctx, a.arg)
+		}
+		return actionDoneMsg{action: a, err: err}
+	}
+}
+
+func (m *Model) setStatus(kind statusKind, text string) {
+	m.statusKind, m.status = kind, text
+}
+
+// refresh pulls a snapshot, drains the events and rebuilds the rows.
+func (m *Model) refresh() {
+	m.mgr.SnapshotInto(&m.snap)
+	m.drainEvents()
+	maxID, maxCount := 0, 0
+	for i := range m.snap.Shards {
+		maxID = max(maxID, m.snap.Shards[i].Key.ID)
+		maxCount = max(maxCount, m.snap.Shards[i].Key.Count)
+	}
+	m.shardW = len(strconv.Itoa(maxID)) + 1 + len(strconv.Itoa(maxCount))
+	m.rebuildBusy()
+	m.rebuildRows()
+}
+
+func (m *Model) drainEvents() {
+	if m.events == nil {
+		return
+	}
+	// Bounded, so a flood of events cannot starve the UI.
+	for n := cap(m.events) + len(m.log.buf); n > 0; n-- {
+		select {
+		case ev, ok := <-m.events:
+			if !ok {
+				m.events = nil
+				return
+			}
+			m.log.push(ev)
+		default:
+			return
+		}
+	}
+}
+
+func (m *Model) rebuildBusy() {
+	m.busy = m.busy[:0]
+	bks := m.snap.Limiter.Buckets
+	for i := range bks {
+		if len(bks[i].Waiting) > 0 {
+			m.busy = append(m.busy, i)
+		}
+	}
+	slices.SortStableFunc(m.busy, func(a, b int) int { return len(bks[b].Waiting) - len(bks[a].Waiting) })
+}
+
+func (m *Model) setFilter(f filter) {
+	m.filter = f
+	m.rebuildRows()
+}
+
+func (m *Model) resort() {
+	m.sortBuf = sortRows(m.rows, m.snap.Shards, m.sortCol, m.desc, m.sortBuf)
+	m.followSelection()
+}
+
+// rebuildRows applies the filter and the sort, and keeps the selected shard
+// selected if it is still shown.
+func (m *Model) rebuildRows() {
+	m.rows = m.rows[:0]
+	shards := m.snap.Shards
+	if m.filter.empty() {
+		for i := range shards {
+			m.rows = append(m.rows, int32(i))
+		}
+	} else {
+		for i := range shards {
+			if m.filter.match(&shards[i]) {
+				m.rows = append(m.rows, int32(i))
+			}
+		}
+	}
+	m.sortBuf = sortRows(m.rows, shards, m.sortCol, m.desc, m.sortBuf)
+	m.followSelection()
+}
+
+// followSelection moves the cursor to the selected shard's row; if it is
+// gone, the cursor stays at the same place.
+func (m *Model) followSelection() {
+	if m.hasSel {
+		for r, i := range m.rows {
+			if m.snap.Shards[i].Key == m.sel {
+				m.cursor = r
+				m.selectRow()
+				return
+			}
+		}
+	}
+	m.cursor = max(0, min(m.cursor, len(m.rows)-1))
+	m.selectRow()
+}
+
+func (m *Model) move(delta int) {
+	if len(m.rows) == 0 {
+		return
+	}
+	m.cursor = max(0, min(m.cursor+delta, len(m.rows)-1))
+	m.selectRow()
+}
+
+// selectRow makes the shard under the cursor the selected one.
+func (m *Model) selectRow() {
+	if len(m.rows) == 0 {
+		m.cursor = -1
+		m.hasSel = false
+	} else {
+		m.sel = m.snap.Shards[m.rows[m.cursor]].Key
+		m.hasSel = true
+	}
+	m.scrollToCursor()
+	m.updateKeys()
+}
+
+// selected returns the selected shard's info, or nil.
+func (m *Model) selected() *manager.ShardInfo {
+	if m.cursor < 0 || m.cursor >= len(m.rows) {
+		return nil
+	}
+	return &m.snap.Shards[m.rows[m.cursor]]
+}
+
+func (m *Model) scrollToCursor() {
+	vis := m.visibleRows()
+	switch {
+	case m.cursor < m.offset:
+		m.offset = max(0, m.cursor)
+	case m.cursor >= m.offset+vis:
+		m.offset = m.cursor - vis + 1
+	}
+	// No empty space below the last row while rows are hidden above.
+	m.offset = max(0, min(m.offset, len(m.rows)-vis))
+}
+
+// updateKeys enables the bindings that apply now; the help shows only those.
+func (m *Model) updateKeys() {
+	k := &m.keys
+	normal := m.mode == modeNormal
+	for _, b := range []*key.Binding{&k.Up, &k.Down, &k.PageUp, &k.PageDown, &k.Top, &k.Bottom,
+		&k.Filter, &k.SortNext, &k.SortReverse, &k.Help, &k.Quit} {
+		b.SetEnabled(normal)
+	}
+	k.Confirm.SetEnabled(m.mode == modeConfirm)
+	k.Cancel.SetEnabled(m.mode == modeConfirm)
+	k.Apply.SetEnabled(m.mode == modeFilter)
+	k.ClearFilter.SetEnabled(m.mode == modeFilter || (normal && !m.filter.empty()))
+	k.Interrupt.SetEnabled(true)
+
+	var acts shardActions
+	if info := m.selected(); normal && info != nil && !m.busyShard(info.Key) {
+		acts = actionsFor(info)
+	}
+	k.Open.SetEnabled(acts.open)
+	k.Close.SetEnabled(acts.close)
+	k.Resume.SetEnabled(acts.resume)
+	k.Restart.SetEnabled(acts.restart)
+	k.Split.SetEnabled(acts.split)
+	k.Reshard.SetEnabled(normal && !m.running(opReshard) && len(m.snap.Shards) > 0)
+	if m.help.ShowAll {
+		k.Help.SetHelp("?", "less")
+	} else {
+		k.Help.SetHelp("?", "more")
+	}
+}
+
+// running reports whether an action of kind o started here still runs.
+func (m *Model) running(o op) bool {
+	for a := range m.pending {
+		if a.op == o {
+			return true
+		}
+	}
+	return false
+}
+
+// busyShard reports whether an action started here still runs for key.
+func (m *Model) busyShard(key manager.ShardKey) bool {
+	for a := range m.pending {
+		if a.key == key && a.op != opReshard {
+			return true
+		}
+	}
+	return false
+}
+
+// frame is the vertical layout of one screen.
+type frame struct {
+	headerH, tableH, panelH int
+	backlogH, logH          int
+	sideBySide              bool
+	help                    string
+}
+
+const (
+	sideBySideWidth  = 110 // from this width the panels sit side by side
+	maxPanelH        = 12
+	panelFoldHeight  = 14 // below this many spare lines, the panels fold away
+	compactHeaderMax = 11 // terminals this short get a one-line header
+)
+
+func (m *Model) layout() frame {
+	var f frame
+	// help.Model lets a line overflow when not even its "…" fits: cut it.
+	lines := strings.Split(m.help.View(m.keys), "\n")
+	for i := range lines {
+		lines[i] = fit(lines[i], m.width)
+	}
+	f.headerH = 2
+	if m.height <= compactHeaderMax {
+		f.headerH = 1
+	}
+	// Tiny terminals lose the help, then the header, before the table.
+	const minRest = 3 // the table's title, one row, the status line
+	helpRoom := max(0, m.height-f.headerH-minRest)
+	if len(lines) > helpRoom {
+		lines = lines[:helpRoom]
+	}
+	if m.height < f.headerH+minRest {
+		f.headerH = max(0, m.height-minRest)
+	}
+	f.help = strings.Join(lines, "\n")
+	rest := m.height - f.headerH - 1 - len(lines) // 1: status line
+	if rest >= panelFoldHeight {
+		f.panelH = max(3, min(maxPanelH, rest/3))
+		if m.width >= sideBySideWidth {
+			f.sideBySide = true
+			f.backlogH, f.logH = f.panelH, f.panelH
+		} else {
+			// The backlog takes what it needs, up to half; the log the rest.
+			need := 1 + max(1, len(m.busy))
+			f.backlogH = min(need, f.panelH/2)
+			f.logH = f.panelH - f.backlogH
+		}
+	}
+	f.tableH = max(1, rest-f.panelH)
+	return f
+}
+
+// visibleRows is how many shard rows the table shows.
+func (m *Model) visibleRows() int {
+	if m.height == 0 {
+		return 1
+	}
+	return max(1, m.layout().tableH-1)
+}
+
+// View implements tea.Model.
+func (m *Model) View() string {
+	if m.quitting || m.width <= 0 || m.height <= 0 {
+		return ""
+	}
+	f := m.layout()
+	now := m.cfg.now()
+	var b strings.Builder
+	b.Grow(m.width * m.height * 2)
+
+	if f.headerH > 0 {
+		b.WriteString(header{st: m.st, snap: &m.snap, now: now}.Render(m.width, f.headerH))
+		b.WriteByte('\n')
+	}
+
+	empty := "no shards yet"
+	if len(m.snap.Shards) > 0 {
+		empty = "no shard matches the filter " + strconv.Quote(m.filter.text)
+	}
+	b.WriteString(shardTable{
+		st: m.st, shards: m.snap.Shards, rows: m.rows, offset: m.offset, cursor: m.cursor,
+		sortCol: m.sortCol, desc: m.desc, shardW: m.shardW, empty: empty,
+	}.Render(m.width, f.tableH))
+
+	if f.panelH > 0 {
+		selBucket := -1
+		if info := m.selected(); info != nil && m.snap.MaxConcurrency > 0 {
+			selBucket = info.Bucket
+		}
+		bl := backlog{st: m.st, lim: &m.snap.Limiter, busy: m.busy, selBucket: selBucket, now: now}
+		lp := logPane{st: m.st, log: &m.log, loc: m.cfg.loc}
+		b.WriteByte('\n')
+		if f.sideBySide {
+			lw := m.width * 2 / 5
+			b.WriteString(joinColumns(bl.Render(lw-1, f.backlogH), lp.Render(m.width-lw-1, f.logH), lw, m.st.dim.Render("│")))
+		} else {
+			b.WriteString(bl.Render(m.width, f.backlogH))
+			b.WriteByte('\n')
+			b.WriteString(lp.Render(m.width, f.logH))
+		}
+	}
+	b.WriteByte('\n')
+	b.WriteString(m.statusLine())
+	if f.help != "" {
+		b.WriteByte('\n')
+		b.WriteString(f.help)
+	}
+	return b.String()
+}
+
+// statusLine is the prompt, the filter input, or the last action's result,
+// with the filter and row position on the right.
+func (m *Model) statusLine() string {
+	w := m.width
+	switch m.mode {
+	case modeConfirm:
+		return fit(m.st.prompt.Render(m.confirmPrompt()+" [y/n]"), w)
+	case modeFilter:
+		line := sanitize(m.input.View())
+		if m.input.Value() == "" {
+			line += m.st.dim.Render(" 3  3/16  10-20  ready  !ready  joining")
+		}
+		if m.filterErr != nil {
+			line += "  " + m.st.statusErr.Render(sanitize(m.filterErr.Error()))
+		}
+		return fit(line, w)
+	}
+	var right strings.Builder
+	if !m.filter.empty() {
+		right.WriteString("filter " + sanitize(m.filter.text) + " · ")
+	}
+	right.WriteString(strconv.Itoa(len(m.rows)))
+	right.WriteString(" of ")
+	right.WriteString(strconv.Itoa(len(m.snap.Shards)))
+	right.WriteString(" shards")
+	if n := len(m.pending); n > 0 {
+		right.WriteString(" · ")
+		right.WriteString(strconv.Itoa(n))
+		right.WriteString(" running")
+	}
+	r := m.st.dim.Render(right.String())
+	rw := ansi.StringWidth(r)
+	left := ""
+	switch m.statusKind {
+	case statusOK:
+		left = m.st.statusOK.Render(m.status)
+	case statusErr:
+		left = m.st.statusErr.Render(m.status)
+	case statusBusy:
+		left = m.st.statusBusy.Render(m.status)
+	default:
+		left = m.status
+	}
+	if rw+2 > w {
+		return fit(left, w)
+	}
+	left = fit(left, w-rw-2)
+	return left + strings.Repeat(" ", w-rw-ansi.StringWidth(left)) + r
+}
+
+func (m *Model) confirmPrompt() string {
+	a := m.confirm
+	switch a.op {
+	case opSplit:
+		return "Split " + a.key.String() + " into " + strings.Join(splitKeys(a.key, a.arg), ", ") + "?"
+	case opReshard:
+		active := strconv.Itoa(m.snap.Totals.Total)
+		if a.arg == 0 {
+			return "Re-shard all " + active + " active shards to Discord's current recommendation?"
+		}
+		return "Re-shard all " + active + " active shards to " + strconv.Itoa(a.arg) + " (Discord's recommendation)?"
+	}
+	return a.String() + "?"
+}
+
+// joinColumns puts left and right side by side, left padded to lw cells.
+func joinColumns(left, right string, lw int, sep string) string {
+	ls, rs := strings.Split(left, "\n"), strings.Split(right, "\n")
+	var b strings.Builder
+	for i := 0; i < max(len(ls), len(rs)); i++ {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		l, r := "", ""
+		if i < len(ls) {
+			l = ls[i]
+		}
+		if i < len(rs) {
+			r = rs[i]
+		}
+		b.WriteString(l)
+		writeSpaces(&b, lw-1-ansi.StringWidth(l))
+		b.WriteString(sep)
+		b.WriteString(r)
+	}
+	return b.String()
+}
+
+// maxFilterLen bounds the filter text.
+const maxFilterLen = 200
+
+// newFilterInput is the one-line field of the '/' filter.
+func newFilterInput() textinput.Model {
+	in := textinput.New()
+	in.Prompt = "/"
+	in.CharLimit = maxFilterLen
+	return in
+}

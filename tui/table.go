@@ -1,0 +1,272 @@
+package tui
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/shardtop/shardtop/manager"
+)
+
+// colID names a shard table column.
+type colID uint8
+
+const (
+	colShard colID = iota
+	colState
+	colLatency
+	colGuilds
+	colEvents
+	colSeq
+	colSession
+	colBucket
+	colQueue
+	colUptime
+	colClose
+	numCols
+)
+
+type colDef struct {
+	title string
+	width int // content width; colShard's is the widest key
+	right bool
+}
+
+var colDefs = [numCols]colDef{
+	colShard:   {"SHARD", 6, false},
+	colState:   {"STATE", 12, false},
+	colLatency: {"LATENCY", 8, true},
+	colGuilds:  {"GUILDS", 7, true},
+	colEvents:  {"EV/S", 7, true},
+	colSeq:     {"SEQ", 9, true},
+	colSession: {"SESSION", 8, false},
+	colBucket:  {"BUCKET", 7, true},
+	colQueue:   {"QUEUE", 6, true},
+	colUptime:  {"UPTIME", 7, true},
+	colClose:   {"LAST CLOSE", 12, false},
+}
+
+// dropOrder is the order columns go when the terminal is too narrow;
+// SHARD and STATE always stay.
+var dropOrder = [...]colID{colSession, colUptime, colClose, colSeq, colBucket, colQueue, colGuilds, colEvents, colLatency}
+
+const (
+	rowPrefix     = 2  // cursor and role marker
+	closeMaxWidth = 40 // LAST CLOSE grows into spare width up to this
+)
+
+type colSpec struct {
+	id    colID
+	width int
+}
+
+// tableColumns picks the columns that fit width, in display order.
+func tableColumns(width, shardW int) ([numCols]colSpec, int) {
+	var widths [numCols]int
+	for i := range colDefs {
+		widths[i] = colDefs[i].width
+	}
+	widths[colShard] = max(widths[colShard], shardW)
+	var dropped [numCols]bool
+	total := func() int {
+		t, n := rowPrefix, 0
+		for i, w := range widths {
+			if !dropped[i] {
+				t += w
+				n++
+			}
+		}
+		return t + n - 1
+	}
+	for _, id := range dropOrder {
+		if total() <= width {
+			break
+		}
+		dropped[id] = true
+	}
+	if !dropped[colClose] {
+		widths[colClose] = min(closeMaxWidth, widths[colClose]+max(0, width-total()))
+	}
+	var cols [numCols]colSpec
+	n := 0
+	for i := range widths {
+		if !dropped[i] {
+			cols[n] = colSpec{colID(i), widths[i]}
+			n++
+		}
+	}
+	return cols, n
+}
+
+// shardTable renders the visible window of the (filtered, sorted) shards.
+type shardTable struct {
+	st      *styles
+	shards  []manager.ShardInfo
+	rows    []int32 // indices into shards, in display order
+	offset  int     // first visible row
+	cursor  int     // selected row, -1 if none
+	sortCol sortColumn
+	desc    bool
+	shardW  int
+	empty   string // shown when rows is empty
+}
+
+// Render draws the header line and up to height-1 rows, exactly height lines.
+func (t shardTable) Render(width, height int) string {
+	if height <= 0 {
+		return ""
+	}
+	cols, n := tableColumns(width, t.shardW)
+	var b strings.Builder
+	b.Grow((width + 32) * height)
+
+	var hdr strings.Builder
+	hdr.Grow(width)
+	writeSpaces(&hdr, rowPrefix)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			hdr.WriteByte(' ')
+		}
+		c := cols[i]
+		title := colDefs[c.id].title
+		if c.id == t.sortCol.col() {
+			if t.desc {
+				title += "▼"
+			} else {
+				title += "▲"
+			}
+		}
+		writeCell(&hdr, title, c.width, colDefs[c.id].right)
+	}
+	b.WriteString(t.st.tableHeader.Render(fit(hdr.String(), width)))
+
+	var scratch [64]byte
+	var row strings.Builder
+	row.Grow(width + 16)
+	for line := 1; line < height; line++ {
+		b.WriteByte('\n')
+		r := t.offset + line - 1
+		if r >= len(t.rows) {
+			if len(t.rows) == 0 && line == 1 {
+				b.WriteString(t.st.dim.Render(fit("  "+t.empty, width)))
+			}
+			continue
+		}
+		info := &t.shards[t.rows[r]]
+		selected := r == t.cursor
+		row.Reset()
+		if selected {
+			row.WriteByte('>')
+		} else {
+			row.WriteByte(' ')
+		}
+		marker := " "
+		switch info.Role {
+		case manager.RoleJoining:
+			marker = "+"
+		case manager.RoleRetiring:
+			marker = "-"
+		}
+		if selected || info.Role == manager.RoleActive {
+			row.WriteString(marker)
+		} else {
+			row.WriteString(t.st.role(info.Role).Render(marker))
+		}
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				row.WriteByte(' ')
+			}
+			c := cols[i]
+			right := colDefs[c.id].right
+			buf := scratch[:0]
+			switch c.id {
+			case colShard:
+				buf = strconv.AppendInt(buf, int64(info.Key.ID), 10)
+				buf = append(buf, '/')
+				buf = strconv.AppendInt(buf, int64(info.Key.Count), 10)
+			case colState:
+				name := info.State.String()
+				if selected {
+					writeCell(&row, name, c.width, false)
+				} else {
+					row.WriteString(t.st.stateCell(info.State, c.width))
+				}
+				continue
+			case colLatency:
+				lat := info.SmoothedLatency
+				if lat <= 0 {
+					lat = info.Latency
+				}
+				buf = appendLatency(buf, lat)
+			case colGuilds:
+				buf = strconv.AppendInt(buf, int64(info.Guilds), 10)
+			case colEvents:
+				buf = appendRate(buf, info.EventsPerSec)
+			case colSeq:
+				buf = appendCount(buf, info.Sequence)
+			case colSession:
+				writeCell(&row, shortSession(info.SessionID), c.width, false)
+				continue
+			case colBucket:
+				buf = strconv.AppendInt(buf, int64(info.Bucket), 10)
+			case colQueue:
+				if info.QueuePos < 0 {
+					buf = append(buf, '-')
+				} else {
+					buf = strconv.AppendInt(buf, int64(info.QueuePos)+1, 10)
+				}
+			case colUptime:
+				buf = appendSpan(buf, info.Uptime)
+			case colClose:
+				writeCell(&row, closeText(info.LastCloseCode, info.LastCloseReason), c.width, false)
+				continue
+			}
+			writeCell(&row, string(buf), c.width, right)
+		}
+		line := fit(row.String(), width)
+		if selected {
+			var sel strings.Builder
+			sel.Grow(width)
+			sel.WriteString(line)
+			writeSpaces(&sel, width-rowWidth(line))
+			line = t.st.selected.Render(sel.String())
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// rowWidth is the width of a row built from plain ASCII cells and
+// sanitized text.
+func rowWidth(s string) int {
+	if isASCII(s) {
+		return len(s)
+	}
+	return ansi.StringWidth(s)
+}
+
+// shortSession is the first 8 characters of a session ID, printable only.
+func shortSession(id string) string {
+	if id == "" {
+		return "-"
+	}
+	if len(id) > 8 {
+		id = id[:8]
+	}
+	return sanitize(id)
+}
+
+// closeText describes a close: "4000 unknown error", "-" when none.
+func closeText(code int, reason string) string {
+	if code == 0 && reason == "" {
+		return "-"
+	}
+	if reason == "" {
+		return strconv.Itoa(code)
+	}
+	if code == 0 {
+		return sanitize(reason)
+	}
+	return strconv.Itoa(code) + " " + sanitize(reason)
+}
