@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/shardtop/shardtop/discordsim"
+	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/manager"
+	"github.com/shardtop/shardtop/store"
+)
+
+// shutdownTimeout bounds the graceful stop: closing every shard resumable and
+// flushing the state file. Shards answer within a round trip; this only
+// matters when the network is gone.
+const shutdownTimeout = 10 * time.Second
+
+// run is the whole program behind main, returning the exit status.
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) > 0 && args[0] == "sim" {
+		return runSim(args[1:], stdout, stderr)
+	}
+	o, err := parseOptions(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "shardtop:", err)
+		return exitUsage
+	}
+	if o.showVersion {
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	}
+	ctx, stop := signalContext(stderr)
+	defer stop()
+	return supervise(ctx, o, stderr, getenv)
+}
+
+// supervise runs the shard manager with the TUI or headless until ctx ends
+// (a signal) or the TUI quits, then closes every shard resumable.
+func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(string) string) int {
+	var (
+		cfg      Config
+		token    string
+		warnings []string
+	)
+	if o.demo {
+		sim, err := startDemoSim()
+		if err != nil {
+			fmt.Fprintln(stderr, "shardtop: demo:", err)
+			return exitFailure
+		}
+		defer sim.Close()
+		cfg, token = demoConfig(sim)
+		if o.stateFile == "" {
+			dir, err := os.MkdirTemp("", "shardtop-demo-")
+			if err != nil {
+				fmt.Fprintln(stderr, "shardtop: demo:", err)
+				return exitFailure
+			}
+			// The demo's sessions die with its in-process simulator: keeping them is pointless.
+			defer os.RemoveAll(dir)
+			cfg.StateFile = filepath.Join(dir, "state.toml")
+		}
+	} else {
+		var err error
+		cfg, err = loadConfig(o)
+		if err != nil {
+			fmt.Fprintln(stderr, "shardtop: bad config:", err)
+			return exitUsage
+		}
+		token, warnings, err = cfg.ResolveToken(getenv)
+		if err != nil {
+			fmt.Fprintln(stderr, "shardtop:", err, "(or try --demo)")
+			return exitUsage
+		}
+	}
+	if err := applyOverrides(&cfg, o); err != nil {
+		fmt.Fprintln(stderr, "shardtop:", err)
+		return exitUsage
+	}
+
+	// In the TUI, log lines would tear the screen: the TUI shows events itself.
+	logger, internal := slog.New(slog.DiscardHandler), slog.New(slog.DiscardHandler)
+	if o.headless {
+		logger, internal = newLoggers(cfg, stderr)
+	}
+	for _, w := range warnings {
+		if o.headless {
+			logger.Warn(w)
+		} else {
+			fmt.Fprintln(stderr, "shardtop: warning:", w) // seen once the TUI ends
+		}
+	}
+	st, err := store.OpenFile(cfg.StateFile, store.WithLogger(internal))
+	if err != nil {
+		fmt.Fprintln(stderr, "shardtop: state file:", err)
+		return exitFailure
+	}
+	defer func() {
+		if err := st.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+			fmt.Fprintln(stderr, "shardtop: state file:", err)
+		}
+	}()
+	m, err := manager.New(token, managerOptions(cfg, st, internal)...)
+	if err != nil {
+		fmt.Fprintln(stderr, "shardtop:", err)
+		return exitUsage
+	}
+
+	if cfg.MetricsAddr != "" {
+		ms, err := startMetrics(cfg.MetricsAddr, m, logger)
+		if err != nil {
+			fmt.Fprintln(stderr, "shardtop: metrics:", err)
+			_ = m.Close(context.Background())
+			return exitFailure
+		}
+		defer ms.Close()
+	}
+
+	var (
+		events <-chan manager.Event
+		unsub  = func() {}
+	)
+	if o.headless {
+		// Subscribe before Open so that the first queued and identifying states are logged too.
+		events, unsub = m.Subscribe(eventBuffer)
+	}
+	code, opened := openManager(ctx, m, stderr)
+	if opened {
+		if o.headless {
+			code = runHeadless(ctx, m, events, logger)
+		} else {
+			code = runInteractive(ctx, m, cfg, stderr)
+		}
+	}
+	unsub()
+	if ctx.Err() != nil {
+		logger.Info("signal received: closing every shard resumable")
+	}
+
+	closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	start := time.Now()
+	fail := func(what string, err error) {
+		code = exitFailure
+		if o.headless {
+			logger.Error(what, "err", err)
+		} else {
+			fmt.Fprintf(stderr, "shardtop: %s: %v\n", what, err)
+		}
+	}
+	if err := m.Close(closeCtx); err != nil {
+		fail("closing shards", err)
+	}
+	if err := st.Close(); err != nil {
+		fail("saving the state file", err)
+	}
+	if code == exitOK {
+		logger.Info("stopped: sessions saved", "state_file", cfg.StateFile, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return code
+}
+
+// openManager opens m and reports a failure on stderr with the exit status
+// it calls for: a token Discord refuses is bad configuration.
+func openManager(ctx context.Context, m *manager.Manager, stderr io.Writer) (int, bool) {
+	err := m.Open(ctx)
+	switch {
+	case err == nil:
+		return exitOK, true
+	case errors.Is(err, manager.ErrUnauthorized):
+		fmt.Fprintln(stderr, "shardtop: Discord refused the bot token (401); check DISCORD_TOKEN, token_file or token")
+		return exitUsage, false
+	case ctx.Err() != nil:
+		return exitOK, false // a signal during start-up: a normal stop
+	default:
+		fmt.Fprintln(stderr, "shardtop: opening shards:", err)
+		return exitFailure, false
+	}
+}
+
+// loadConfig reads the config file. A missing default file is no error: the
+// defaults and DISCORD_TOKEN may be all a bot needs.
+func loadConfig(o options) (Config, error) {
+	cfg, err := LoadConfig(o.configPath)
+	if err != nil && !o.configSet && errors.Is(err, fs.ErrNotExist) {
+		return DefaultConfig(), nil
+	}
+	return cfg, err
+}
+
+// applyOverrides applies command-line flags over the config.
+func applyOverrides(cfg *Config, o options) error {
+	if o.stateFile != "" {
+		cfg.StateFile = o.stateFile
+	}
+	if o.logFormat != "" {
+		cfg.LogFormat = o.logFormat
+	}
+	if o.logLevel != "" {
+		cfg.LogLevel = o.logLevel
+	}
+	if o.metricsAddr != "" {
+		if _, port, err := net.SplitHostPort(o.metricsAddr); err != nil || port == "" {
+			return fmt.Errorf("-metrics-addr must be HOST:PORT, got %q", o.metricsAddr)
+		}
+		cfg.MetricsAddr = o.metricsAddr
+	}
+	return nil
+}
+
+// newLoggers builds the slog loggers of log_level and log_format on w:
+// logger for the program's own lines (lifecycle events from Subscribe), and
+// internal for the manager, gateway and store, which log every state change
+// themselves at info: below debug they only get to say warnings and errors,
+// so each event is logged once.
+func newLoggers(cfg Config, w io.Writer) (logger, internal *slog.Logger) {
+	level, _ := parseLevel(cfg.LogLevel) // validated with the config
+	handler := func(l slog.Level) slog.Handler {
+		hopts := &slog.HandlerOptions{Level: l}
+		if cfg.LogFormat == "json" {
+			return slog.NewJSONHandler(w, hopts)
+		}
+		return slog.NewTextHandler(w, hopts)
+	}
+	logger = slog.New(handler(level))
+	if level <= slog.LevelDebug {
+		return logger, logger
+	}
+	return logger, slog.New(handler(max(level, slog.LevelWarn)))
+}
+
+// managerOptions turns the config into manager options.
+func managerOptions(cfg Config, st manager.Store, logger *slog.Logger) []manager.Option {
+	return []manager.Option{
+		manager.WithAPIURL(cfg.APIURL),
+		manager.WithShardCount(cfg.ShardCount),
+		manager.WithShardIDs(cfg.ShardIDs...),
+		manager.WithMaxConcurrency(cfg.MaxConcurrency),
+		manager.WithStore(st),
+		manager.WithIdentifyWindow(time.Duration(cfg.IdentifyWindow)),
+		manager.WithIdentifyMargin(time.Duration(cfg.IdentifyMargin)),
+		manager.WithSessionStartReserve(cfg.SessionStartReserve),
+		manager.WithAutoReshard(cfg.AutoReshard),
+		manager.WithSplitCount(cfg.SplitCount),
+		manager.WithLogger(logger),
+		manager.WithGatewayOptions(
+			gateway.WithIntents(cfg.Intents),
+			gateway.WithCompression(gateway.Compression(cfg.Compression)),
+			gateway.WithLargeThreshold(cfg.LargeThreshold),
+		),
+	}
+}
+
+// Demo settings: lively, but with Discord's real identify window so the
+// backlog visibly drains (16 shards at concurrency 4: three 5 s windows).
+const (
+	demoShards         = 16
+	demoMaxConcurrency = 4
+	demoGuildsPerShard = 40
+	demoEventRate      = 5.0 // MESSAGE_CREATE per second per shard
+	// demoFaultRate is faults per second per connection: about one fault
+	// every 30 s across 16 shards.
+	demoFaultRate = 1.0 / (demoShards * 30)
+)
+
+// startDemoSim starts the in-process simulator of --demo on loopback.
+func startDemoSim() (*discordsim.Server, error) {
+	return discordsim.Start(discordsim.Config{
+		Addr:           "127.0.0.1:0",
+		Shards:         demoShards,
+		MaxConcurrency: demoMaxConcurrency,
+		IdentifyWindow: discordsim.DefaultIdentifyWindow,
+		Guilds:         demoShards * demoGuildsPerShard,
+		EventRate:      demoEventRate,
+		FaultRate:      demoFaultRate,
+	})
+}
+
+// demoConfig is the configuration of --demo against sim: everything from
+// /gateway/bot, as against Discord.
+func demoConfig(sim *discordsim.Server) (Config, string) {
+	cfg := DefaultConfig()
+	cfg.APIURL = sim.APIURL()
+	return cfg, discordsim.DefaultToken
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"strings"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0 // normal stop
+	exitFailure = 1 // runtime failure, or a second signal
+	exitUsage   = 2 // bad usage or configuration
+)
+
+// version is set at link time: go build -ldflags "-X main.version=v1.2.3".
+// Without it the module version from the build info is used.
+var version string
+
+// options are the command-line flags of the supervisor (not of `sim`).
+type options struct {
+	configPath  string
+	configSet   bool // -config was given explicitly
+	demo        bool
+	headless    bool
+	showVersion bool
+	logFormat   string
+	logLevel    string
+	metricsAddr string
+	stateFile   string
+}
+
+// parseOptions parses the supervisor's flags. Errors are usage errors (exit 2).
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("shardtop", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.configPath, "config", DefaultConfigFile, "config `file` (TOML)")
+	fs.BoolVar(&o.demo, "demo", false, "run against an in-process simulator (no token, no network)")
+	fs.BoolVar(&o.headless, "headless", false, "no TUI: log lifecycle events on stderr")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.StringVar(&o.logFormat, "log-format", "", "log format: text or json (overrides log_format)")
+	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log_level)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (overrides metrics_addr)")
+	fs.StringVar(&o.stateFile, "state-file", "", "session state `file` (overrides state_file; --demo uses a temporary one)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage:\n  shardtop [flags]        supervise a bot's shards (TUI)\n  shardtop sim [flags]    run the Discord simulator\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q (the only subcommand is sim, which comes first)", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" {
+			o.configSet = true
+		}
+	})
+	if o.logFormat != "" && o.logFormat != "text" && o.logFormat != "json" {
+		return o, fmt.Errorf("-log-format must be text or json, got %q", o.logFormat)
+	}
+	if o.logLevel != "" {
+		if _, err := parseLevel(o.logLevel); err != nil {
+			return o, fmt.Errorf("-log-level %w", err)
+		}
+	}
+	if o.demo && o.configSet {
+		return o, errors.New("-demo runs without a config file; drop -config")
+	}
+	return o, nil
+}
+
+// versionString describes the build: the -ldflags version or the module
+// version, the VCS revision when known, and the Go version.
+func versionString() string {
+	v := version
+	var rev, dirty string
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "-dirty"
+				}
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	var b strings.Builder
+	b.WriteString("shardtop " + v)
+	if rev != "" {
+		b.WriteString(" (" + rev[:min(len(rev), 12)] + dirty + ")")
+	}
+	b.WriteString(" " + runtime.Version())
+	return b.String()
+}

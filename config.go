@@ -1,0 +1,516 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/limiter"
+	"github.com/shardtop/shardtop/manager"
+)
+
+// Defaults of the config file. Every key's default lives here and only here;
+// config.example.toml documents the same values (a test checks it).
+const (
+	// DefaultConfigFile is read when -config is not given.
+	DefaultConfigFile = "shardtop.toml"
+	// DefaultIntents is GUILDS (1<<0) | GUILD_MESSAGES (1<<9): no privileged intent.
+	DefaultIntents int64 = 1<<0 | 1<<9
+	// DefaultStateFile is where sessions are kept between runs (relative to the config file).
+	DefaultStateFile = "shardtop-state.toml"
+	// DefaultLogLevel and DefaultLogFormat configure the slog handler.
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = "text"
+	// DefaultRefresh is how often the TUI pulls a snapshot.
+	DefaultRefresh = 250 * time.Millisecond
+	// tokenEnv names the environment variable that holds the bot token.
+	tokenEnv = "DISCORD_TOKEN"
+)
+
+// Limits of values Discord or the program accept.
+const (
+	minLargeThreshold = 50
+	maxLargeThreshold = 250
+	minRefresh        = 10 * time.Millisecond
+)
+
+// Config is the program's configuration, as read from a TOML file.
+// Its String, GoString and LogValue never show the token.
+type Config struct {
+	// TokenFile names a file holding the bot token (relative to the config file).
+	TokenFile string `toml:"token_file"`
+	// Token is the bot token itself (prefer DISCORD_TOKEN or token_file).
+	Token string `toml:"token"`
+	// APIURL is Discord's REST base; point it at `shardtop sim` to test.
+	APIURL string `toml:"api_url"`
+	// Intents are the gateway intents sent in Identify.
+	Intents int64 `toml:"intents"`
+	// ShardCount is the total shard count; 0 uses Discord's recommendation.
+	ShardCount int `toml:"shard_count"`
+	// ShardIDs limits this process to some shards; empty runs all.
+	ShardIDs ShardIDs `toml:"shard_ids"`
+	// MaxConcurrency overrides session_start_limit.max_concurrency; 0 asks Discord.
+	MaxConcurrency int `toml:"max_concurrency"`
+	// Compression is the transport compression: zstd-stream, zlib-stream or none.
+	Compression string `toml:"compression"`
+	// LargeThreshold is Identify's large_threshold (50..250).
+	LargeThreshold int `toml:"large_threshold"`
+	// StateFile is where sessions are persisted (relative to the config file).
+	StateFile string `toml:"state_file"`
+	// AutoReshard splits a shard Discord closes with 4011.
+	AutoReshard bool `toml:"auto_reshard"`
+	// SplitCount is how many shards an automatic split makes of one (>= 2).
+	SplitCount int `toml:"split_count"`
+	// IdentifyWindow is how often one bucket may identify.
+	IdentifyWindow Duration `toml:"identify_window"`
+	// IdentifyMargin is added to every identify window.
+	IdentifyMargin Duration `toml:"identify_margin"`
+	// SessionStartReserve is how many daily session starts are never spent.
+	SessionStartReserve int `toml:"session_start_reserve"`
+	// MetricsAddr serves Prometheus metrics on HOST:PORT; empty disables them.
+	MetricsAddr string `toml:"metrics_addr"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+	// LogFormat is text or json.
+	LogFormat string `toml:"log_format"`
+	// Refresh is the TUI refresh interval.
+	Refresh Duration `toml:"refresh"`
+
+	// file is the config file the values came from ("" for defaults only).
+	file string
+	// lines are the config file's lines, to name the line of a key.
+	lines []string
+}
+
+// DefaultConfig returns the configuration used when a key is absent.
+func DefaultConfig() Config {
+	return Config{
+		APIURL:              manager.DefaultAPIURL,
+		Intents:             DefaultIntents,
+		Compression:         string(gateway.DefaultCompression),
+		LargeThreshold:      gateway.DefaultLargeThreshold,
+		StateFile:           DefaultStateFile,
+		SplitCount:          manager.DefaultSplitCount,
+		IdentifyWindow:      Duration(manager.DefaultIdentifyWindow),
+		IdentifyMargin:      Duration(manager.DefaultIdentifyMargin),
+		SessionStartReserve: limiter.DefaultReserve,
+		LogLevel:            DefaultLogLevel,
+		LogFormat:           DefaultLogFormat,
+		Refresh:             Duration(DefaultRefresh),
+	}
+}
+
+// String describes the config with the token redacted.
+func (c Config) String() string {
+	c.Token = redact(c.Token)
+	c.lines = nil
+	type plain Config // no methods: no recursion
+	return fmt.Sprintf("%+v", plain(c))
+}
+
+// GoString is String: %#v never shows the token.
+func (c Config) GoString() string { return c.String() }
+
+// LogValue logs the config with the token redacted.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("file", c.file),
+		slog.String("token", redact(c.Token)),
+		slog.String("token_file", c.TokenFile),
+		slog.String("api_url", c.APIURL),
+		slog.Int("shard_count", c.ShardCount),
+		slog.String("shard_ids", c.ShardIDs.String()),
+		slog.Int("max_concurrency", c.MaxConcurrency),
+		slog.String("compression", c.Compression),
+		slog.String("state_file", c.StateFile),
+	)
+}
+
+func redact(token string) string {
+	if token == "" {
+		return ""
+	}
+	return "[REDACTED]"
+}
+
+// ConfigError is a problem with the configuration, naming the file, line and key.
+type ConfigError struct {
+	File string // the config file ("" for a command-line value)
+	Line int    // 1-based line, 0 if unknown
+	Key  string // the TOML key at fault, "" if none
+	Err  error  // what is wrong
+}
+
+// Error formats the problem as "file:line: key: problem".
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			b.WriteString(":" + strconv.Itoa(e.Line))
+		}
+		b.WriteString(": ")
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ErrNoToken means no bot token was found in DISCORD_TOKEN, token_file or token.
+var ErrNoToken = errors.New("no bot token: set " + tokenEnv + ", token_file or token")
+
+// LoadConfig reads the TOML file at path over the defaults and validates it.
+// Every problem is a *ConfigError (several are joined with errors.Join).
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, &ConfigError{File: path, Err: err}
+	}
+	return ParseConfig(path, string(data))
+}
+
+// ParseConfig parses text (the content of the file named name) over the
+// defaults and validates the result.
+func ParseConfig(name, text string) (Config, error) {
+	cfg := DefaultConfig()
+	cfg.file = name
+	cfg.lines = strings.Split(text, "\n")
+	md, err := toml.Decode(text, &cfg)
+	if err != nil {
+		return Config{}, cfg.decodeError(err)
+	}
+	var errs []error
+	undecoded := md.Undecoded()
+	sort.Slice(undecoded, func(i, j int) bool { return undecoded[i].String() < undecoded[j].String() })
+	for _, k := range undecoded {
+		if len(k) > 1 && containsKey(undecoded, k[:len(k)-1]) {
+			continue // report an unknown table once, not each of its keys
+		}
+		errs = append(errs, cfg.errorAt(k.String(), errors.New("unknown key")))
+	}
+	errs = append(errs, cfg.validate()...)
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].(*ConfigError).Line < errs[j].(*ConfigError).Line })
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	cfg.resolvePaths()
+	return cfg, nil
+}
+
+func containsKey(keys []toml.Key, k toml.Key) bool {
+	for _, x := range keys {
+		if x.String() == k.String() {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeLine matches BurntSushi/toml's type errors, which are not ParseErrors
+// but carry the line and key in their text.
+var decodeLine = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
+
+func (c *Config) decodeError(err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return &ConfigError{File: c.file, Line: pe.Position.Line, Key: pe.LastKey, Err: errors.New(pe.Message)}
+	}
+	if m := decodeLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		if line == 0 {
+			line = c.lineOf(m[2])
+		}
+		return &ConfigError{File: c.file, Line: line, Key: m[2], Err: errors.New(m[3])}
+	}
+	return &ConfigError{File: c.file, Err: err}
+}
+
+// errorAt builds a ConfigError for key, finding its line in the file's text.
+func (c *Config) errorAt(key string, err error) error {
+	return &ConfigError{File: c.file, Line: c.lineOf(key), Key: key, Err: err}
+}
+
+// lineOf returns the 1-based line where key is set (or its table opened),
+// or 0 if the text does not mention it.
+func (c *Config) lineOf(key string) int {
+	if key == "" {
+		return 0
+	}
+	last := key
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		last = key[i+1:]
+	}
+	q := regexp.QuoteMeta
+	assign := regexp.MustCompile(`^\s*(?:` + q(last) + `|"` + q(last) + `"|'` + q(last) + `')\s*=`)
+	table := regexp.MustCompile(`^\s*\[\[?\s*` + q(key) + `\s*\]`)
+	for i, l := range c.lines {
+		if assign.MatchString(l) || table.MatchString(l) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// validate checks values the TOML types cannot express and names their key and line.
+func (c *Config) validate() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, c.errorAt(key, fmt.Errorf(format, args...)))
+	}
+	if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("api_url", "must be an http:// or https:// URL, got %q", c.APIURL)
+	}
+	if c.Intents < 0 || c.Intents >= 1<<31 {
+		bad("intents", "must be a non-negative intent bit set, got %d", c.Intents)
+	}
+	if c.ShardCount < 0 {
+		bad("shard_count", "must be 0 (Discord's recommendation) or more, got %d", c.ShardCount)
+	}
+	if len(c.ShardIDs) > 0 {
+		if c.ShardCount == 0 {
+			bad("shard_ids", "needs a fixed shard_count (shard IDs only mean something for a known count)")
+		}
+		for _, id := range c.ShardIDs {
+			if c.ShardCount > 0 && id >= c.ShardCount {
+				bad("shard_ids", "shard %d is not below shard_count %d", id, c.ShardCount)
+				break
+			}
+		}
+	}
+	if c.MaxConcurrency < 0 {
+		bad("max_concurrency", "must be 0 (from Discord) or more, got %d", c.MaxConcurrency)
+	}
+	switch gateway.Compression(c.Compression) {
+	case gateway.CompressionZstdStream, gateway.CompressionZlibStream, gateway.CompressionNone:
+	default:
+		bad("compression", "must be zstd-stream, zlib-stream or none, got %q", c.Compression)
+	}
+	if c.LargeThreshold < minLargeThreshold || c.LargeThreshold > maxLargeThreshold {
+		bad("large_threshold", "must be between %d and %d, got %d", minLargeThreshold, maxLargeThreshold, c.LargeThreshold)
+	}
+	if c.StateFile == "" {
+		bad("state_file", "must not be empty")
+	}
+	if c.SplitCount < 2 {
+		bad("split_count", "must be at least 2, got %d", c.SplitCount)
+	}
+	if c.IdentifyWindow <= 0 {
+		bad("identify_window", "must be positive, got %s", c.IdentifyWindow)
+	}
+	if c.IdentifyMargin < 0 {
+		bad("identify_margin", "must not be negative, got %s", c.IdentifyMargin)
+	}
+	if c.SessionStartReserve < 0 {
+		bad("session_start_reserve", "must not be negative, got %d", c.SessionStartReserve)
+	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			bad("metrics_addr", "must be HOST:PORT, got %q", c.MetricsAddr)
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		bad("log_level", "%v", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("log_format", "must be text or json, got %q", c.LogFormat)
+	}
+	if c.Refresh < Duration(minRefresh) {
+		bad("refresh", "must be at least %s, got %s", minRefresh, c.Refresh)
+	}
+	return errs
+}
+
+// resolvePaths makes token_file and state_file relative to the config file's directory.
+func (c *Config) resolvePaths() {
+	if c.file == "" {
+		return
+	}
+	dir := filepath.Dir(c.file)
+	if c.TokenFile != "" && !filepath.IsAbs(c.TokenFile) {
+		c.TokenFile = filepath.Join(dir, c.TokenFile)
+	}
+	if !filepath.IsAbs(c.StateFile) {
+		c.StateFile = filepath.Join(dir, c.StateFile)
+	}
+}
+
+// ResolveToken returns the bot token from DISCORD_TOKEN, else token_file,
+// else token, and warnings about files readable by group or others.
+// getenv is os.Getenv outside tests.
+func (c Config) ResolveToken(getenv func(string) string) (token string, warnings []string, err error) {
+	if t := strings.TrimSpace(getenv(tokenEnv)); t != "" {
+		return t, nil, nil
+	}
+	if c.TokenFile != "" {
+		data, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return "", nil, c.errorAt("token_file", err)
+		}
+		t := strings.TrimSpace(string(data))
+		if t == "" {
+			return "", nil, c.errorAt("token_file", fmt.Errorf("%s is empty", c.TokenFile))
+		}
+		return t, permissionWarning(c.TokenFile, "token file"), nil
+	}
+	if c.Token != "" {
+		return c.Token, permissionWarning(c.file, "config file holding the token"), nil
+	}
+	return "", nil, ErrNoToken
+}
+
+// permissionWarning warns when a file holding the token is readable by group or others.
+func permissionWarning(path, what string) []string {
+	if path == "" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("%s %s is accessible by group or others (mode %s); run chmod 600 %s",
+		what, path, fi.Mode().Perm(), path)}
+}
+
+// parseLevel maps a log_level to a slog level.
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("must be debug, info, warn or error, got %q", s)
+}
+
+// Duration is a time.Duration written as a string in TOML, e.g. "5s" or "250ms".
+type Duration time.Duration
+
+// UnmarshalTOML accepts only a duration string: a bare number has no unit.
+func (d *Duration) UnmarshalTOML(v any) error {
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("want a duration string such as \"5s\", got %v (%T)", v, v)
+	}
+	p, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q: %w", s, err)
+	}
+	*d = Duration(p)
+	return nil
+}
+
+// String formats the duration like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// ShardIDs is a list of shard IDs, written in TOML as integers and
+// range strings: shard_ids = [0, 1, "4-7"] or shard_ids = "0-15".
+type ShardIDs []int
+
+// maxShardRange bounds one range so a typo cannot allocate gigabytes.
+const maxShardRange = 1 << 20
+
+// UnmarshalTOML accepts an integer, a range string, or an array of both.
+func (s *ShardIDs) UnmarshalTOML(v any) error {
+	var items []any
+	switch t := v.(type) {
+	case []any:
+		items = t
+	default:
+		items = []any{t}
+	}
+	seen := make(map[int]bool)
+	var ids []int
+	add := func(id int) error {
+		if id < 0 {
+			return fmt.Errorf("shard ID %d is negative", id)
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+		return nil
+	}
+	for _, it := range items {
+		switch x := it.(type) {
+		case int64:
+			if err := add(int(x)); err != nil {
+				return err
+			}
+		case string:
+			for _, part := range strings.Split(x, ",") {
+				lo, hi, err := parseRange(strings.TrimSpace(part))
+				if err != nil {
+					return err
+				}
+				for id := lo; id <= hi; id++ {
+					if err := add(id); err != nil {
+						return err
+					}
+				}
+			}
+		default:
+			return fmt.Errorf("want shard IDs (integers or ranges like \"0-15\"), got %v (%T)", it, it)
+		}
+	}
+	sort.Ints(ids)
+	*s = ids
+	return nil
+}
+
+func parseRange(r string) (lo, hi int, err error) {
+	a, b, isRange := strings.Cut(r, "-")
+	if lo, err = strconv.Atoi(strings.TrimSpace(a)); err != nil {
+		return 0, 0, fmt.Errorf("bad shard range %q: want N or N-M", r)
+	}
+	hi = lo
+	if isRange {
+		if hi, err = strconv.Atoi(strings.TrimSpace(b)); err != nil {
+			return 0, 0, fmt.Errorf("bad shard range %q: want N or N-M", r)
+		}
+	}
+	if lo < 0 || hi < lo || hi-lo >= maxShardRange {
+		return 0, 0, fmt.Errorf("bad shard range %q: want 0 <= N <= M", r)
+	}
+	return lo, hi, nil
+}
+
+// String formats the IDs compactly, e.g. "0-3,8".
+func (s ShardIDs) String() string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		j := i
+		for j+1 < len(s) && s[j+1] == s[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(s[i]))
+		if j > i {
+			b.WriteString("-" + strconv.Itoa(s[j]))
+		}
+		i = j + 1
+	}
+	return b.String()
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const secretToken = "MTIzNDU2Nzg5.secret-token-never-shown.0123456789abcdef"
+
+// tomlKeys lists the toml tags of Config's exported fields.
+func tomlKeys(t *testing.T) []string {
+	t.Helper()
+	var keys []string
+	rt := reflect.TypeFor[Config]()
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("toml")
+		if tag == "" {
+			t.Fatalf("Config.%s has no toml tag", f.Name)
+		}
+		keys = append(keys, tag)
+	}
+	return keys
+}
+
+func TestExampleConfigDocumentsEveryKeyWithItsDefault(t *testing.T) {
+	text, err := os.ReadFile("config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range tomlKeys(t) {
+		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(key) + ` = `)
+		if !re.Match(text) {
+			t.Errorf("config.example.toml does not set %q (every key must be shown with its default)", key)
+		}
+	}
+	// Loading the example must give exactly the defaults: the documented
+	// values are the real ones.
+	got, err := ParseConfig("", string(text))
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	want := DefaultConfig()
+	got.lines, got.file = nil, ""
+	if len(got.ShardIDs) == 0 {
+		got.ShardIDs = nil
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("example config differs from the defaults:\n got %v\nwant %v", got, want)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil { // umask may have narrowed it
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfigValues(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "shardtop.toml", `
+api_url = "http://127.0.0.1:1234/api/v10"
+intents = 1
+shard_count = 32
+shard_ids = [0, "4-6", 9, "12-13,20"]
+max_concurrency = 16
+compression = "zlib-stream"
+large_threshold = 250
+state_file = "state/sessions.toml"
+token_file = "/etc/shardtop/token"
+auto_reshard = true
+split_count = 4
+identify_window = "100ms"
+identify_margin = "0s"
+session_start_reserve = 0
+metrics_addr = ":9464"
+log_level = "debug"
+log_format = "json"
+refresh = "1s"
+`, 0o600)
+	cfg, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (ShardIDs{0, 4, 5, 6, 9, 12, 13, 20}); !slices.Equal(cfg.ShardIDs, want) {
+		t.Errorf("shard_ids = %v, want %v", cfg.ShardIDs, want)
+	}
+	if got := cfg.ShardIDs.String(); got != "0,4-6,9,12-13,20" {
+		t.Errorf("ShardIDs.String() = %q", got)
+	}
+	if cfg.StateFile != filepath.Join(dir, "state/sessions.toml") {
+		t.Errorf("state_file = %q, want it relative to the config file", cfg.StateFile)
+	}
+	if cfg.TokenFile != "/etc/shardtop/token" {
+		t.Errorf("token_file = %q", cfg.TokenFile)
+	}
+	if time.Duration(cfg.IdentifyWindow) != 100*time.Millisecond || cfg.IdentifyMargin != 0 || time.Duration(cfg.Refresh) != time.Second {
+		t.Errorf("durations: window %s margin %s refresh %s", cfg.IdentifyWindow, cfg.IdentifyMargin, cfg.Refresh)
+	}
+	if cfg.ShardCount != 32 || cfg.MaxConcurrency != 16 || cfg.Compression != "zlib-stream" || cfg.LargeThreshold != 250 ||
+		!cfg.AutoReshard || cfg.SplitCount != 4 || cfg.SessionStartReserve != 0 || cfg.MetricsAddr != ":9464" ||
+		cfg.LogLevel != "debug" || cfg.LogFormat != "json" || cfg.Intents != 1 {
+		t.Errorf("unexpected values: %v", cfg)
+	}
+
+	whole, err := ParseConfig("x.toml", `shard_count = 16`+"\n"+`shard_ids = "0-15"`)
+	if err != nil || len(whole.ShardIDs) != 16 || whole.ShardIDs[15] != 15 {
+		t.Errorf("shard_ids as one range string: %v, %v", whole.ShardIDs, err)
+	}
+}
+
+func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       []string // substrings of the error, e.g. "c.toml:3: key"
+	}{
+		{"unknown key", "shard_count = 4\n\nshardcount = 4\n", []string{"c.toml:3: shardcount: unknown key"}},
+		{"unknown table", "shard_count = 4\n[metrics]\naddr = \":1\"\n", []string{"c.toml:2: metrics: unknown key"}},
+		{"wrong type int", "intents = 1\nshard_count = \"four\"\n", []string{"c.toml:2: shard_count:", "incompatible types"}},
+		{"wrong type bool", "auto_reshard = \"yes\"\n", []string{"c.toml:1: auto_reshard:"}},
+		{"duration as number", "\nidentify_window = 5\n", []string{"c.toml:2: identify_window:", "duration string"}},
+		{"bad duration", "refresh = \"fast\"\n", []string{"c.toml:1: refresh:", "bad duration"}},
+		{"syntax", "shard_count = = 4\n", []string{"c.toml:1: shard_count:"}},
+		{"negative count", "# comment\nshard_count = -1\n", []string{"c.toml:2: shard_count: must be 0"}},
+		{"large threshold", "large_threshold = 300\n", []string{"c.toml:1: large_threshold: must be between 50 and 250"}},
+		{"compression", "\n\n  compression = \"gzip\"\n", []string{"c.toml:3: compression:", "gzip"}},
+		{"split count", "split_count = 1\n", []string{"c.toml:1: split_count: must be at least 2"}},
+		{"window", "identify_window = \"0s\"\n", []string{"c.toml:1: identify_window: must be positive"}},
+		{"margin", "identify_margin = \"-1s\"\n", []string{"c.toml:1: identify_margin: must not be negative"}},
+		{"refresh", "refresh = \"1ms\"\n", []string{"c.toml:1: refresh: must be at least 10ms"}},
+		{"api url", "api_url = \"discord.com\"\n", []string{"c.toml:1: api_url: must be an http"}},
+		{"metrics addr", "metrics_addr = \"9464\"\n", []string{"c.toml:1: metrics_addr: must be HOST:PORT"}},
+		{"log level", "log_level = \"loud\"\n", []string{"c.toml:1: log_level:", "loud"}},
+		{"log format", "log_format = \"xml\"\n", []string{"c.toml:1: log_format:", "xml"}},
+		{"bad range", "shard_count = 16\nshard_ids = [\"9-2\"]\n", []string{"c.toml:2: shard_ids:", "9-2"}},
+		{"range garbage", "shard_count = 16\nshard_ids = [\"a-b\"]\n", []string{"c.toml:2: shard_ids:", "a-b"}},
+		{"ids without count", "shard_ids = [1]\n", []string{"c.toml:1: shard_ids: needs a fixed shard_count"}},
+		{"id beyond count", "shard_count = 4\nshard_ids = \"0-4\"\n", []string{"c.toml:2: shard_ids: shard 4 is not below shard_count 4"}},
+		{"negative concurrency", "max_concurrency = -2\n", []string{"c.toml:1: max_concurrency:"}},
+		{"two problems", "split_count = 1\nbogus = 2\n", []string{"c.toml:1: split_count:", "c.toml:2: bogus: unknown key"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig("c.toml", tc.text)
+			if err == nil {
+				t.Fatalf("no error for %q", tc.text)
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Errorf("error %v (%T) is not a *ConfigError", err, err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestResolveToken(t *testing.T) {
+	dir := t.TempDir()
+	noEnv := func(string) string { return "" }
+	env := func(k string) string {
+		if k == tokenEnv {
+			return " env-token\n"
+		}
+		return ""
+	}
+	private := writeFile(t, dir, "token", secretToken+"\n", 0o600)
+	shared := writeFile(t, dir, "token-shared", secretToken, 0o644)
+	cfgFile := writeFile(t, dir, "open.toml", `token = "`+secretToken+`"`, 0o644)
+
+	cfg := DefaultConfig()
+	cfg.TokenFile = private
+	cfg.Token = "config-token"
+	if tok, w, err := cfg.ResolveToken(env); err != nil || tok != "env-token" || len(w) != 0 {
+		t.Errorf("DISCORD_TOKEN first: %q %v %v", tok, w, err)
+	}
+	if tok, w, err := cfg.ResolveToken(noEnv); err != nil || tok != secretToken || len(w) != 0 {
+		t.Errorf("token_file second: %q %v %v", tok, w, err)
+	}
+	cfg.TokenFile = shared
+	tok, w, err := cfg.ResolveToken(noEnv)
+	if err != nil || tok != secretToken || len(w) != 1 || !strings.Contains(w[0], shared) || !strings.Contains(w[0], "chmod 600") {
+		t.Errorf("shared token file must warn: %q %v %v", tok, w, err)
+	}
+	if strings.Contains(strings.Join(w, ""), secretToken) {
+		t.Errorf("the warning shows the token")
+	}
+
+	fromFile, err := LoadConfig(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, w, err = fromFile.ResolveToken(noEnv)
+	if err != nil || tok != secretToken || len(w) != 1 || !strings.Contains(w[0], cfgFile) {
+		t.Errorf("token in a world-readable config must warn: %v %v", w, err)
+	}
+
+	cfg = DefaultConfig()
+	if _, _, err := cfg.ResolveToken(noEnv); !errors.Is(err, ErrNoToken) {
+		t.Errorf("no token: %v, want ErrNoToken", err)
+	}
+	cfg.TokenFile = filepath.Join(dir, "missing")
+	if _, _, err := cfg.ResolveToken(noEnv); err == nil || !strings.Contains(err.Error(), "token_file") {
+		t.Errorf("missing token file: %v", err)
+	}
+}
+
+func TestConfigNeverShowsTheToken(t *testing.T) {
+	cfg, err := ParseConfig("c.toml", `token = "`+secretToken+`"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Token != secretToken {
+		t.Fatalf("token not read")
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", "cfg", cfg)
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("config", "cfg", cfg)
+	for _, s := range []string{
+		fmt.Sprint(cfg), fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, cfg), fmt.Sprintf("%v", &cfg), buf.String(),
+	} {
+		if strings.Contains(s, secretToken) || strings.Contains(s, "secret-token") {
+			t.Errorf("token shown: %s", s)
+		}
+		if !strings.Contains(s, "REDACTED") {
+			t.Errorf("no redaction marker in %s", s)
+		}
+	}
+	// A bad value next to the token: the error names the key, not the token.
+	_, err = ParseConfig("c.toml", `token = "`+secretToken+`"`+"\nshard_count = \""+secretToken+"\"\n")
+	if err == nil || strings.Contains(err.Error(), secretToken) {
+		t.Errorf("error shows the token or is nil: %v", err)
+	}
+}

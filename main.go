@@ -1,0 +1,21 @@
+// Command shardtop supervises a Discord bot's gateway shards in a terminal UI:
+// it starts every shard, paces identifies, keeps sessions across restarts and
+// lets an operator close, resume, restart and split shards with a key press.
+//
+//	shardtop [-config shardtop.toml]   the TUI against Discord
+//	shardtop --demo                    the TUI against an in-process simulator
+//	shardtop --headless                no TUI: lifecycle events as log lines on stderr
+//	shardtop sim [flags]               the simulator alone, for testing bots
+//
+// Exit status: 0 after a normal stop (q, SIGINT or SIGTERM), 2 for bad usage
+// or configuration, 1 for a runtime failure and after a second signal, which
+// exits at once without saving sessions.
+package main
+
+import (
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}

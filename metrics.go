@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/manager"
+)
+
+// snapshotter is what the metrics need from the manager.
+type snapshotter interface {
+	SnapshotInto(dst *manager.Snapshot)
+}
+
+// shardStates are the states reported by shardtop_shards{state}, so that
+// every state has a series (0 included) and alerts need no absent().
+var shardStates = []gateway.State{
+	gateway.StateIdle, gateway.StateQueued, gateway.StateConnecting, gateway.StateIdentifying,
+	gateway.StateResuming, gateway.StateReady, gateway.StateReconnecting, gateway.StateClosed, gateway.StateFailed,
+}
+
+// Collector exports the manager's state as Prometheus metrics. It takes one
+// Snapshot per scrape (never per event), reusing its buffers.
+type Collector struct {
+	src snapshotter
+
+	mu   sync.Mutex // guards snap (scrapes may overlap)
+	snap manager.Snapshot
+
+	shards, shardState, latency, events, reconnects, gaps, queue    *prometheus.Desc
+	ready, total, budgetRemaining, budgetTotal, budgetReset         *prometheus.Desc
+	maxConcurrency, identifies, resumes, droppedEvents, recommended *prometheus.Desc
+}
+
+// NewCollector returns a Collector reading src.
+func NewCollector(src snapshotter) *Collector {
+	shard := []string{"shard", "count"}
+	return &Collector{
+		src:        src,
+		shards:     prometheus.NewDesc("shardtop_shards", "Active shards by state.", []string{"state"}, nil),
+		shardState: prometheus.NewDesc("shardtop_shard_state", "Always 1: the shard's current state and role are labels.", append(shard, "role", "state"), nil),
+		latency:    prometheus.NewDesc("shardtop_shard_latency_seconds", "Smoothed heartbeat round trip of the shard.", shard, nil),
+		events:     prometheus.NewDesc("shardtop_shard_events_total", "Dispatches received by the shard.", shard, nil),
+		reconnects: prometheus.NewDesc("shardtop_shard_reconnects_total", "Reconnects of the shard.", shard, nil),
+		gaps:       prometheus.NewDesc("shardtop_shard_sequence_gaps_total", "Gaps in the shard's dispatch sequence numbers.", shard, nil),
+		queue:      prometheus.NewDesc("shardtop_identify_queue_length", "Shards waiting to identify, by bucket (shard_id % max_concurrency).", []string{"bucket"}, nil),
+		ready:      prometheus.NewDesc("shardtop_shards_ready", "Active shards that are READY.", nil, nil),
+		total:      prometheus.NewDesc("shardtop_shards_total", "Active shards.", nil, nil),
+		budgetRemaining: prometheus.NewDesc("shardtop_session_start_remaining",
+			"Identifies left in the daily session-start budget (absent until Discord told).", nil, nil),
+		budgetTotal: prometheus.NewDesc("shardtop_session_start_total", "Identifies per budget period.", nil, nil),
+		budgetReset: prometheus.NewDesc("shardtop_session_start_reset_seconds",
+			"Seconds until the session-start budget resets.", nil, nil),
+		maxConcurrency: prometheus.NewDesc("shardtop_max_concurrency", "Identify buckets (max_concurrency).", nil, nil),
+		identifies:     prometheus.NewDesc("shardtop_identifies_total", "Identifies by the active shards.", nil, nil),
+		resumes:        prometheus.NewDesc("shardtop_resumes_total", "Resumes by the active shards.", nil, nil),
+		droppedEvents: prometheus.NewDesc("shardtop_lifecycle_events_dropped_total",
+			"Lifecycle events slow subscribers did not take.", nil, nil),
+		recommended: prometheus.NewDesc("shardtop_recommended_shards", "Discord's recommended shard count.", nil, nil),
+	}
+}
+
+// Describe sends every metric's description.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.shards, c.shardState, c.latency, c.events, c.reconnects, c.gaps, c.queue,
+		c.ready, c.total, c.budgetRemaining, c.budgetTotal, c.budgetReset,
+		c.maxConcurrency, c.identifies, c.resumes, c.droppedEvents, c.recommended,
+	} {
+		ch <- d
+	}
+}
+
+// Collect takes one snapshot and sends every metric.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.src.SnapshotInto(&c.snap)
+	s := &c.snap
+
+	var byState [gateway.StateFailed + 1]int
+	for i := range s.Shards {
+		sh := &s.Shards[i]
+		id, count := strconv.Itoa(sh.Key.ID), strconv.Itoa(sh.Key.Count)
+		if sh.Role == manager.RoleActive && int(sh.State) < len(byState) {
+			byState[sh.State]++
+		}
+		ch <- prometheus.MustNewConstMetric(c.shardState, prometheus.GaugeValue, 1, id, count, sh.Role.String(), sh.State.String())
+		if sh.SmoothedLatency > 0 {
+			ch <- prometheus.MustNewConstMetric(c.latency, prometheus.GaugeValue, sh.SmoothedLatency.Seconds(), id, count)
+		}
+		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(sh.Events), id, count)
+		ch <- prometheus.MustNewConstMetric(c.reconnects, prometheus.CounterValue, float64(sh.Reconnects), id, count)
+		ch <- prometheus.MustNewConstMetric(c.gaps, prometheus.CounterValue, float64(sh.SequenceGaps), id, count)
+	}
+	for _, st := range shardStates {
+		ch <- prometheus.MustNewConstMetric(c.shards, prometheus.GaugeValue, float64(byState[st]), st.String())
+	}
+	for _, b := range s.Limiter.Buckets {
+		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(len(b.Waiting)), strconv.Itoa(b.Index))
+	}
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(s.Totals.Ready))
+	ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(s.Totals.Total))
+	if b := s.Limiter.Budget; b.Known {
+		ch <- prometheus.MustNewConstMetric(c.budgetRemaining, prometheus.GaugeValue, float64(b.Remaining))
+		ch <- prometheus.MustNewConstMetric(c.budgetTotal, prometheus.GaugeValue, float64(b.Total))
+		ch <- prometheus.MustNewConstMetric(c.budgetReset, prometheus.GaugeValue, max(time.Until(b.ResetAt), 0).Seconds())
+	}
+	ch <- prometheus.MustNewConstMetric(c.maxConcurrency, prometheus.GaugeValue, float64(s.MaxConcurrency))
+	ch <- prometheus.MustNewConstMetric(c.identifies, prometheus.CounterValue, float64(s.Totals.Identifies))
+	ch <- prometheus.MustNewConstMetric(c.resumes, prometheus.CounterValue, float64(s.Totals.Resumes))
+	ch <- prometheus.MustNewConstMetric(c.droppedEvents, prometheus.CounterValue, float64(s.Totals.DroppedEvents))
+	ch <- prometheus.MustNewConstMetric(c.recommended, prometheus.GaugeValue, float64(s.RecommendedShards))
+}
+
+// metricsServer serves /metrics.
+type metricsServer struct {
+	srv  *http.Server
+	addr net.Addr
+	done chan struct{}
+}
+
+// startMetrics listens on addr and serves the collector plus the Go and
+// process collectors on /metrics.
+func startMetrics(addr string, src snapshotter, logger *slog.Logger) (*metricsServer, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(src), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
+	ms := &metricsServer{
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		addr: ln.Addr(),
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(ms.done)
+		if err := ms.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server", "err", err)
+		}
+	}()
+	logger.Info("metrics listening", "addr", ms.addr.String(), "path", "/metrics")
+	return ms, nil
+}
+
+// Close stops the server and waits for it.
+func (ms *metricsServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := ms.srv.Shutdown(ctx)
+	<-ms.done
+	return err
+}

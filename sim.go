@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/shardtop/shardtop/discordsim"
+)
+
+// runSim is `shardtop sim`: the simulator alone, until SIGINT or SIGTERM.
+// It prints exactly one line on stdout, "API <url>", once it listens.
+func runSim(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("shardtop sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg discordsim.Config
+	fs.StringVar(&cfg.Addr, "addr", discordsim.DefaultAddr, "listen `HOST:PORT`")
+	fs.IntVar(&cfg.Shards, "shards", discordsim.DefaultShards, "recommended shard count /gateway/bot answers")
+	fs.IntVar(&cfg.MaxConcurrency, "max-concurrency", discordsim.DefaultMaxConcurrency, "session_start_limit.max_concurrency")
+	fs.DurationVar(&cfg.IdentifyWindow, "window", discordsim.DefaultIdentifyWindow, "identify window per bucket")
+	fs.IntVar(&cfg.Guilds, "guilds", discordsim.DefaultGuilds, "guilds the bot is in")
+	fs.Float64Var(&cfg.EventRate, "rate", 0, "MESSAGE_CREATE events per second per shard")
+	fs.Float64Var(&cfg.FaultRate, "fault-rate", 0, "random faults per second per connection")
+	fs.StringVar(&cfg.Token, "token", discordsim.DefaultToken, "the only bot token accepted")
+	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat", discordsim.DefaultHeartbeatInterval, "heartbeat_interval sent in Hello")
+	logLevel := fs.String("log-level", "warn", "log level on stderr: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: shardtop sim [flags]\n\nA local fake Discord (REST + gateway v10) for testing bots.\n"+
+			"Prints \"API <url>\" on stdout once listening; runs until SIGINT or SIGTERM.\n"+
+			"Control it with POST /_sim/{close,reconnect,invalidate,zombie,drop,heartbeat,burst,rate}; read GET /_sim/stats.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "shardtop sim: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if err := validateSim(cfg); err != nil {
+		fmt.Fprintln(stderr, "shardtop sim:", err)
+		return exitUsage
+	}
+	level, err := parseLevel(*logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "shardtop sim: -log-level", err)
+		return exitUsage
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signalContext(stderr)
+	defer stop()
+	s, err := discordsim.Start(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "shardtop sim:", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "API %s\n", s.APIURL())
+	<-ctx.Done()
+	if err := s.Close(); err != nil {
+		fmt.Fprintln(stderr, "shardtop sim:", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// validateSim rejects flag values the simulator would silently replace by a default.
+func validateSim(cfg discordsim.Config) error {
+	switch {
+	case cfg.Shards < 1:
+		return fmt.Errorf("-shards must be at least 1, got %d", cfg.Shards)
+	case cfg.MaxConcurrency < 1:
+		return fmt.Errorf("-max-concurrency must be at least 1, got %d", cfg.MaxConcurrency)
+	case cfg.IdentifyWindow <= 0:
+		return fmt.Errorf("-window must be positive, got %s", cfg.IdentifyWindow)
+	case cfg.Guilds < 0:
+		return fmt.Errorf("-guilds must not be negative, got %d", cfg.Guilds)
+	case cfg.EventRate < 0:
+		return fmt.Errorf("-rate must not be negative, got %g", cfg.EventRate)
+	case cfg.FaultRate < 0:
+		return fmt.Errorf("-fault-rate must not be negative, got %g", cfg.FaultRate)
+	case cfg.Token == "":
+		return errors.New("-token must not be empty")
+	case cfg.HeartbeatInterval < 10*time.Millisecond:
+		return fmt.Errorf("-heartbeat must be at least 10ms, got %s", cfg.HeartbeatInterval)
+	}
+	return nil
+}
