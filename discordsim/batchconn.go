@@ -60,6 +60,16 @@ func (b *batchConn) uncork() error {
 	return b.flushLocked()
 }
 
+// flush writes out whatever was gathered and stays corked.
+func (b *batchConn) flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return b.err
+	}
+	return b.flushLocked()
+}
+
 func (b *batchConn) flushLocked() error {
 	if len(b.buf) == 0 {
 		return nil

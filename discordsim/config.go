@@ -134,9 +134,11 @@ type Config struct {
 	// cycles through (1..256). Default 256: more than a 32 KiB compression
 	// window holds, so zlib/zstd ratios are realistic (~3.8x) but each
 	// compressed payload costs the server ~15-20 us (a per-message sync flush
-	// builds Huffman tables). A small value (e.g. 4) makes the stream highly
-	// repetitive: ~10x cheaper to compress, unrealistically small on the wire.
-	// Use it only when the simulator must outpace a fast client in a benchmark.
+	// builds Huffman tables). Bursts are compressed before they are sent (see
+	// Server.Burst), so that cost delays a burst rather than pacing it. A small
+	// value (e.g. 4) makes the stream highly repetitive: ~10x cheaper to
+	// compress, unrealistically small on the wire, and so flattering to a
+	// client's decoder: avoid it in client benchmarks.
 	MessageVariety int
 	// FaultRate is random faults per second per identified connection.
 	// Default 0 (none).
@@ -162,6 +164,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Seed seeds random faults, traffic and session IDs. 0 means time-based.
 	Seed int64
+
+	// burstChunk is how many dispatches a burst prepares per chunk (burst.go).
+	// Unexported: tests shrink it to exercise chunking cheaply. Default
+	// burstChunkEvents.
+	burstChunk int
 }
 
 // String describes the config with the token redacted.
@@ -251,6 +258,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.CloseGrace == 0 {
 		c.CloseGrace = DefaultCloseGrace
+	}
+	if c.burstChunk <= 0 {
+		c.burstChunk = burstChunkEvents
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

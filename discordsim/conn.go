@@ -358,6 +358,9 @@ func (c *conn) readLoop() int {
 		if err != nil {
 			return c.readError(err)
 		}
+		// The arrival time, taken before any work on the payload: identify
+		// spacing is judged on it, as Discord would on receipt.
+		at := time.Now()
 		if c.closing() {
 			continue // discard until the client answers our close frame
 		}
@@ -366,7 +369,7 @@ func (c *conn) readLoop() int {
 			return c.readError(err)
 		}
 		s.payloads.Add(1)
-		if !c.allowSend(time.Now()) {
+		if !c.allowSend(at) {
 			c.closeWith(4008, closeReason(4008))
 			continue
 		}
@@ -378,7 +381,7 @@ func (c *conn) readLoop() int {
 			c.closeWith(4002, closeReason(4002))
 			continue
 		}
-		c.handle(buf[:n])
+		c.handle(buf[:n], at)
 	}
 }
 
@@ -418,7 +421,8 @@ type inbound struct {
 	D  json.RawMessage `json:"d"`
 }
 
-func (c *conn) handle(p []byte) {
+// handle processes one client payload that arrived at at.
+func (c *conn) handle(p []byte, at time.Time) {
 	var in inbound
 	if err := json.Unmarshal(p, &in); err != nil || in.Op == nil {
 		c.closeWith(4002, closeReason(4002))
@@ -431,7 +435,7 @@ func (c *conn) handle(p []byte) {
 		_ = c.ws.SetReadDeadline(c.deadline)
 		c.sendFrame(frameACK)
 	case 2:
-		c.identify(in.D)
+		c.identify(in.D, at)
 	case 6:
 		c.resume(in.D)
 	case 3, 4, 8:
@@ -452,7 +456,8 @@ type identifyData struct {
 	// properties, large_threshold, presence, compress: accepted, not used.
 }
 
-func (c *conn) identify(raw json.RawMessage) {
+// identify handles op 2 that arrived at at.
+func (c *conn) identify(raw json.RawMessage, at time.Time) {
 	s := c.srv
 	var d identifyData
 	if err := json.Unmarshal(raw, &d); err != nil {
@@ -491,7 +496,7 @@ func (c *conn) identify(raw json.RawMessage) {
 		c.closeWith(4011, closeReason(4011))
 		return
 	}
-	now := time.Now()
+	now := at
 	bucket := shardID % s.cfg.MaxConcurrency
 	s.mu.Lock()
 	if last, ok := s.buckets[bucket]; ok && now.Sub(last) < s.cfg.IdentifyWindow {
@@ -761,30 +766,42 @@ func (c *conn) writePayload(p []byte) error {
 	if c.zombie.Load() {
 		return nil
 	}
-	switch c.compress {
-	case compressZlib:
-		c.zbuf.Reset()
-		if _, err := c.zw.Write(p); err != nil {
-			return err
-		}
-		if err := c.zw.Flush(); err != nil {
-			return err
-		}
-		return c.ws.WriteMessage(websocket.BinaryMessage, c.zbuf.Bytes())
-	case compressZstd:
-		c.zbuf.Reset()
-		if _, err := c.zs.Write(p); err != nil {
-			return err
-		}
-		if err := c.zs.Flush(); err != nil {
-			return err
-		}
-		return c.ws.WriteMessage(websocket.BinaryMessage, c.zbuf.Bytes())
+	if c.compress == compressNone {
+		return c.ws.WriteMessage(websocket.TextMessage, p)
 	}
-	return c.ws.WriteMessage(websocket.TextMessage, p)
+	frame, err := c.compressPayload(p)
+	if err != nil {
+		return err
+	}
+	return c.ws.WriteMessage(websocket.BinaryMessage, frame)
 }
 
-// generate produces the pending rate and burst messages. Before the session
+// compressPayload runs p through the connection's stream context with a sync
+// flush and returns the resulting binary message, valid until the next call.
+// Only the writer, or the burst preparer it hands the context to, calls it.
+func (c *conn) compressPayload(p []byte) ([]byte, error) {
+	c.zbuf.Reset()
+	switch c.compress {
+	case compressZlib:
+		if _, err := c.zw.Write(p); err != nil {
+			return nil, err
+		}
+		if err := c.zw.Flush(); err != nil {
+			return nil, err
+		}
+	case compressZstd:
+		if _, err := c.zs.Write(p); err != nil {
+			return nil, err
+		}
+		if err := c.zs.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	return c.zbuf.Bytes(), nil
+}
+
+// generate produces the pending rate and burst messages (rate traffic
+// directly, bursts through prepared chunks: burst.go). Before the session
 // is live (READY/RESUMED written) they wait, so they never overtake the
 // replay; without a session they are dropped.
 func (c *conn) generate() bool {
@@ -808,47 +825,65 @@ func (c *conn) generate() bool {
 }
 
 func (c *conn) emit(sess *session) bool {
-	s := c.srv
-	var batch [emitChunk]entry
 	for {
-		n := c.pending.Swap(0) + c.burst.Swap(0)
-		if n <= 0 {
+		rate, burst := c.pending.Swap(0), c.burst.Swap(0)
+		if rate <= 0 && burst <= 0 {
 			return true
 		}
-		for n > 0 {
-			if !c.drainInbox() {
-				return false
+		if rate > 0 {
+			if ok, stop := c.emitDirect(sess, rate); !ok || stop {
+				return ok
 			}
-			if c.closeSent {
-				return true
+		}
+		if burst > 0 {
+			if ok, stop := c.emitBurst(sess, burst); !ok || stop {
+				return ok
 			}
-			k := int(min(n, emitChunk))
-			idBase := uint64(time.Now().UnixMilli()-discordEpochMs) << 22
-			got := 0
-			sess.mu.Lock()
-			if sess.conn != c || sess.ended {
-				sess.mu.Unlock()
-				return true
-			}
-			for got < k {
-				b, guild, ok := sess.nextMessageLocked(s.cfg.MessageVariety)
-				if !ok {
-					break
-				}
-				batch[got] = sess.appendLocked(b, idBase|s.msgSeq.Add(1)&0x3fffff, guild, s.cfg.ReplayBuffer)
-				got++
-			}
-			sess.mu.Unlock()
-			if got == 0 {
-				return true // this shard gets no messages
-			}
-			s.dispatches.Add(uint64(got))
-			for i := 0; i < got; i++ {
-				if c.writeEntry(batch[i]) != nil {
-					return false
-				}
-			}
-			n -= int64(k)
 		}
 	}
+}
+
+// emitDirect numbers and writes n rate-driven dispatches emitChunk at a time,
+// letting queued commands through between chunks. stop reports that it could
+// not go on (session gone, close frame sent, no messages for this shard); ok
+// false that the connection is broken.
+func (c *conn) emitDirect(sess *session, n int64) (ok, stop bool) {
+	s := c.srv
+	var batch [emitChunk]entry
+	for n > 0 {
+		if !c.drainInbox() {
+			return false, true
+		}
+		if c.closeSent {
+			return true, true
+		}
+		k := int(min(n, emitChunk))
+		idBase := uint64(time.Now().UnixMilli()-discordEpochMs) << 22
+		got := 0
+		sess.mu.Lock()
+		if sess.conn != c || sess.ended {
+			sess.mu.Unlock()
+			return true, true
+		}
+		for got < k {
+			b, guild, ok := sess.nextMessageLocked(s.cfg.MessageVariety)
+			if !ok {
+				break
+			}
+			batch[got] = sess.appendLocked(b, idBase|s.msgSeq.Add(1)&0x3fffff, guild, s.cfg.ReplayBuffer)
+			got++
+		}
+		sess.mu.Unlock()
+		if got == 0 {
+			return true, true // this shard gets no messages
+		}
+		s.dispatches.Add(uint64(got))
+		for i := 0; i < got; i++ {
+			if c.writeEntry(batch[i]) != nil {
+				return false, true
+			}
+		}
+		n -= int64(k)
+	}
+	return true, false
 }

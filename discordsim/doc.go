@@ -40,5 +40,7 @@
 // binary message ends with 00 00 ff ff; zstd-stream is a klauspost zstd
 // encoder (SpeedFastest, concurrency 1, 32 KiB window, lower-memory mode)
 // flushed after each payload as one binary message, its frame never ended.
-// The 32 KiB window bounds what a client decoder must keep.
+// The 32 KiB window bounds what a client decoder must keep. Bursts are
+// compressed on that same context ahead of sending, in chunks, with nothing
+// else interleaved on it while a chunk is prepared (burst.go).
 package discordsim

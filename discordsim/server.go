@@ -388,6 +388,13 @@ func (s *Server) SetEventRate(perShard float64) {
 // Burst sends n MESSAGE_CREATE dispatches as fast as the connection takes
 // them to every connection of shard, without blocking the caller or other
 // connections. It returns how many connections it hit.
+//
+// Each connection prepares the burst before sending it: up to 65536
+// dispatches (or 32 MiB of frames) at a time are numbered, rendered and, on a
+// compressed connection, compressed on its stream context, then written back
+// to back while the next chunk is prepared. So compression delays the start of
+// a burst instead of pacing it. A heartbeat or other command arriving
+// meanwhile cuts the chunk short and is answered right after it.
 func (s *Server) Burst(shard int, n int) int {
 	if n <= 0 {
 		return 0

@@ -230,7 +230,9 @@ func TestCompressionEndToEnd(t *testing.T) {
 				}
 			}))
 			ts.open(t)
-			eventually(t, "guilds", func() bool { return ts.Stats().Guilds == 12 })
+			// READY alone makes Guilds 12; wait for its GUILD_CREATEs too
+			// (READY + 12 dispatches) so none lands inside the burst count.
+			eventually(t, "guilds", func() bool { st := ts.Stats(); return st.Guilds == 12 && st.Events == 13 })
 			base := ts.Stats().Events
 			sim.Burst(0, 3000)
 			eventually(t, "burst", func() bool { return ts.Stats().Events == base+3000 })
