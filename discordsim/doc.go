@@ -1,5 +1,6 @@
 // Package discordsim is a local fake Discord: the REST calls a shard
-// supervisor needs (GET /api/v10/gateway/bot, GET /api/v10/gateway) and a
+// supervisor needs (GET /api/v10/gateway/bot, GET /api/v10/gateway, GET
+// /api/v10/users/@me, which gives the same bot user as READY) and a
 // gateway v10 websocket server, started on loopback by tests, benchmarks or
 // `shardtop sim`. It follows shared/docs/gateway-protocol.md and shares no
 // code with the client, so a misreading of the protocol cannot hide by being

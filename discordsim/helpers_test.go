@@ -277,6 +277,7 @@ type readyData struct {
 	User struct {
 		Bot bool `json:"bot"`
 	} `json:"user"`
+	RawUser json.RawMessage `json:"-"` // READY's user object as sent
 }
 
 // identify sends Identify and reads READY and every GUILD_CREATE.
@@ -291,6 +292,13 @@ func (c *client) identify(token string, shard, count int) readyData {
 	if err := json.Unmarshal(f.D, &r); err != nil {
 		c.t.Fatalf("READY: %v", err)
 	}
+	var raw struct {
+		User json.RawMessage `json:"user"`
+	}
+	if err := json.Unmarshal(f.D, &raw); err != nil {
+		c.t.Fatalf("READY: %v", err)
+	}
+	r.RawUser = raw.User
 	for i := range r.Guilds {
 		g := c.read()
 		if g.event() != "GUILD_CREATE" || g.seq() != int64(2+i) {

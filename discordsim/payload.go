@@ -112,14 +112,19 @@ func helloFrame(interval time.Duration) []byte {
 		`,"_trace":["[\"discordsim-gateway\",{\"micros\":0}]"]}`)
 }
 
+// botUserJSON is the simulated bot user, as READY's user and GET
+// /users/@me give it (one source, so the two can never disagree).
+var botUserJSON = fmt.Sprintf(`{"id":"%d","username":"shardtop-sim","discriminator":"0","global_name":null,`+
+	`"avatar":null,"bot":true,"system":false,"mfa_enabled":false,"banner":null,"accent_color":null,"locale":"en-US",`+
+	`"verified":true,"email":null,"flags":0,"premium_type":0,"public_flags":0,"avatar_decoration_data":null}`, botUserID)
+
 // readyBody builds READY's d for a new session.
 func readyBody(sessionID, resumeURL string, shardID, shardCount int, guilds []int) *dispatchBody {
 	var b strings.Builder
 	b.Grow(600 + 45*len(guilds))
-	fmt.Fprintf(&b, `{"v":10,"user_settings":{},"user":{"verified":true,"username":"shardtop-sim","mfa_enabled":false,`+
-		`"id":"%d","global_name":null,"flags":0,"email":null,"discriminator":"0000","bot":true,"avatar":null},`+
+	fmt.Fprintf(&b, `{"v":10,"user_settings":{},"user":%s,`+
 		`"session_type":"normal","session_id":"%s","resume_gateway_url":"%s","relationships":[],"private_channels":[],`+
-		`"presences":[],"guilds":[`, botUserID, sessionID, resumeURL)
+		`"presences":[],"guilds":[`, botUserJSON, sessionID, resumeURL)
 	for i, g := range guilds {
 		if i > 0 {
 			b.WriteByte(',')

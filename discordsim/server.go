@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -115,6 +116,7 @@ func Start(cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v10/gateway/bot", s.handleGatewayBot)
 	mux.HandleFunc("GET /api/v10/gateway", s.handleGatewayInfo)
+	mux.HandleFunc("GET /api/v10/users/@me", s.handleCurrentUser)
 	// "{url}/?v=10..." makes the path "/gateway/": serve both spellings.
 	for _, p := range []string{"/gateway", "/gateway/", "/gateway-resume", "/gateway-resume/"} {
 		mux.HandleFunc("GET "+p, s.handleWS)
@@ -467,9 +469,24 @@ func (s *Server) authorized(r *http.Request) bool {
 	return r.Header.Get("Authorization") == "Bot "+s.cfg.Token
 }
 
+func unauthorized(w http.ResponseWriter) {
+	writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "401: Unauthorized", "code": 0})
+}
+
+// handleCurrentUser answers GET /users/@me with the bot user (READY's user).
+func (s *Server) handleCurrentUser(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		unauthorized(w)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, botUserJSON)
+}
+
 func (s *Server) handleGatewayBot(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "401: Unauthorized", "code": 0})
+		unauthorized(w)
 		return
 	}
 	now := time.Now()

@@ -86,6 +86,40 @@ func TestRESTAuthAndBudget(t *testing.T) {
 	}
 }
 
+// GET /users/@me answers the bot user READY carries, and 401 without the token.
+func TestCurrentUser(t *testing.T) {
+	s := startSim(t, Config{})
+	for _, auth := range []string{"", "Bot wrong", "sim-token", "Bearer sim-token"} {
+		var unauth map[string]any
+		if code := getJSON(t, s.APIURL()+"/users/@me", auth, &unauth); code != 401 || unauth["message"] != "401: Unauthorized" {
+			t.Fatalf("auth %q: status %d body %v, want 401", auth, code, unauth)
+		}
+	}
+	var me map[string]any
+	if code := getJSON(t, s.APIURL()+"/users/@me", "Bot sim-token", &me); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	if me["id"] != strconv.FormatUint(botUserID, 10) || me["username"] != "shardtop-sim" || me["discriminator"] != "0" ||
+		me["bot"] != true || me["global_name"] != nil || me["avatar"] != nil {
+		t.Fatalf("users/@me = %v", me)
+	}
+	for _, k := range []string{"global_name", "avatar"} {
+		if v, ok := me[k]; !ok || v != nil {
+			t.Fatalf("users/@me %s = %v (present %v), want null", k, v, ok)
+		}
+	}
+	c := dial(t, s.GatewayURL(), "")
+	c.hello()
+	r := c.identify("sim-token", 0, 1)
+	var readyUser map[string]any
+	if err := json.Unmarshal(r.RawUser, &readyUser); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(readyUser) != fmt.Sprint(me) {
+		t.Fatalf("READY user %v differs from users/@me %v", readyUser, me)
+	}
+}
+
 func TestHelloHeartbeatAck(t *testing.T) {
 	s := startSim(t, Config{HeartbeatInterval: 1234 * time.Millisecond})
 	c := dial(t, s.GatewayURL(), "")

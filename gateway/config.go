@@ -176,6 +176,17 @@ func WithIdentifyGate(g IdentifyGate) Option { return func(c *config) { c.gate =
 func WithIdentifyLead(d time.Duration) Option { return func(c *config) { c.identifyLead = max(d, 0) } }
 
 // WithSession resumes this saved session on the first connect.
+//
+// A resumed session gets no READY, so the shard starts with s.Guilds as its
+// guild count, without the guilds' IDs; the next READY (after an identify)
+// replaces both. Until then a GUILD_CREATE for a guild whose ID the shard
+// has not seen is taken as one of those s.Guilds guilds coming back (a
+// replayed lazy load, or the end of an outage) and leaves the count as it
+// is, unless its joined_at is later than the shard's creation, which makes
+// it a newly joined guild (+1). A GUILD_DELETE (not unavailable) for an
+// unseen ID removes one of them (-1). So the count stays right through
+// replays, outages, joins and leaves; only a guild joined while the shard
+// was down and replayed on resume is missed, until the next READY.
 func WithSession(s Session) Option { return func(c *config) { c.session = s } }
 
 // WithDispatchHandler sets the dispatch handler. It is called from the

@@ -483,6 +483,7 @@ func (c *conn) onReady(d []byte) *connEnd {
 	for _, g := range guilds {
 		s.guilds = insertSorted(s.guilds, g)
 	}
+	s.unseen = 0
 	s.guildCount.Store(int64(len(s.guilds)))
 	if c.approached && !c.released {
 		c.released = true
@@ -494,28 +495,56 @@ func (c *conn) onReady(d []byte) *connEnd {
 	return nil
 }
 
+// trackGuild counts a GUILD_CREATE or GUILD_DELETE. IDs not in s.guilds
+// while s.unseen > 0 (a resumed session, see WithSession) are matched
+// against the unseen guilds: a GUILD_CREATE is one of them coming back
+// unless joined_at says it was joined after the shard was created.
 func (c *conn) trackGuild(create bool, d []byte) {
 	s := c.s
 	var id uint64
 	var have, unavailable bool
+	var joinedAt []byte
 	_ = eachField(d, func(k, v []byte) bool {
 		switch string(k) {
 		case "id":
 			id, have = parseSnowflake(v)
 		case "unavailable":
 			unavailable = len(v) > 0 && v[0] == 't'
+		case "joined_at":
+			joinedAt = v
 		}
 		return true
 	})
 	if !have {
 		return
 	}
-	if create {
+	i := searchU64(s.guilds, id)
+	known := i < len(s.guilds) && s.guilds[i] == id
+	switch {
+	case create && !known:
+		if s.unseen > 0 && !joinedSince(joinedAt, s.created) {
+			s.unseen--
+		}
 		s.guilds = insertSorted(s.guilds, id)
-	} else if !unavailable {
+	case !create && unavailable:
+		// An outage: the guild stays counted.
+	case !create && known:
 		s.guilds = removeSorted(s.guilds, id)
+	case !create && s.unseen > 0:
+		s.unseen--
 	}
-	s.guildCount.Store(int64(len(s.guilds)))
+	s.guildCount.Store(int64(len(s.guilds) + s.unseen))
+}
+
+// joinedSince reports whether the JSON string raw (a GUILD_CREATE's
+// joined_at, ISO 8601) is a time after t. Absent or bad values are not.
+func joinedSince(raw []byte, t time.Time) bool {
+	v, ok := unquote(raw)
+	if !ok {
+		return false
+	}
+	at, err := time.Parse(time.RFC3339Nano, v)
+	return err == nil && at.After(t)
 }
 
 func insertSorted(a []uint64, v uint64) []uint64 {

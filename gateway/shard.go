@@ -25,6 +25,10 @@ type Session struct {
 	ID        string
 	Sequence  int64
 	ResumeURL string
+	// Guilds is the shard's guild count when the session was taken, so that
+	// a shard resuming it (which gets no READY) can show it at once. It is
+	// never sent to Discord; see WithSession for how it is kept up to date.
+	Guilds int
 }
 
 // Resumable reports whether the session can be resumed.
@@ -46,7 +50,7 @@ type Stats struct {
 	StateSince time.Time
 	// Latency is the last heartbeat round trip; SmoothedLatency its EWMA (alpha 0.2).
 	Latency, SmoothedLatency time.Duration
-	Guilds                   int    // guilds seen in READY/GUILD_CREATE minus GUILD_DELETE (not unavailable)
+	Guilds                   int    // guilds seen in READY/GUILD_CREATE minus GUILD_DELETE (not unavailable); a resumed saved session starts from Session.Guilds (see WithSession)
 	Events                   uint64 // dispatches received, total
 	Sequence                 int64
 	SessionID                string
@@ -113,7 +117,15 @@ type Shard struct {
 	guildCount  atomic.Int64
 	handshakeNS atomic.Int64 // smoothed dial-to-Hello time
 
-	guilds []uint64 // sorted guild ids; owned by the connection goroutine
+	// guilds are the sorted IDs of the counted guilds; unseen counts guilds
+	// counted without a known ID (seeded by WithSession until the next
+	// READY). guildCount = len(guilds) + unseen. Both are owned by the
+	// connection goroutine (and New).
+	guilds []uint64
+	unseen int
+	// created is when New ran: a GUILD_CREATE whose joined_at is later is a
+	// guild joined since (see trackGuild).
+	created time.Time
 
 	sendq chan *sendReq
 }
@@ -148,9 +160,12 @@ func New(token string, shardID, shardCount int, opts ...Option) *Shard {
 	s.log = cfg.logger.With("shard", shardID, "shards", shardCount)
 	s.dialer = cfg.newDialer()
 	s.since = time.Now()
+	s.created = s.since
 	if cfg.session.ID != "" {
 		s.sessionID, s.resumeURL = cfg.session.ID, cfg.session.ResumeURL
 		s.seq.Store(cfg.session.Sequence)
+		s.unseen = max(cfg.session.Guilds, 0)
+		s.guildCount.Store(int64(s.unseen))
 	}
 	return s
 }
@@ -177,14 +192,15 @@ func (s *Shard) Count() int { return s.count }
 // State returns the current state.
 func (s *Shard) State() State { return State(s.state.Load()) }
 
-// Session returns the current session (ID, last seq, resume URL).
+// Session returns the current session (ID, last seq, resume URL, guild
+// count), or the zero Session if there is none.
 func (s *Shard) Session() Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sessionID == "" {
 		return Session{}
 	}
-	return Session{ID: s.sessionID, Sequence: s.seq.Load(), ResumeURL: s.resumeURL}
+	return Session{ID: s.sessionID, Sequence: s.seq.Load(), ResumeURL: s.resumeURL, Guilds: int(s.guildCount.Load())}
 }
 
 // Stats returns a snapshot; it takes one short lock and allocates nothing.

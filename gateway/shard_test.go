@@ -395,12 +395,12 @@ func TestBackoffDialFailures(t *testing.T) {
 }
 
 func TestCloseKeepsSessionForNewShard(t *testing.T) {
-	sim := startSim(t, discordsim.Config{EventRate: 100})
+	sim := startSim(t, discordsim.Config{EventRate: 100, Guilds: 12})
 	ts := newShard(t, sim)
 	ts.open(t)
-	eventually(t, "traffic", func() bool { return ts.events.Load() > 10 })
+	eventually(t, "traffic", func() bool { return ts.events.Load() > 10 && ts.Stats().Guilds == 12 })
 	sess, err := ts.Close(ctxT(t))
-	if err != nil || !sess.Resumable() || sess.Sequence == 0 || sess.ResumeURL == "" {
+	if err != nil || !sess.Resumable() || sess.Sequence == 0 || sess.ResumeURL == "" || sess.Guilds != 12 {
 		t.Fatalf("Close: %+v %v", sess, err)
 	}
 	if ts.State() != StateClosed {
@@ -419,6 +419,11 @@ func TestCloseKeepsSessionForNewShard(t *testing.T) {
 	}
 	if ts2.Session().ID != sess.ID || ts2.Stats().SequenceGaps != 0 {
 		t.Fatal("resumed into another session or with a gap")
+	}
+	// No READY on a resume: the guild count comes with the session.
+	eventually(t, "live traffic after the resume", func() bool { return ts2.Stats().Sequence > sess.Sequence+5 })
+	if g, sg := ts2.Stats().Guilds, ts2.Session().Guilds; g != 12 || sg != 12 {
+		t.Fatalf("resumed shard counts %d guilds (session %d), want 12", g, sg)
 	}
 	if first, _ := ts2.rec.find(StateConnecting); first.From != StateIdle {
 		t.Fatalf("restart went through %v first", first.From)
@@ -468,5 +473,28 @@ func TestLifecycleEdges(t *testing.T) {
 	}
 	if err := New(testToken, 0, 1, WithCompression("gzip")).Start(); err == nil {
 		t.Fatal("unknown compression accepted")
+	}
+}
+
+// A session saved right after READY resumes with its GUILD_CREATEs still to
+// come: they are replayed, and must not be counted on top of the saved count.
+func TestResumeReplayDoesNotDoubleCountGuilds(t *testing.T) {
+	sim := startSim(t, discordsim.Config{Guilds: 9})
+	ts := newShard(t, sim)
+	ts.open(t)
+	eventually(t, "all GUILD_CREATE", func() bool { return ts.Stats().Guilds == 9 })
+	sess, err := ts.Close(ctxT(t))
+	if err != nil || sess.Guilds != 9 {
+		t.Fatalf("Close: %+v %v", sess, err)
+	}
+	sess.Sequence = 1 // as if saved right after READY
+	ts2 := newShard(t, sim, WithSession(sess))
+	ts2.open(t)
+	eventually(t, "the replayed GUILD_CREATEs", func() bool { return ts2.maxSeq.Load() >= 10 })
+	if st := sim.Stats(); st.Resumes != 1 || st.Replayed < 9 {
+		t.Fatalf("sim: %d resumes, %d replayed; want 1 and at least 9", st.Resumes, st.Replayed)
+	}
+	if g := ts2.Stats().Guilds; g != 9 {
+		t.Fatalf("after replaying 9 GUILD_CREATEs onto a saved count of 9: %d guilds, want 9", g)
 	}
 }

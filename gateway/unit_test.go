@@ -109,3 +109,65 @@ func TestGatewayURL(t *testing.T) {
 		t.Fatal("http scheme accepted")
 	}
 }
+
+// TestGuildCountSeededBySession walks the guild count of a shard that
+// resumed a saved session (no READY, no guild IDs) through every rule of
+// WithSession, then through the READY that rebuilds it.
+func TestGuildCountSeededBySession(t *testing.T) {
+	s := New("t", 0, 1, WithSession(Session{ID: "abc", Sequence: 5, Guilds: 4}))
+	if got := s.Stats().Guilds; got != 4 {
+		t.Fatalf("seeded count %d, want 4", got)
+	}
+	if got := s.Session().Guilds; got != 4 {
+		t.Fatalf("Session().Guilds %d, want 4", got)
+	}
+	c := &conn{s: s}
+	old := `"joined_at":"2020-01-02T03:04:05.000000+00:00"`
+	recent := `"joined_at":"` + s.created.Add(time.Second).UTC().Format("2006-01-02T15:04:05.000000+00:00") + `"`
+	steps := []struct {
+		what   string
+		create bool
+		d      string
+		want   int
+	}{
+		{"replayed/recovered guild (unseen ID, old joined_at)", true, `{"id":"10",` + old + `,"name":"a"}`, 4},
+		{"same guild again", true, `{"id":"10",` + old + `}`, 4},
+		{"no joined_at: one of the seeded guilds", true, `{"id":"11"}`, 4},
+		{"bad joined_at: one of the seeded guilds", true, `{"id":"15","joined_at":"yesterday"}`, 4},
+		{"newly joined guild", true, `{"id":"12",` + recent + `}`, 5},
+		{"outage: unavailable delete keeps it", false, `{"id":"10","unavailable":true}`, 5},
+		{"back from the outage", true, `{"id":"10",` + old + `}`, 5},
+		{"leaving a known guild", false, `{"id":"12"}`, 4},
+		{"leaving the last unseen seeded guild", false, `{"id":"99"}`, 3},
+		{"every seeded guild accounted for: an unseen ID is new", true, `{"id":"13",` + old + `}`, 4},
+		{"leaving an unknown guild with none unseen", false, `{"id":"98"}`, 4},
+	}
+	for _, st := range steps {
+		c.trackGuild(st.create, []byte(st.d))
+		if got := s.Stats().Guilds; got != st.want {
+			t.Fatalf("%s: count %d, want %d", st.what, got, st.want)
+		}
+	}
+
+	// A seeded shard with guilds outstanding meets a READY: it counts READY's guilds only.
+	s2 := New("t", 0, 1, WithSession(Session{ID: "abc", Guilds: 7}))
+	c2 := &conn{s: s2}
+	if end := c2.onReady([]byte(`{"session_id":"new","resume_gateway_url":"ws://x","guilds":[{"id":"1","unavailable":true},{"id":"2","unavailable":true}]}`)); end != nil {
+		t.Fatalf("READY refused: %+v", end)
+	}
+	if got := s2.Stats().Guilds; got != 2 {
+		t.Fatalf("after READY: %d guilds, want 2", got)
+	}
+	c2.trackGuild(true, []byte(`{"id":"1",`+old+`}`))
+	c2.trackGuild(true, []byte(`{"id":"3",`+old+`}`))
+	if got := s2.Stats().Guilds; got != 3 {
+		t.Fatalf("after READY and GUILD_CREATEs: %d guilds, want 3", got)
+	}
+
+	if got := New("t", 0, 1, WithSession(Session{ID: "abc", Guilds: -4})).Stats().Guilds; got != 0 {
+		t.Fatalf("negative seed gave %d guilds", got)
+	}
+	if got := New("t", 0, 1, WithSession(Session{Guilds: 4})).Stats().Guilds; got != 0 {
+		t.Fatalf("a count without a session seeded %d guilds", got)
+	}
+}

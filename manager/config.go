@@ -29,7 +29,7 @@ const (
 	// shard is Put into the store (the store coalesces the writes). A stale
 	// sequence only lengthens the replay on resume.
 	DefaultPersistInterval = 5 * time.Second
-	// DefaultHTTPTimeout bounds GET /gateway/bot when no HTTP client is given.
+	// DefaultHTTPTimeout bounds GET /gateway/bot and GET /users/@me when no HTTP client is given.
 	DefaultHTTPTimeout = 10 * time.Second
 	// maxAutoShardCount caps automatic splits (a runaway 4011 loop stops here).
 	maxAutoShardCount = 1 << 16
@@ -117,8 +117,8 @@ func (c *config) validate() error {
 // proxies point it elsewhere.
 func WithAPIURL(u string) Option { return func(c *config) { c.apiURL = u } }
 
-// WithHTTPClient sets the client for GET /gateway/bot (default: a client
-// with a DefaultHTTPTimeout timeout).
+// WithHTTPClient sets the client for GET /gateway/bot and GET /users/@me
+// (default: a client with a DefaultHTTPTimeout timeout).
 func WithHTTPClient(h *http.Client) Option { return func(c *config) { c.httpClient = h } }
 
 // WithShardCount sets the shard count. 0 (the default) uses Discord's

@@ -16,7 +16,7 @@ var (
 	ErrBusy = errors.New("manager: an action is already running for the shard")
 	// ErrRunning: the shard runs; stop it first (or use RestartShard).
 	ErrRunning = errors.New("manager: shard is running")
-	// ErrUnauthorized: Discord answered 401 to GET /gateway/bot: the token is bad.
+	// ErrUnauthorized: Discord answered 401 to GET /gateway/bot or GET /users/@me: the token is bad.
 	ErrUnauthorized = errors.New("manager: unauthorized (401): bad bot token")
 	// ErrClosed: the manager was closed.
 	ErrClosed = errors.New("manager: closed")
@@ -56,15 +56,16 @@ func (e *ShardError) Error() string {
 // Unwrap returns the cause.
 func (e *ShardError) Unwrap() error { return e.Err }
 
-// HTTPError is an unexpected answer from GET /gateway/bot.
+// HTTPError is an unexpected answer from Discord's REST API.
 type HTTPError struct {
+	Path   string // the route asked, e.g. "/gateway/bot" or "/users/@me"
 	Status int
 	Body   string // the start of the body, for the message (never holds the token)
 }
 
 // Error describes the answer.
 func (e *HTTPError) Error() string {
-	return fmt.Sprintf("manager: GET /gateway/bot: HTTP %d: %s", e.Status, e.Body)
+	return fmt.Sprintf("manager: GET %s: HTTP %d: %s", e.Path, e.Status, e.Body)
 }
 
 // Is makes errors.Is(err, ErrUnauthorized) true for a 401.

@@ -66,7 +66,8 @@ func (r Role) String() string {
 	return "role(?)"
 }
 
-// User is the bot user from READY.
+// User is the bot user, from GET /users/@me during Open or else from the
+// first READY.
 type User struct {
 	ID       string `json:"id"`
 	Username string `json:"username"`
@@ -157,6 +158,10 @@ type Manager struct {
 	maxConc     int
 	recommended int
 	explicitIDs bool
+	// retired sums the counters of shard instances that have left the
+	// registry (restarted, split, re-sharded, aborted), so that the
+	// Snapshot totals count over the manager's life and never go down.
+	retired struct{ identifies, resumes uint64 }
 
 	botUser atomic.Pointer[User]
 
@@ -234,9 +239,13 @@ func (m *Manager) GoString() string { return m.String() }
 // LogValue logs the manager without secrets.
 func (m *Manager) LogValue() slog.Value { return slog.StringValue(m.String()) }
 
-// Open discovers the gateway (GET /gateway/bot; a 401 is ErrUnauthorized),
-// configures the identify limiter and its daily budget, loads the store and
-// starts every shard: a shard with a saved session for the same [id, count]
+// Open discovers the gateway (GET /gateway/bot; a 401 is ErrUnauthorized)
+// and, at the same time, the bot user (GET /users/@me, so that Snapshot
+// names the bot even when every shard resumes and no READY comes; a
+// failure is logged and the first READY names the bot instead, but a 401
+// while /gateway/bot failed too is ErrUnauthorized), configures the
+// identify limiter and its daily budget, loads the store and starts every
+// shard: a shard with a saved session for the same [id, count]
 // resumes at once without the limiter; the others are queued in the limiter
 // in ID order and identify through it. Open returns once every shard is
 // started, not ready (see WaitReady).
@@ -300,7 +309,24 @@ func (m *Manager) prepare(ctx context.Context) (entries []*entry, identify []int
 	c := &m.cfg
 	count, conc, url := c.shardCount, c.maxConcurrency, c.gatewayURL
 	var limOpts []limiter.Option
+	userDone := make(chan struct{})
+	var user User
+	var userErr error
+	go func() {
+		defer close(userDone)
+		user, userErr = m.fetchBotUser(ctx)
+	}()
 	gb, err := m.fetchGatewayBot(ctx)
+	<-userDone
+	switch {
+	case userErr == nil:
+		m.botUser.Store(&user)
+	case errors.Is(userErr, ErrUnauthorized) && err != nil:
+		// Nothing vouches for the token: stop, as for /gateway/bot.
+		return nil, nil, userErr
+	default:
+		m.log.Warn("GET /users/@me failed; the bot user is read from READY instead", "err", userErr)
+	}
 	switch {
 	case err == nil:
 		if count == 0 {
@@ -353,7 +379,7 @@ func (m *Manager) prepare(ctx context.Context) (entries []*entry, identify []int
 	}
 	saved := make(map[ShardKey]gateway.Session, len(plan.saved))
 	for k, r := range plan.saved {
-		saved[k] = gateway.Session{ID: r.SessionID, Sequence: r.Sequence, ResumeURL: r.ResumeURL}
+		saved[k] = gateway.Session{ID: r.SessionID, Sequence: r.Sequence, ResumeURL: r.ResumeURL, Guilds: r.Guilds}
 	}
 	if len(plan.keys) != len(ids) {
 		m.log.Info("resuming the split layout from the store", "shards", len(plan.keys), "configured", len(ids))
@@ -522,7 +548,7 @@ func (m *Manager) storePut(key ShardKey, sess gateway.Session) {
 		return
 	}
 	err := st.Put(store.ShardState{ShardID: key.ID, ShardCount: key.Count, SessionID: sess.ID,
-		Sequence: sess.Sequence, ResumeURL: sess.ResumeURL, UpdatedAt: time.Now()})
+		Sequence: sess.Sequence, ResumeURL: sess.ResumeURL, UpdatedAt: time.Now(), Guilds: sess.Guilds})
 	if err != nil {
 		m.log.Warn("store: put session", "shard", key.ID, "shards", key.Count, "err", err)
 	}
@@ -570,6 +596,15 @@ func (m *Manager) sampler() {
 			}
 		}
 	}
+}
+
+// retireLocked adds the counters of e, which is leaving the registry, to
+// the lifetime totals. m.mu held; call it in the critical section that
+// removes e from the view, so a Snapshot counts e exactly once.
+func (m *Manager) retireLocked(e *entry) {
+	st := e.shard.Stats()
+	m.retired.identifies += st.Identifies
+	m.retired.resumes += st.Resumes
 }
 
 // rebuildLocked recomputes the view and the routing counts. m.mu held.
@@ -840,6 +875,9 @@ func (m *Manager) restartEntry(e *entry, needSession bool) error {
 		return &ShardError{Key: e.key, Op: "resume", Err: ErrNoSession}
 	}
 	n := m.newEntry(e.key, RoleActive, sess, m.lim, m.gwURL)
+	if m.active[e.key.ID] == e {
+		m.retireLocked(e)
+	}
 	m.active[e.key.ID] = n
 	m.rebuildLocked()
 	m.mu.Unlock()

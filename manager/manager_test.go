@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -167,8 +171,23 @@ func TestRestartResumesFromStateFile(t *testing.T) {
 	if n := len(f2.Load()); n != 6 {
 		t.Fatalf("state file holds %d sessions, want 6", n)
 	}
+	for _, r := range f2.Load() {
+		if r.Guilds == 0 {
+			t.Fatalf("state file lost the guild count: %+v", r)
+		}
+	}
 	m2 := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f2))
-	openReady(t, m2)
+	ctx := ctxT(t, 20*time.Second)
+	if err := m2.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Known before any READY (and none comes: every shard resumes).
+	if u := m2.Snapshot().BotUser; u.ID != wantBotID || u.Username != "shardtop-sim" {
+		t.Fatalf("bot user after Open: %+v", u)
+	}
+	if err := m2.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
 	after := sim.Stats()
 	if after.Identifies != before.Identifies {
 		t.Fatalf("restart identified %d times, want 0", after.Identifies-before.Identifies)
@@ -176,11 +195,139 @@ func TestRestartResumesFromStateFile(t *testing.T) {
 	if got := after.Resumes - before.Resumes; got != 6 {
 		t.Fatalf("restart resumed %d shards, want 6", got)
 	}
+	checkRouting(t, m2, cfg.Guilds)
+	if u := m2.Snapshot().BotUser; u.ID != wantBotID {
+		t.Fatalf("bot user after resuming every shard: %+v", u)
+	}
 	for _, s := range m2.Snapshot().Shards {
 		if s.SequenceGaps != 0 {
 			t.Fatalf("shard %s: %d sequence gaps after resume", s.Key, s.SequenceGaps)
 		}
 	}
+}
+
+// wantBotID is the simulator's bot user ID.
+const wantBotID = "1100000000000000001"
+
+// apiProxy serves the sim's REST API, except that the routes in fail
+// answer with the given status.
+func apiProxy(t *testing.T, sim *discordsim.Server, fail map[string]int) string {
+	t.Helper()
+	target, err := url.Parse("http://" + sim.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = &http.Transport{DisableKeepAlives: true}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if code, ok := fail[strings.TrimPrefix(r.URL.Path, "/api/v10")]; ok {
+			http.Error(w, `{"message":"injected","code":0}`, code)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/api/v10"
+}
+
+func TestBotUserFromREST(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency = 2, 2
+	sim := startSim(t, cfg)
+	noREST := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+
+	t.Run("users/@me fails: logged, READY names the bot", func(t *testing.T) {
+		m := newTestManager(t, sim, cfg.IdentifyWindow, WithAPIURL(apiProxy(t, sim, map[string]int{"/users/@me": 500})), WithHTTPClient(noREST))
+		ctx := ctxT(t, 10*time.Second)
+		if err := m.Open(ctx); err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		if err := m.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "bot user from READY", func() bool { return m.Snapshot().BotUser.ID == wantBotID })
+	})
+	t.Run("users/@me 401 beside a working /gateway/bot: logged", func(t *testing.T) {
+		m := newTestManager(t, sim, cfg.IdentifyWindow, WithAPIURL(apiProxy(t, sim, map[string]int{"/users/@me": 401})), WithHTTPClient(noREST))
+		openReady(t, m)
+	})
+	t.Run("users/@me 401 and /gateway/bot down: ErrUnauthorized", func(t *testing.T) {
+		conns := sim.Stats().Connections
+		m := newTestManager(t, sim, cfg.IdentifyWindow, WithHTTPClient(noREST),
+			WithAPIURL(apiProxy(t, sim, map[string]int{"/users/@me": 401, "/gateway/bot": 502})),
+			WithShardCount(2), WithMaxConcurrency(2), WithGatewayURL(sim.GatewayURL()))
+		err := m.Open(ctxT(t, 10*time.Second))
+		var he *HTTPError
+		if !errors.Is(err, ErrUnauthorized) || !errors.As(err, &he) || he.Path != "/users/@me" || !strings.Contains(err.Error(), "/users/@me") {
+			t.Fatalf("Open: %v, want ErrUnauthorized naming /users/@me", err)
+		}
+		if n := sim.Stats().Connections - conns; n != 0 {
+			t.Fatalf("%d gateway connections after a 401", n)
+		}
+	})
+	t.Run("only /gateway/bot down: runs with the given settings", func(t *testing.T) {
+		m := newTestManager(t, sim, cfg.IdentifyWindow, WithHTTPClient(noREST),
+			WithAPIURL(apiProxy(t, sim, map[string]int{"/gateway/bot": 502})),
+			WithShardCount(2), WithMaxConcurrency(2), WithGatewayURL(sim.GatewayURL()))
+		ctx := ctxT(t, 10*time.Second)
+		if err := m.Open(ctx); err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		if u := m.Snapshot().BotUser; u.ID != wantBotID {
+			t.Fatalf("bot user after Open: %+v", u)
+		}
+		if err := m.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Totals.Identifies and Totals.Resumes count over the manager's life: a
+// restarted or split shard's counters are kept, so they match Discord's.
+func TestTotalsCountReplacedShards(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency = 2, 2
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow)
+	openReady(t, m)
+	ctx := ctxT(t, 20*time.Second)
+	matchSim := func(what string, identifies, resumes uint64) {
+		t.Helper()
+		var tot Totals
+		waitFor(t, 5*time.Second, what, func() bool {
+			tot = m.Snapshot().Totals
+			return tot.Identifies == identifies && tot.Resumes == resumes
+		})
+		if st := sim.Stats(); uint64(st.Identifies) != tot.Identifies || uint64(st.Resumes) != tot.Resumes {
+			t.Fatalf("%s: totals %d identifies, %d resumes; sim saw %d, %d", what, tot.Identifies, tot.Resumes, st.Identifies, st.Resumes)
+		}
+	}
+	matchSim("first start", 2, 0)
+	if err := m.RestartShard(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	matchSim("restart (a new instance resumes)", 2, 1)
+	if err := m.SplitShard(ctx, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	matchSim("split (the resumed instance retired)", 4, 1)
+	if err := m.CloseShard(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.OpenShard(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	matchSim("close and open", 4, 2)
+	if err := m.Reshard(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	matchSim("re-shard to 3", 7, 2)
 }
 
 func TestExpiredSessionFallsBackToIdentify(t *testing.T) {

@@ -156,7 +156,13 @@ func (m *Manager) replace(ctx context.Context, olds []*entry, keys []ShardKey) e
 		m.endAll(ctx, news)
 		m.releaseQueued(lim, news)
 		m.mu.Lock()
-		m.others = slices.DeleteFunc(m.others, func(e *entry) bool { return slices.Contains(news, e) })
+		m.others = slices.DeleteFunc(m.others, func(e *entry) bool {
+			if slices.Contains(news, e) {
+				m.retireLocked(e)
+				return true
+			}
+			return false
+		})
 		for _, n := range news {
 			delete(m.saved, n.key)
 		}
@@ -200,7 +206,13 @@ func (m *Manager) replace(ctx context.Context, olds []*entry, keys []ShardKey) e
 		keep[n.key] = true
 	}
 	m.mu.Lock()
-	m.others = slices.DeleteFunc(m.others, func(e *entry) bool { return slices.Contains(olds, e) })
+	m.others = slices.DeleteFunc(m.others, func(e *entry) bool {
+		if slices.Contains(olds, e) {
+			m.retireLocked(e)
+			return true
+		}
+		return false
+	})
 	for _, o := range olds {
 		if !keep[o.key] {
 			delete(m.saved, o.key)

@@ -30,28 +30,8 @@ const maxRESTBody = 1 << 20
 // count and the session start limit. A 401 is ErrUnauthorized, never retried.
 func (m *Manager) fetchGatewayBot(ctx context.Context) (GatewayBot, error) {
 	var gb GatewayBot
-	u := strings.TrimRight(m.cfg.apiURL, "/") + "/gateway/bot"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return gb, fmt.Errorf("manager: GET /gateway/bot: option WithAPIURL %q: %w", m.cfg.apiURL, err)
-	}
-	req.Header.Set("Authorization", "Bot "+m.token.v)
-	req.Header.Set("User-Agent", "DiscordBot (https://github.com/shardtop/shardtop, 1) shardtop")
-	resp, err := m.cfg.httpClient.Do(req)
-	if err != nil {
-		// url.Error names the URL, never the header: the token stays out.
-		return gb, fmt.Errorf("manager: GET /gateway/bot: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRESTBody))
-	if err != nil {
-		return gb, fmt.Errorf("manager: GET /gateway/bot: reading the answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return gb, &HTTPError{Status: resp.StatusCode, Body: excerpt(body)}
-	}
-	if err := json.Unmarshal(body, &gb); err != nil {
-		return gb, fmt.Errorf("manager: GET /gateway/bot: bad JSON: %w", err)
+	if err := m.getJSON(ctx, "/gateway/bot", &gb); err != nil {
+		return gb, err
 	}
 	switch {
 	case gb.URL == "":
@@ -62,6 +42,49 @@ func (m *Manager) fetchGatewayBot(ctx context.Context) (GatewayBot, error) {
 		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has max_concurrency = %d", gb.SessionStartLimit.MaxConcurrency)
 	}
 	return gb, nil
+}
+
+// fetchBotUser asks Discord who the bot is (GET /users/@me), so the bot
+// user is known before any READY, and even when every shard resumes and no
+// READY comes at all. A 401 is ErrUnauthorized.
+func (m *Manager) fetchBotUser(ctx context.Context) (User, error) {
+	var u User
+	if err := m.getJSON(ctx, "/users/@me", &u); err != nil {
+		return u, err
+	}
+	if u.ID == "" {
+		return u, fmt.Errorf("manager: GET /users/@me: answer has no id")
+	}
+	return u, nil
+}
+
+// getJSON GETs path under the API URL with the bot token and decodes a 200
+// answer into v. Other statuses are an *HTTPError (401: ErrUnauthorized).
+func (m *Manager) getJSON(ctx context.Context, path string, v any) error {
+	u := strings.TrimRight(m.cfg.apiURL, "/") + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("manager: GET %s: option WithAPIURL %q: %w", path, m.cfg.apiURL, err)
+	}
+	req.Header.Set("Authorization", "Bot "+m.token.v)
+	req.Header.Set("User-Agent", "DiscordBot (https://github.com/shardtop/shardtop, 1) shardtop")
+	resp, err := m.cfg.httpClient.Do(req)
+	if err != nil {
+		// url.Error names the URL, never the header: the token stays out.
+		return fmt.Errorf("manager: GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRESTBody))
+	if err != nil {
+		return fmt.Errorf("manager: GET %s: reading the answer: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return &HTTPError{Path: path, Status: resp.StatusCode, Body: excerpt(body)}
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("manager: GET %s: bad JSON: %w", path, err)
+	}
+	return nil
 }
 
 func (gb GatewayBot) resetAfter() time.Duration {

@@ -37,10 +37,13 @@ type ShardInfo struct {
 
 // Totals sums up a Snapshot.
 type Totals struct {
-	Ready, Total        int // active shards Ready / active shards
-	EventsPerSec        float64
-	AvgLatency          time.Duration // over active Ready shards with a measured latency
-	WorstLatency        time.Duration
+	Ready, Total int // active shards Ready / active shards
+	EventsPerSec float64
+	AvgLatency   time.Duration // over active Ready shards with a measured latency
+	WorstLatency time.Duration
+	// Identifies and Resumes count over the manager's life: shard instances
+	// replaced by a restart, split or re-shard still count, so the totals
+	// never go down.
 	Identifies, Resumes uint64
 	DroppedEvents       uint64 // lifecycle events subscribers did not take in time
 }
@@ -50,7 +53,7 @@ type Snapshot struct {
 	At                time.Time
 	Shards            []ShardInfo // sorted by (ID, Count)
 	Limiter           limiter.Snapshot
-	BotUser           User
+	BotUser           User // zero until GET /users/@me or a READY names the bot
 	MaxConcurrency    int
 	RecommendedShards int
 	Totals            Totals
@@ -69,6 +72,7 @@ func (m *Manager) Snapshot() Snapshot {
 func (m *Manager) SnapshotInto(dst *Snapshot) {
 	m.mu.RLock()
 	view, lim, conc, rec := m.view, m.lim, m.maxConc, m.recommended
+	t := Totals{Identifies: m.retired.identifies, Resumes: m.retired.resumes}
 	shards := dst.Shards[:0]
 	if cap(shards) < len(view) {
 		shards = make([]ShardInfo, 0, len(view))
@@ -81,7 +85,6 @@ func (m *Manager) SnapshotInto(dst *Snapshot) {
 	m.mu.RUnlock()
 
 	now := time.Now()
-	var t Totals
 	var latSum time.Duration
 	var latN int
 	for i, e := range view {

@@ -31,6 +31,7 @@ type shardDoc struct {
 	Sequence  int64     `toml:"sequence"`
 	ResumeURL string    `toml:"resume_url,omitempty"`
 	UpdatedAt time.Time `toml:"updated_at,omitempty"`
+	Guilds    int       `toml:"guilds"`
 }
 
 // encode appends the file for states (already sorted) to buf. docs is
@@ -41,6 +42,7 @@ func encode(buf *bytes.Buffer, states []ShardState, docs []shardDoc) ([]shardDoc
 		docs = append(docs, shardDoc{
 			ID: s.ShardID, Count: s.ShardCount, SessionID: s.SessionID,
 			Sequence: s.Sequence, ResumeURL: s.ResumeURL, UpdatedAt: s.UpdatedAt.UTC(),
+			Guilds: s.Guilds,
 		})
 	}
 	buf.WriteString(header)
@@ -57,7 +59,7 @@ var shardKeys = []struct {
 	required bool
 }{
 	{"id", true}, {"count", true}, {"session_id", true}, {"sequence", true},
-	{"resume_url", false}, {"updated_at", false},
+	{"resume_url", false}, {"updated_at", false}, {"guilds", false},
 }
 
 // decode parses and validates a state file. Errors are *FileError naming
@@ -143,6 +145,11 @@ func decode(path string, data []byte) ([]ShardState, error) {
 				return nil, bad(entry, "updated_at", "must be a date-time with offset (like 2026-11-22T05:00:00Z), got %s", tomlType(v))
 			}
 			s.UpdatedAt = tm
+		}
+		if _, present := t["guilds"]; present {
+			if s.Guilds, err = intKey(t, "guilds"); err != nil {
+				return nil, bad(entry, "guilds", "%v", err)
+			}
 		}
 		if fe := validate(s); fe != nil {
 			return nil, bad(entry, fe.key, "%s (shard %d of %d)", fe.msg, s.ShardID, s.ShardCount)

@@ -1,6 +1,7 @@
 // Package store persists each shard's gateway session (session ID, last
-// sequence number and resume URL) so that a restarted supervisor resumes its
-// sessions instead of spending identifies from the daily budget.
+// sequence number, resume URL and guild count) so that a restarted
+// supervisor resumes its sessions instead of spending identifies from the
+// daily budget.
 //
 // The records live in a human-readable TOML file written by [File]:
 //
@@ -14,6 +15,12 @@
 //	sequence = 1234
 //	resume_url = "wss://gateway-us-east1-b.discord.gg"
 //	updated_at = 2026-11-22T05:00:00Z
+//	guilds = 1873
+//
+// guilds is the shard's guild count when the session was saved: a resumed
+// shard gets no READY, so it shows this count until its next READY. It is
+// optional when reading (files written before it existed read as 0) and
+// always written.
 //
 // Records are keyed by (shard ID, shard count), because during a re-shard the
 // same ID exists under two counts for a while. The file never holds the bot

@@ -68,12 +68,12 @@ var updated = time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)
 
 func sampleStates() []ShardState {
 	return []ShardState{
-		{ShardID: 3, ShardCount: 16, SessionID: "abc", Sequence: 1234, ResumeURL: "wss://gateway-us-east1-b.discord.gg", UpdatedAt: updated},
+		{ShardID: 3, ShardCount: 16, SessionID: "abc", Sequence: 1234, ResumeURL: "wss://gateway-us-east1-b.discord.gg", UpdatedAt: updated, Guilds: 1873},
 		{ShardID: 0, ShardCount: 16, SessionID: "s0", Sequence: 0, ResumeURL: "wss://gateway.discord.gg"},
 		// After a split the same ID exists under two counts.
-		{ShardID: 3, ShardCount: 32, SessionID: "new", Sequence: 9, UpdatedAt: updated.Add(time.Second)},
+		{ShardID: 3, ShardCount: 32, SessionID: "new", Sequence: 9, UpdatedAt: updated.Add(time.Second), Guilds: 2500},
 		{ShardID: 1, ShardCount: 8, SessionID: "quote\" back\\slash\nnewline\ttab é 🎉 #not-a-comment", Sequence: 1<<62 + 5,
-			ResumeURL: "ws://127.0.0.1:4567/?x=\"y\"", UpdatedAt: time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", 3600))},
+			ResumeURL: "ws://127.0.0.1:4567/?x=\"y\"", UpdatedAt: time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", 3600)), Guilds: 1 << 40},
 	}
 }
 
@@ -123,7 +123,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("records in file order (count, id) = %v, want %v\n%s", order, wantOrder, text)
 	}
 	// Only the header and known keys: nothing else (like a token) can be in it.
-	keyLine := regexp.MustCompile(`^(version|id|count|session_id|sequence|resume_url|updated_at) = `)
+	keyLine := regexp.MustCompile(`^(version|id|count|session_id|sequence|resume_url|updated_at|guilds) = `)
 	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
 		if i == 0 || line == "" || line == "[[shard]]" || keyLine.MatchString(line) {
 			continue
@@ -154,7 +154,9 @@ func TestFileFormat(t *testing.T) {
 	path := statePath(t)
 	f := mustOpen(t, path)
 	mustPut(t, f, ShardState{ShardID: 0, ShardCount: 16, SessionID: "abc", Sequence: 1234,
-		ResumeURL: "wss://gateway.discord.gg", UpdatedAt: updated.In(time.FixedZone("CET", 3600))})
+		ResumeURL: "wss://gateway.discord.gg", UpdatedAt: updated.In(time.FixedZone("CET", 3600)), Guilds: 1873},
+		// guilds is written even when 0; the optional keys are left out.
+		ShardState{ShardID: 1, ShardCount: 16, SessionID: "def", Sequence: 7})
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -171,9 +173,58 @@ session_id = "abc"
 sequence = 1234
 resume_url = "wss://gateway.discord.gg"
 updated_at = 2026-11-22T05:00:00Z
+guilds = 1873
+
+[[shard]]
+id = 1
+count = 16
+session_id = "def"
+sequence = 7
+guilds = 0
 `
 	if string(data) != want {
 		t.Errorf("file:\n%s\nwant:\n%s", data, want)
+	}
+}
+
+// A file written before guilds existed stays valid: its records read as 0
+// guilds, and the next write adds the key.
+func TestFileWithoutGuildsKey(t *testing.T) {
+	path := statePath(t)
+	legacy := header + "version = 1\n\n[[shard]]\nid = 2\ncount = 4\nsession_id = \"abc\"\nsequence = 99\nresume_url = \"wss://gateway.discord.gg\"\n"
+	writeRaw(t, path, legacy)
+	f := mustOpen(t, path)
+	assertStates(t, f.Load(), []ShardState{{ShardID: 2, ShardCount: 4, SessionID: "abc", Sequence: 99, ResumeURL: "wss://gateway.discord.gg"}})
+	mustPut(t, f, ShardState{ShardID: 2, ShardCount: 4, SessionID: "abc", Sequence: 100, ResumeURL: "wss://gateway.discord.gg", Guilds: 31})
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertRaw(t, path, strings.Replace(legacy, "sequence = 99\n", "sequence = 100\n", 1)+"guilds = 31\n")
+	g := mustOpen(t, path)
+	defer g.Close()
+	if got := g.Load(); len(got) != 1 || got[0].Guilds != 31 {
+		t.Fatalf("read back %+v, want 31 guilds", got)
+	}
+}
+
+// A change of the guild count alone is a change to write.
+func TestGuildsChangeIsWritten(t *testing.T) {
+	path := statePath(t)
+	f := mustOpen(t, path)
+	defer f.Close()
+	st := ShardState{ShardID: 0, ShardCount: 1, SessionID: "abc", Sequence: 5}
+	mustPut(t, f, st)
+	if err := f.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st.Guilds = 12
+	mustPut(t, f, st)
+	if err := f.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(data), "\nguilds = 12\n") {
+		t.Fatalf("guild count not written: %v\n%s", err, data)
 	}
 }
 
@@ -191,6 +242,7 @@ func TestPutRejectsInvalid(t *testing.T) {
 		{"empty session", "session_id", func(s *ShardState) { s.SessionID = "" }},
 		{"bad utf-8 session", "session_id", func(s *ShardState) { s.SessionID = "a\xffb" }},
 		{"negative sequence", "sequence", func(s *ShardState) { s.Sequence = -1 }},
+		{"negative guilds", "guilds", func(s *ShardState) { s.Guilds = -1 }},
 		{"http resume url", "resume_url", func(s *ShardState) { s.ResumeURL = "https://x.test" }},
 		{"year 10000", "updated_at", func(s *ShardState) { s.UpdatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
 	} {
@@ -441,6 +493,9 @@ func TestCorruptValues(t *testing.T) {
 		{"unknown shard key", "version = 1\n" + shard + "  sesion_id = \"typo\"\n", 8, 1, "sesion_id", "unknown key"},
 		{"local datetime", "version = 1\n" + shard + "updated_at = 2026-11-22T05:00:00\n", 8, 1, "updated_at", "with offset"},
 		{"bad resume url", "version = 1\n" + shard + "resume_url = \"gateway.discord.gg\"\n", 8, 1, "resume_url", "ws:// or wss://"},
+		{"negative guilds", "version = 1\n" + shard + "[[shard]]\nid = 1\ncount = 16\nsession_id = \"x\"\nguilds = -3\nsequence = 1\n", 12, 2, "guilds", "must not be negative, got -3"},
+		{"guilds is a string", "version = 1\n" + shard + "guilds = \"12\"\n", 8, 1, "guilds", "must be an integer, got string"},
+		{"guilds is a float", "version = 1\n" + shard + "guilds = 1.5\n", 8, 1, "guilds", "must be an integer, got float"},
 		{"duplicate", "version = 1\n" + shard + shard + shard, 9, 2, "id", "duplicate shard 0 of 16 (already in [[shard]] #1)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

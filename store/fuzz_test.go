@@ -8,7 +8,8 @@ import (
 // FuzzDecode checks that no file content makes decode panic, and that
 // whatever it accepts is written back and read again unchanged.
 func FuzzDecode(f *testing.F) {
-	f.Add([]byte(header + "version = 1\n\n[[shard]]\nid = 0\ncount = 16\nsession_id = \"abc\"\nsequence = 1234\nresume_url = \"wss://x.test\"\nupdated_at = 2026-11-22T05:00:00Z\n"))
+	f.Add([]byte(header + "version = 1\n\n[[shard]]\nid = 0\ncount = 16\nsession_id = \"abc\"\nsequence = 1234\nresume_url = \"wss://x.test\"\nupdated_at = 2026-11-22T05:00:00Z\nguilds = 1873\n"))
+	f.Add([]byte("version = 1\n[[shard]]\nid = 0\ncount = 1\nsession_id = \"a\"\nsequence = 0\nguilds = -1\n"))
 	f.Add([]byte("version = 1\nshard = [{id = 0, count = 1, session_id = \"a\", sequence = 0}]\n"))
 	f.Add([]byte("version = 1\n[[shard]]\nid = 1\ncount = 1\n"))
 	f.Add([]byte("version = 1\n[[ 'shard' ]]\n\"id\" = 0\ncount = 2\nsession_id = '''x'''\nsequence = 0\n"))

@@ -22,6 +22,10 @@ type ShardState struct {
 	ResumeURL string
 	// UpdatedAt is when the session was last known alive (may be zero).
 	UpdatedAt time.Time
+	// Guilds is the shard's guild count when the session was saved, shown
+	// for a resumed shard until its next READY (a resume gets none). Not
+	// sent to Discord. Optional in the file (0 when absent), never negative.
+	Guilds int
 }
 
 // key identifies a record.
@@ -51,6 +55,8 @@ func validate(s ShardState) *fieldError {
 		return &fieldError{"session_id", "is not valid UTF-8"}
 	case s.Sequence < 0:
 		return &fieldError{"sequence", fmt.Sprintf("must not be negative, got %d", s.Sequence)}
+	case s.Guilds < 0:
+		return &fieldError{"guilds", fmt.Sprintf("must not be negative, got %d", s.Guilds)}
 	}
 	if !s.UpdatedAt.IsZero() && (s.UpdatedAt.UTC().Year() < 1 || s.UpdatedAt.UTC().Year() > 9999) {
 		return &fieldError{"updated_at", fmt.Sprintf("year must be in [1, 9999], got %d", s.UpdatedAt.UTC().Year())}
@@ -77,7 +83,7 @@ func validate(s ShardState) *fieldError {
 func equalState(a, b ShardState) bool {
 	return a.ShardID == b.ShardID && a.ShardCount == b.ShardCount &&
 		a.SessionID == b.SessionID && a.Sequence == b.Sequence &&
-		a.ResumeURL == b.ResumeURL && a.UpdatedAt.Equal(b.UpdatedAt)
+		a.ResumeURL == b.ResumeURL && a.UpdatedAt.Equal(b.UpdatedAt) && a.Guilds == b.Guilds
 }
 
 // sortStates orders records by (count, id), the file's order.
