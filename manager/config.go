@@ -29,6 +29,10 @@ const (
 	// shard is Put into the store (the store coalesces the writes). A stale
 	// sequence only lengthens the replay on resume.
 	DefaultPersistInterval = 5 * time.Second
+	// DefaultRefreshInterval is how often GET /gateway/bot is asked again, so
+	// the session-start budget and the recommended shard count shown stay
+	// Discord's (another process on the same token spends the budget too).
+	DefaultRefreshInterval = 5 * time.Minute
 	// DefaultHTTPTimeout bounds GET /gateway/bot and GET /users/@me when no HTTP client is given.
 	DefaultHTTPTimeout = 10 * time.Second
 	// maxAutoShardCount caps automatic splits (a runaway 4011 loop stops here).
@@ -57,6 +61,7 @@ type config struct {
 	logger          *slog.Logger
 	sampleInterval  time.Duration
 	persistInterval time.Duration
+	refreshInterval time.Duration
 }
 
 func defaultConfig() config {
@@ -70,6 +75,7 @@ func defaultConfig() config {
 		logger:          slog.New(slog.DiscardHandler),
 		sampleInterval:  DefaultSampleInterval,
 		persistInterval: DefaultPersistInterval,
+		refreshInterval: DefaultRefreshInterval,
 	}
 }
 
@@ -96,6 +102,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: WithSampleInterval: %v, must be positive", ErrInvalidOption, c.sampleInterval)
 	case c.persistInterval <= 0:
 		return fmt.Errorf("%w: WithPersistInterval: %v, must be positive", ErrInvalidOption, c.persistInterval)
+	case c.refreshInterval <= 0:
+		return fmt.Errorf("%w: WithRefreshInterval: %v, must be positive", ErrInvalidOption, c.refreshInterval)
 	}
 	seen := make(map[int]bool, len(c.shardIDs))
 	for _, id := range c.shardIDs {
@@ -198,3 +206,7 @@ func WithSampleInterval(d time.Duration) Option { return func(c *config) { c.sam
 // WithPersistInterval sets how often the sequence of every Ready shard is
 // Put into the store (default DefaultPersistInterval).
 func WithPersistInterval(d time.Duration) Option { return func(c *config) { c.persistInterval = d } }
+
+// WithRefreshInterval sets how often GET /gateway/bot is asked again while
+// open (default DefaultRefreshInterval).
+func WithRefreshInterval(d time.Duration) Option { return func(c *config) { c.refreshInterval = d } }

@@ -285,9 +285,10 @@ func (m *Manager) Open(ctx context.Context) error {
 	lim := m.lim
 	m.mu.Unlock()
 
-	m.bg.Add(2)
+	m.bg.Add(3)
 	go m.worker()
 	go m.sampler()
+	go m.refresher()
 
 	// Queue the shards that must identify in ID order before any starts, so
 	// they identify in that order whatever order their goroutines run in.

@@ -825,3 +825,23 @@ func TestSubscribeSlowSubscriberDrops(t *testing.T) {
 	for range slow { // closed by Close
 	}
 }
+
+// The budget shown is Discord's: identifies spent by another process on
+// the same token show up after the next refresh of /gateway/bot.
+func TestRefreshGatewayBot(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards = 2
+	sim := startSim(t, cfg)
+	m1 := newTestManager(t, sim, cfg.IdentifyWindow, WithRefreshInterval(50*time.Millisecond))
+	openReady(t, m1)
+	m2 := newTestManager(t, sim, cfg.IdentifyWindow)
+	openReady(t, m2)
+	want := sim.Stats().SessionStartRemaining
+	waitFor(t, 5*time.Second, "m1's budget to match Discord's", func() bool {
+		b := m1.Snapshot().Limiter.Budget
+		return b.Known && b.Remaining == want
+	})
+	if got := m1.Snapshot().RecommendedShards; got != 2 {
+		t.Fatalf("recommended shards %d, want 2", got)
+	}
+}

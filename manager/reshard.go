@@ -64,18 +64,11 @@ func (m *Manager) Reshard(ctx context.Context, count int) error {
 		return fmt.Errorf("manager: reshard: count %d is negative", count)
 	}
 	if count == 0 {
-		gb, err := m.fetchGatewayBot(ctx)
+		gb, err := m.refreshGatewayBot(ctx)
 		if err != nil {
 			return fmt.Errorf("manager: reshard: %w", err)
 		}
 		count = gb.Shards
-		m.mu.Lock()
-		m.recommended = gb.Shards
-		lim := m.lim
-		m.mu.Unlock()
-		if lim != nil {
-			lim.SetSessionStartLimit(gb.SessionStartLimit.Total, gb.SessionStartLimit.Remaining, gb.resetAfter())
-		}
 	}
 	m.mu.Lock()
 	if err := m.openLocked(); err != nil {

@@ -44,6 +44,41 @@ func (m *Manager) fetchGatewayBot(ctx context.Context) (GatewayBot, error) {
 	return gb, nil
 }
 
+// refreshGatewayBot asks /gateway/bot again and applies what changed: the
+// recommended shard count and the session-start budget, which Discord knows
+// better than the limiter's own accounting.
+func (m *Manager) refreshGatewayBot(ctx context.Context) (GatewayBot, error) {
+	gb, err := m.fetchGatewayBot(ctx)
+	if err != nil {
+		return gb, err
+	}
+	m.mu.Lock()
+	m.recommended = gb.Shards
+	lim := m.lim
+	m.mu.Unlock()
+	if lim != nil {
+		lim.SetSessionStartLimit(gb.SessionStartLimit.Total, gb.SessionStartLimit.Remaining, gb.resetAfter())
+	}
+	return gb, nil
+}
+
+// refresher keeps the budget and the recommendation fresh while open.
+func (m *Manager) refresher() {
+	defer m.bg.Done()
+	tick := time.NewTicker(m.cfg.refreshInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-tick.C:
+			if _, err := m.refreshGatewayBot(m.ctx); err != nil && m.ctx.Err() == nil {
+				m.log.Warn("GET /gateway/bot failed; keeping the last budget", "err", err)
+			}
+		}
+	}
+}
+
 // fetchBotUser asks Discord who the bot is (GET /users/@me), so the bot
 // user is known before any READY, and even when every shard resumes and no
 // READY comes at all. A 401 is ErrUnauthorized.
