@@ -67,7 +67,8 @@ func (p logPane) Render(width, height int) string {
 }
 
 // eventLine describes one event, e.g.
-// "15:04:05 shard 3/16 ready → reconnecting (4000 unknown error)".
+// "15:04:05 shard 3/16 ready → reconnecting (4000 unknown error)" or
+// "15:04:06 shard 3/32 (joining) identifying → ready".
 func (p logPane) eventLine(ev *manager.Event) string {
 	var b strings.Builder
 	b.WriteString(p.st.dim.Render(ev.At.In(p.loc).Format("15:04:05")))
@@ -75,14 +76,17 @@ func (p logPane) eventLine(ev *manager.Event) string {
 	switch ev.Type {
 	case manager.EventState:
 		b.WriteString("shard ")
-		switch ev.Role {
-		case manager.RoleJoining:
-			b.WriteString(p.st.role(ev.Role).Render("+"))
-		case manager.RoleRetiring:
-			b.WriteString(p.st.role(ev.Role).Render("-"))
-		}
 		b.WriteString(ev.Key.String())
 		b.WriteByte(' ')
+		// In words: the table's +/- markers would read as part of the key.
+		switch ev.Role {
+		case manager.RoleJoining:
+			b.WriteString(p.st.role(ev.Role).Render("(joining)"))
+			b.WriteByte(' ')
+		case manager.RoleRetiring:
+			b.WriteString(p.st.role(ev.Role).Render("(retiring)"))
+			b.WriteByte(' ')
+		}
 		b.WriteString(ev.From.String())
 		b.WriteString(" → ")
 		b.WriteString(p.st.state(ev.To).Render(ev.To.String()))

@@ -127,7 +127,8 @@ func fixture() manager.Snapshot {
 		{7, 16, manager.RoleActive, gateway.StateReconnecting, 40 * time.Millisecond, 1177, 0, 175000, sess(7), -1, 4000, "unknown error", 26*time.Hour + 5*time.Minute},
 		{8, 16, manager.RoleActive, gateway.StateQueued, 0, 0, 0, 0, "", 1, 0, "", 9 * time.Second},
 		{9, 16, manager.RoleActive, gateway.StateFailed, 0, 0, 0, 0, "", -1, 4011, "sharding required", 0},
-		{10, 16, manager.RoleActive, gateway.StateClosed, 44 * time.Millisecond, 1215, 0, 180444, sess(10), -1, 4000, "closed by shardtop", 5 * time.Hour},
+		// The snapshot keeps a stopped shard's last figures: the table must not show them.
+		{10, 16, manager.RoleActive, gateway.StateClosed, 44 * time.Millisecond, 1215, 6.0, 180444, sess(10), -1, 4000, "closed by shardtop", 5 * time.Hour},
 		{11, 16, manager.RoleActive, gateway.StateClosed, 0, 0, 0, 0, "", -1, 1000, "ended", 0},
 		{12, 16, manager.RoleActive, gateway.StateIdentifying, 0, 0, 0, 0, "", -1, 4007, "invalid seq", 1 * time.Second},
 		{13, 16, manager.RoleActive, gateway.StateReady, 36 * time.Millisecond, 1230, 12345.6, 1234567890, sess(13), -1, 0, "", 26*time.Hour + 5*time.Minute},
@@ -149,6 +150,9 @@ func fixture() manager.Snapshot {
 			Since: t0.Add(-r.uptime), Latency: r.lat, SmoothedLatency: r.lat, Guilds: r.guilds,
 			EventsPerSec: r.eps, Sequence: r.seq, SessionID: r.session, Resumable: r.session != "", Bucket: r.id % 4,
 			QueuePos: r.queue, LastCloseCode: r.code, LastCloseReason: r.reason, Uptime: r.uptime,
+		}
+		if r.id == 5 {
+			info.Since = t0.Add(-3*time.Minute - 20*time.Second) // Ready again after a resume
 		}
 		s.Shards = append(s.Shards, info)
 		if r.role != manager.RoleActive {

@@ -110,7 +110,7 @@ type Model struct {
 	rows    []int32 // indices into snap.Shards after filter and sort
 	sortBuf []sortItem
 	shardW  int   // widest "id/count"
-	busy    []int // buckets with shards waiting, busiest first
+	buckets []int // every identify bucket, busiest first
 
 	cursor int // index into rows
 	offset int // first visible row
@@ -395,7 +395,7 @@ func (m *Model) refresh() {
 		maxCount = max(maxCount, m.snap.Shards[i].Key.Count)
 	}
 	m.shardW = len(strconv.Itoa(maxID)) + 1 + len(strconv.Itoa(maxCount))
-	m.rebuildBusy()
+	m.rebuildBuckets()
 	m.rebuildRows()
 }
 
@@ -418,15 +418,23 @@ func (m *Model) drainEvents() {
 	}
 }
 
-func (m *Model) rebuildBusy() {
-	m.busy = m.busy[:0]
+// rebuildBuckets orders the identify buckets busiest first, ties by index.
+func (m *Model) rebuildBuckets() {
+	m.buckets = m.buckets[:0]
 	bks := m.snap.Limiter.Buckets
 	for i := range bks {
-		if len(bks[i].Waiting) > 0 {
-			m.busy = append(m.busy, i)
-		}
+		m.buckets = append(m.buckets, i)
 	}
-	slices.SortStableFunc(m.busy, func(a, b int) int { return len(bks[b].Waiting) - len(bks[a].Waiting) })
+	slices.SortStableFunc(m.buckets, func(a, b int) int { return len(bks[b].Waiting) - len(bks[a].Waiting) })
+}
+
+// backlog is the identify backlog panel of the current snapshot.
+func (m *Model) backlog(now time.Time) backlog {
+	selBucket := -1
+	if info := m.selected(); info != nil && m.snap.MaxConcurrency > 0 {
+		selBucket = info.Bucket
+	}
+	return backlog{st: m.st, lim: &m.snap.Limiter, order: m.buckets, selBucket: selBucket, now: now}
 }
 
 func (m *Model) setFilter(f filter) {
@@ -611,7 +619,7 @@ func (m *Model) layout() frame {
 			f.backlogH, f.logH = f.panelH, f.panelH
 		} else {
 			// The backlog takes what it needs, up to half; the log the rest.
-			need := 1 + max(1, len(m.busy))
+			need := m.backlog(m.cfg.now()).titleLines(m.width) + max(1, len(m.snap.Limiter.Buckets))
 			f.backlogH = min(need, f.panelH/2)
 			f.logH = f.panelH - f.backlogH
 		}
@@ -649,15 +657,11 @@ func (m *Model) View() string {
 	}
 	b.WriteString(shardTable{
 		st: m.st, shards: m.snap.Shards, rows: m.rows, offset: m.offset, cursor: m.cursor,
-		sortCol: m.sortCol, desc: m.desc, shardW: m.shardW, empty: empty,
+		sortCol: m.sortCol, desc: m.desc, shardW: m.shardW, empty: empty, now: now,
 	}.Render(m.width, f.tableH))
 
 	if f.panelH > 0 {
-		selBucket := -1
-		if info := m.selected(); info != nil && m.snap.MaxConcurrency > 0 {
-			selBucket = info.Bucket
-		}
-		bl := backlog{st: m.st, lim: &m.snap.Limiter, busy: m.busy, selBucket: selBucket, now: now}
+		bl := m.backlog(now)
 		lp := logPane{st: m.st, log: &m.log, loc: m.cfg.loc}
 		b.WriteByte('\n')
 		if f.sideBySide {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/manager"
 )
 
@@ -42,15 +43,17 @@ func sortKey(info *manager.ShardInfo, col sortColumn) int64 {
 	case sortState:
 		return int64(info.State)
 	case sortLatency:
-		lat := info.SmoothedLatency
-		if lat <= 0 {
-			lat = info.Latency // as shown in the table
+		if lat := shownLatency(info); lat > 0 { // as shown in the table
+			return int64(lat)
 		}
-		return int64(lat)
+		return -1 // "-": below every measured latency, last when descending
+	case sortEvents:
+		if !connected(info.State) {
+			return -1 // "-", as shown in the table
+		}
+		return int64(math.Round(info.EventsPerSec * 1000))
 	case sortGuilds:
 		return int64(info.Guilds)
-	case sortEvents:
-		return int64(math.Round(info.EventsPerSec * 1000))
 	case sortSeq:
 		return info.Sequence
 	case sortBucket:
@@ -61,7 +64,11 @@ func sortKey(info *manager.ShardInfo, col sortColumn) int64 {
 		}
 		return int64(info.QueuePos)
 	case sortUptime:
-		return int64(info.Uptime)
+		if info.State != gateway.StateReady {
+			return math.MinInt64 // "-", as shown in the table
+		}
+		// Time Ready, without a clock: the later it became Ready, the shorter.
+		return -info.Since.UnixNano()
 	}
 	return 0
 }

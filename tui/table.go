@@ -3,9 +3,11 @@ package tui
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/manager"
 )
 
@@ -109,7 +111,8 @@ type shardTable struct {
 	sortCol sortColumn
 	desc    bool
 	shardW  int
-	empty   string // shown when rows is empty
+	empty   string    // shown when rows is empty
+	now     time.Time // for UPTIME
 }
 
 // Render draws the header line and up to height-1 rows, exactly height lines.
@@ -194,15 +197,15 @@ func (t shardTable) Render(width, height int) string {
 				}
 				continue
 			case colLatency:
-				lat := info.SmoothedLatency
-				if lat <= 0 {
-					lat = info.Latency
-				}
-				buf = appendLatency(buf, lat)
+				buf = appendLatency(buf, shownLatency(info))
 			case colGuilds:
 				buf = strconv.AppendInt(buf, int64(info.Guilds), 10)
 			case colEvents:
-				buf = appendRate(buf, info.EventsPerSec)
+				if connected(info.State) {
+					buf = appendRate(buf, info.EventsPerSec)
+				} else {
+					buf = append(buf, '-')
+				}
 			case colSeq:
 				buf = appendCount(buf, info.Sequence)
 			case colSession:
@@ -217,7 +220,11 @@ func (t shardTable) Render(width, height int) string {
 					buf = strconv.AppendInt(buf, int64(info.QueuePos)+1, 10)
 				}
 			case colUptime:
-				buf = appendSpan(buf, info.Uptime)
+				if info.State == gateway.StateReady {
+					buf = appendSpan(buf, t.now.Sub(info.Since))
+				} else {
+					buf = append(buf, '-')
+				}
 			case colClose:
 				writeCell(&row, closeText(info.LastCloseCode, info.LastCloseReason), c.width, false)
 				continue
@@ -235,6 +242,26 @@ func (t shardTable) Render(width, height int) string {
 		b.WriteString(line)
 	}
 	return b.String()
+}
+
+// connected reports whether a shard in state s has a gateway connection
+// past Hello: only then are its latency and event rate current. A closed,
+// failed, queued or reconnecting shard keeps the figures of its last
+// connection in the snapshot; the table shows "-" instead.
+func connected(s gateway.State) bool {
+	return s == gateway.StateIdentifying || s == gateway.StateResuming || s == gateway.StateReady
+}
+
+// shownLatency is the LATENCY cell's round trip, 0 ("-") when unknown or
+// stale.
+func shownLatency(info *manager.ShardInfo) time.Duration {
+	if !connected(info.State) {
+		return 0
+	}
+	if info.SmoothedLatency > 0 {
+		return info.SmoothedLatency
+	}
+	return info.Latency
 }
 
 // rowWidth is the width of a row built from plain ASCII cells and
@@ -268,5 +295,9 @@ func closeText(code int, reason string) string {
 	if code == 0 {
 		return sanitize(reason)
 	}
-	return strconv.Itoa(code) + " " + sanitize(reason)
+	c := strconv.Itoa(code)
+	// The gateway's reasons often name the code already ("close 4000 unknown
+	// error: resuming"): say it once.
+	reason = strings.TrimPrefix(reason, "close "+c+" ")
+	return c + " " + sanitize(reason)
 }
