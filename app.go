@@ -102,10 +102,25 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 			fmt.Fprintln(stderr, "shardtop: warning:", w) // seen once the TUI ends
 		}
 	}
-	st, err := store.OpenFile(cfg.StateFile, store.WithLogger(internal))
+	storeOpts := []store.Option{store.WithLogger(internal)}
+	if o.freshState {
+		storeOpts = append(storeOpts, store.WithStartFresh())
+	}
+	st, err := store.OpenFile(cfg.StateFile, storeOpts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "shardtop: state file:", err)
+		if errors.Is(err, store.ErrCorrupt) {
+			fmt.Fprintln(stderr, "shardtop: nothing was changed; to start without saved sessions, run again with --fresh-state (the file is kept beside it)")
+		}
 		return exitFailure
+	}
+	if aside, cause := st.MovedAside(); aside != "" {
+		msg := fmt.Sprintf("state file %s was unreadable (%v); moved it to %s and started without saved sessions", cfg.StateFile, cause, aside)
+		if o.headless {
+			logger.Warn(msg)
+		} else {
+			fmt.Fprintln(stderr, "shardtop: warning:", msg)
+		}
 	}
 	defer func() {
 		if err := st.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
@@ -167,7 +182,7 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 		fail("saving the state file", err)
 	}
 	if code == exitOK {
-		logger.Info("stopped: sessions saved", "state_file", cfg.StateFile, "took", time.Since(start).Round(time.Millisecond))
+		logger.Info("stopped: sessions saved", "state_file", cfg.StateFile, "took", time.Since(start).Round(time.Millisecond).String())
 	}
 	return code
 }

@@ -32,6 +32,7 @@ type options struct {
 	logLevel    string
 	metricsAddr string
 	stateFile   string
+	freshState  bool
 }
 
 // parseOptions parses the supervisor's flags. Errors are usage errors (exit 2).
@@ -47,6 +48,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log_level)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (overrides metrics_addr)")
 	fs.StringVar(&o.stateFile, "state-file", "", "session state `file` (overrides state_file; --demo uses a temporary one)")
+	fs.BoolVar(&o.freshState, "fresh-state", false, "if the state file is corrupt, move it aside (kept as FILE.corrupt-TIME) and start without saved sessions")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage:\n  shardtop [flags]        supervise a bot's shards (TUI)\n  shardtop sim [flags]    run the Discord simulator\n\nFlags:\n")
 		fs.PrintDefaults()

@@ -252,3 +252,42 @@ func TestRefusedTokenExits2(t *testing.T) {
 	}
 	assertNoToken(t, "output", string(outB))
 }
+
+// A corrupt state file stops shardtop with the file and line named and the
+// file untouched; --fresh-state moves it aside (kept) and starts anew.
+func TestCorruptStateFile(t *testing.T) {
+	sim := startSimProc(t, "--shards", "2", "--window", "100ms", "--token", e2eToken)
+	dir := t.TempDir()
+	cfgPath, statePath := writeSimConfig(t, dir, sim.api, "")
+	corrupt := "# shardtop session state\nversion = 1\n[[shard]]\nid = 0\ncount = \"two\"\n" +
+		"session_id = \"abc\"\nsequence = 5\nresume_url = \"ws://127.0.0.1:1/\"\nupdated_at = 2026-11-22T05:00:00Z\n"
+	writeFile(t, dir, "state.toml", corrupt, 0o600)
+
+	code, _, stderr := runProc(t, "-config", cfgPath, "--headless")
+	if code != exitFailure {
+		t.Fatalf("exit %d with a corrupt state file, want %d; stderr:\n%s", code, exitFailure, stderr)
+	}
+	if !strings.Contains(stderr, statePath+":5") || !strings.Contains(stderr, "--fresh-state") {
+		t.Errorf("stderr does not name %s:5 and the way out:\n%s", statePath, stderr)
+	}
+	if got := readFileString(t, statePath); got != corrupt {
+		t.Fatalf("the corrupt state file was changed:\n%s", got)
+	}
+
+	p := startProc(t, "-config", cfgPath, "--headless", "--log-format", "json", "--fresh-state")
+	waitAllReady(t, p, 30*time.Second)
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exitCode(t, 10*time.Second); code != exitOK {
+		t.Fatalf("exit %d with --fresh-state, want 0; stderr:\n%s", code, p.stderr)
+	}
+	aside, _ := filepath.Glob(statePath + ".corrupt-*")
+	if len(aside) != 1 || readFileString(t, aside[0]) != corrupt {
+		t.Fatalf("corrupt file not kept beside the state file: %v", aside)
+	}
+	if !strings.Contains(p.stderr.String(), aside[0]) {
+		t.Errorf("the log does not say where the corrupt file went:\n%s", p.stderr)
+	}
+	if n := len(readSessions(t, statePath)); n != 2 {
+		t.Errorf("new state file holds %d sessions, want 2", n)
+	}
+}

@@ -407,7 +407,7 @@ func (c *conn) acquireAndIdentify(p []byte) {
 		return
 	}
 	// After the write: the state handler's work is not on the grant's path.
-	s.transition(StateIdentifying, "identify slot granted: identifying", 0, nil)
+	s.transition(StateIdentifying, "identify slot granted", 0, nil)
 }
 
 func (c *conn) dispatch(e *envelope) *connEnd {
