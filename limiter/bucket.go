@@ -45,7 +45,8 @@ type bucket struct {
 	// that grant was late by at most the margin only because timers and
 	// scheduling are late, else the last grant itself (see doc.go).
 	anchor  time.Time
-	granted bool // lastGrant and anchor are set
+	granted bool   // lastGrant and anchor are set
+	last    *entry // the shard of lastGrant, until its outcome is released
 }
 
 func (b *bucket) head() *entry {

@@ -37,6 +37,15 @@
 // variation: goroutine scheduling, the socket write, network jitter. With
 // Discord's 5 s window it costs 1% of start-up time.
 //
+// READY is proof where the margin is an allowance: Discord sends it after
+// it has read the Identify, so a window counted from the moment READY is
+// released (Release(id, true)) is a window after the Identify's arrival,
+// whatever the delays. When READY comes back before the margin runs out,
+// the bucket's next slot moves up to READY + window; a READY slower than
+// that changes nothing. On a fast path to Discord the margin then costs
+// one round trip per slot instead of the whole margin, and a larger margin
+// buys safety against stalls at no cost while READY is quick.
+//
 // # Approach and Acquire
 //
 // A shard that must identify calls Approach(ctx, id, lead): only the head of

@@ -45,6 +45,8 @@ type Limiter struct {
 	// lock at each grant with the grant instant and the anchor the next
 	// slot of the bucket counts from.
 	onGrant func(shardID int, at, anchor time.Time)
+	// onConfirm, likewise, when shardID's READY moves its anchor up.
+	onConfirm func(shardID int, anchor time.Time)
 }
 
 // budget is the daily session-start budget.
@@ -121,6 +123,12 @@ func (l *Limiter) Release(shardID int, ready bool) {
 			l.ready++
 		} else {
 			l.failed++
+		}
+		if b := e.b; b.last == e {
+			b.last = nil
+			if ready {
+				l.confirmedLocked(b, e, time.Now())
+			}
 		}
 		e.state = stateGone
 		delete(l.shards, shardID)
@@ -357,6 +365,24 @@ func (l *Limiter) anchorFor(slot, since, now time.Time) time.Time {
 	return slot
 }
 
+// confirmedLocked is told at now that e, the last identify of b, was answered
+// with READY. Discord sent READY after that identify arrived, so a window
+// from now is a window after its arrival, whatever the network's delays:
+// proof, where the margin is only an allowance for jitter. When the proof
+// comes before the margin runs out, the next slot moves up to it (now +
+// window); it never moves later, so a slow READY costs nothing.
+func (l *Limiter) confirmedLocked(b *bucket, e *entry, now time.Time) {
+	if proven := now.Add(-l.margin); proven.Before(b.anchor) { // next = anchor + window + margin
+		b.anchor = proven
+		if l.onConfirm != nil {
+			l.onConfirm(e.id, proven)
+		}
+		if h := b.head(); h != nil {
+			h.signal()
+		}
+	}
+}
+
 // slotLocked returns the earliest grant time for the head of b (possibly in
 // the past; zero time if b never granted and the budget allows), and whether
 // the budget pushed it to the reset.
@@ -417,7 +443,7 @@ func (l *Limiter) grantLocked(e *entry, now, anchor time.Time) {
 		l.pending--
 	}
 	e.state = stateGranted
-	b.lastGrant, b.anchor, b.granted = now, anchor, true
+	b.lastGrant, b.anchor, b.granted, b.last = now, anchor, true, e
 	if l.budget.known {
 		l.budget.remaining--
 	}

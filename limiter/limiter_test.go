@@ -90,7 +90,13 @@ func TestSpacingAndBound(t *testing.T) {
 			t.Fatalf("bucket %d granted %v, want Enqueue order %v", b, got, want)
 		}
 		overruns = append(overruns, g.of(t, got[len(got)-1]).Sub(g.of(t, got[0]))-slots*gap)
-		if a, at := g.anchorOf(t, got[0]), g.of(t, got[0]); !a.Equal(at) {
+		// A bucket's first grant anchors on itself, unless its READY
+		// moved the anchor up (to at most the margin before the grant).
+		if a, at := g.anchorOf(t, got[0]), g.of(t, got[0]); g.wasConfirmed(got[0]) {
+			if d := at.Sub(a); d <= 0 || d > margin {
+				t.Errorf("bucket %d: first grant confirmed with anchor %v before it, want within (0, %v]", b, d, margin)
+			}
+		} else if !a.Equal(at) {
 			t.Errorf("bucket %d: first grant anchored %v from its grant, want on it", b, at.Sub(a))
 		}
 		for i := 1; i < len(got); i++ {
@@ -147,7 +153,13 @@ func TestSpacingAndBound(t *testing.T) {
 	// Lateness does not accumulate: a bucket whose grants were each late
 	// by at most the margin ends at most the margin after slots*gap, where
 	// a bare timer chain (anchored on its actual firings) drifts further.
-	if got := median(overruns); got > margin {
+	// That holds while single grants are late by less than the margin; when
+	// bare timer chains drift by more than the margin (a loaded machine),
+	// single grants were later than that, and the limiter rightly anchors
+	// such a grant on itself (minus the margin), so the check means nothing.
+	if median(probed) > margin {
+		t.Logf("bare timer chains drifted %v > margin %v: too loaded to check that lateness does not accumulate", median(probed), margin)
+	} else if got := median(overruns); got > margin {
 		t.Errorf("median bucket overran %v over %d slots, want <= margin %v (lateness must not accumulate)", got, slots, margin)
 	}
 	// All within the bound plus noise. The noise allowance is the worst bare
@@ -182,14 +194,19 @@ func TestApproachLead(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Release(0, true)
-	g0 := g.of(t, 0)
+	// The READY came back at once: the next slot counts from it (a window
+	// after the release), not from the grant plus the margin.
+	a0 := g.anchorOf(t, 0)
+	if !g.wasConfirmed(0) || g.of(t, 0).Sub(a0) > margin {
+		t.Fatalf("READY right after the grant did not move the anchor up: %v before the grant", g.of(t, 0).Sub(a0))
+	}
 	l.Enqueue(1, 2)
 	second := runShard(ctx, l, 2, lead)
 	r1 := await(t, runShard(ctx, l, 1, lead))
 	if r1.err != nil {
 		t.Fatal(r1.err)
 	}
-	slot1 := g0.Add(gap)
+	slot1 := a0.Add(gap)
 	if early := slot1.Sub(r1.approached); early > lead || early < lead-tol {
 		t.Errorf("Approach returned %v before the slot, want within [%v, %v]", early, lead-tol, lead)
 	}
@@ -312,7 +329,8 @@ func setupBusyBucket(t *testing.T, window time.Duration, opts ...Option) (*Limit
 	if err := l.Acquire(t.Context(), 0); err != nil {
 		t.Fatal(err)
 	}
-	l.Release(0, true)
+	// Shard 0's outcome stays unknown (no READY): its slot rule is the
+	// margin's alone, which these tests are about.
 	l.Enqueue(1, 2)
 	return l, g
 }
@@ -561,5 +579,40 @@ func TestSchedulingLatenessDoesNotAccumulate(t *testing.T) {
 			l.Release(1, true)
 			l.Release(2, true)
 		})
+	}
+}
+
+// READY that comes back before the margin runs out moves the bucket's next
+// slot up to READY + window, never before it; a failed identify does not.
+func TestReadyConfirmsEarlierSlot(t *testing.T) {
+	const window, margin = 40 * time.Millisecond, 60 * time.Millisecond
+	for _, ready := range []bool{true, false} {
+		l := New(1, WithWindow(window), WithMargin(margin))
+		ctx := context.Background()
+		if err := l.Acquire(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		first := time.Now()
+		l.Release(0, ready)
+		released := time.Now()
+		if err := l.Acquire(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		second := time.Now()
+		if second.Sub(released) < window {
+			t.Fatalf("ready=%v: second grant %v after the first's release, want >= window %v", ready, second.Sub(released), window)
+		}
+		if ready {
+			// Without the confirmation it would wait for first + window + margin.
+			if second.Sub(first) >= window+margin {
+				t.Fatalf("READY did not move the slot up: second grant %v after the first", second.Sub(first))
+			}
+			if got := l.Snapshot().Ready; got != 1 {
+				t.Fatalf("ready count %d", got)
+			}
+		} else if second.Sub(first) < window+margin {
+			t.Fatalf("a failed identify moved the slot up: second grant %v after the first", second.Sub(first))
+		}
+		l.Release(1, true)
 	}
 }

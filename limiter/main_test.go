@@ -51,10 +51,12 @@ type grants struct {
 	order  []int
 	at     map[int]time.Time
 	anchor map[int]time.Time
+	// confirmed: the shard's READY moved its anchor up (see confirmedLocked).
+	confirmed map[int]bool
 }
 
 func recordGrants(l *Limiter) *grants {
-	g := &grants{at: make(map[int]time.Time), anchor: make(map[int]time.Time)}
+	g := &grants{at: make(map[int]time.Time), anchor: make(map[int]time.Time), confirmed: make(map[int]bool)}
 	l.onGrant = func(id int, at, anchor time.Time) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
@@ -62,10 +64,17 @@ func recordGrants(l *Limiter) *grants {
 		g.at[id] = at
 		g.anchor[id] = anchor
 	}
+	l.onConfirm = func(id int, anchor time.Time) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.anchor[id] = anchor
+		g.confirmed[id] = true
+	}
 	return g
 }
 
-// anchorOf is the anchor recorded at shard id's grant.
+// anchorOf is the anchor the next slot after shard id's grant counts from:
+// recorded at the grant, moved up if its READY confirmed it early.
 func (g *grants) anchorOf(t *testing.T, id int) time.Time {
 	t.Helper()
 	g.of(t, id)
@@ -83,6 +92,12 @@ func (g *grants) of(t *testing.T, id int) time.Time {
 		t.Fatalf("shard %d was not granted", id)
 	}
 	return at
+}
+
+func (g *grants) wasConfirmed(id int) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.confirmed[id]
 }
 
 func (g *grants) list() []int {
