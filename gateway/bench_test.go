@@ -1,87 +1,23 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shardtop/shardtop/discordsim"
+	"github.com/shardtop/shardtop/internal/simproc"
 )
 
-// simChildEnv makes the test binary run only a simulator (see TestMain), so
-// benchmarks measure the client's CPU and memory alone.
-const simChildEnv = "GATEWAY_BENCH_SIM_CHILD"
-
-func runSimChild() int {
-	sim, err := discordsim.Start(discordsim.Config{
-		Shards: 1, Guilds: 100, MaxConcurrency: 256, IdentifyWindow: time.Millisecond,
-		SessionStartTotal: 1 << 20, ReplayBuffer: 1000, Seed: 1,
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sim:", err)
-		return 1
-	}
-	fmt.Printf("%s http://%s\n", sim.GatewayURL(), sim.Addr())
-	_, _ = io.Copy(io.Discard, os.Stdin) // run until the parent closes stdin
-	_ = sim.Close()
-	return 0
-}
-
-type simChild struct {
-	gateway, base string
-	cmd           *exec.Cmd
-	stdin         io.Closer
-}
-
-func startSimChild(b *testing.B) *simChild {
-	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), simChildEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := strings.Fields(line)
-	c := &simChild{gateway: f[0], base: f[1], cmd: cmd, stdin: stdin}
-	b.Cleanup(func() {
-		_ = c.stdin.Close()
-		_ = c.cmd.Wait()
-	})
-	return c
-}
-
-func (c *simChild) post(b *testing.B, path string) {
-	resp, err := http.Post(c.base+path, "", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b.Fatalf("%s: HTTP %d", path, resp.StatusCode)
-	}
+// benchSim is the simulator BenchmarkDispatch and BenchmarkIdleMemory run
+// against, in a child process (internal/simproc).
+var benchSim = discordsim.Config{
+	Shards: 1, Guilds: 100, MaxConcurrency: 256, IdentifyWindow: time.Millisecond,
+	SessionStartTotal: 1 << 20, ReplayBuffer: 1000, Seed: 1,
 }
 
 // cpuTime is the CPU time (user+system) of this process, getrusage.
@@ -164,9 +100,9 @@ func payloadLen(d Dispatch) int {
 func BenchmarkDispatch(b *testing.B) {
 	for _, comp := range []Compression{CompressionNone, CompressionZlibStream, CompressionZstdStream} {
 		b.Run(string(comp), func(b *testing.B) {
-			sim := startSimChild(b)
+			sim := simproc.Start(b, benchSim)
 			r := &receipt{done: make(chan struct{}, 1)}
-			s := New(testToken, 0, 1, WithURL(sim.gateway), WithCompression(comp), WithIdentifyGate(&testGate{}),
+			s := New(testToken, 0, 1, WithURL(sim.Gateway), WithCompression(comp), WithIdentifyGate(&testGate{}),
 				WithDispatchHandler(func(d Dispatch) {
 					if d.Event == "MESSAGE_CREATE" {
 						r.handle(d)
@@ -189,7 +125,7 @@ func BenchmarkDispatch(b *testing.B) {
 			for sent := 0; sent < b.N; {
 				n := min(benchBurst, b.N-sent)
 				r.arm(int64(n))
-				sim.post(b, fmt.Sprintf("/_sim/burst?shard=0&n=%d", n))
+				sim.Post(b, fmt.Sprintf("/_sim/burst?shard=0&n=%d", n))
 				select {
 				case <-r.done:
 				case <-time.After(60 * time.Second):
@@ -278,7 +214,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 	const n = 64
 	for _, comp := range []Compression{CompressionNone, CompressionZlibStream, CompressionZstdStream} {
 		b.Run(string(comp), func(b *testing.B) {
-			sim := startSimChild(b)
+			sim := simproc.Start(b, benchSim)
 			for b.Loop() {
 				var m0, m1 runtime.MemStats
 				runtime.GC()
@@ -286,7 +222,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 				runtime.ReadMemStats(&m0)
 				shards := make([]*Shard, n)
 				for i := range shards {
-					shards[i] = New(testToken, i, n, WithURL(sim.gateway), WithCompression(comp), WithIdentifyGate(&testGate{}))
+					shards[i] = New(testToken, i, n, WithURL(sim.Gateway), WithCompression(comp), WithIdentifyGate(&testGate{}))
 					if err := shards[i].Start(); err != nil {
 						b.Fatal(err)
 					}

@@ -4,12 +4,13 @@ import (
 	"os"
 	"testing"
 
+	"github.com/shardtop/shardtop/internal/simproc"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(simChildEnv) != "" {
-		os.Exit(runSimChild())
+	if code, ok := simproc.RunIfChild(); ok {
+		os.Exit(code)
 	}
 	goleak.VerifyTestMain(m)
 }

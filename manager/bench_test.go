@@ -1,25 +1,16 @@
 package manager
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
-	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/shardtop/shardtop/discordsim"
 	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/internal/simproc"
 	"github.com/shardtop/shardtop/limiter"
 )
 
@@ -67,14 +58,14 @@ func BenchmarkStartup256At16(b *testing.B) {
 	// One simulator for all rounds, warm as Discord is: a fresh process
 	// per round adds its own start-up stalls (page faults, stack growth, the
 	// first GCs) to the first slot's arrivals.
-	sim := startSimChild(b, simChildSpec{shards: n, conc: conc, window: window, guilds: n})
-	defer sim.close(b)
+	sim := simproc.Start(b, benchSim(n, conc, window, n))
+	defer sim.Close(b)
 	var ratio, ratioMargin, grantBound, violations float64
 	var ratios []float64
 	for b.Loop() {
 		b.StopTimer()
-		before := sim.stats(b)
-		m, err := New(testToken, WithAPIURL(sim.api), WithIdentifyWindow(window), WithIdentifyMargin(margin),
+		before := sim.Stats(b)
+		m, err := New(testToken, WithAPIURL(sim.API), WithIdentifyWindow(window), WithIdentifyMargin(margin),
 			WithGatewayOptions(append(fastGateway(), gateway.WithIdentifyLead(*startupLead))...))
 		if err != nil {
 			b.Fatal(err)
@@ -96,7 +87,7 @@ func BenchmarkStartup256At16(b *testing.B) {
 				last = bk.LastGrant
 			}
 		}
-		st := sim.stats(b)
+		st := sim.Stats(b)
 		st.Identifies -= before.Identifies
 		st.IdentifyViolations -= before.IdentifyViolations
 		if st.Identifies < n {
@@ -123,7 +114,7 @@ func BenchmarkStartup256At16(b *testing.B) {
 		// bucket's first identify of the next round follows this round's
 		// last within a window (a rule, not synchronisation).
 		deadline := time.Now().Add(10 * time.Second)
-		for sim.stats(b).ActiveConnections > 0 {
+		for sim.Stats(b).ActiveConnections > 0 {
 			if time.Now().After(deadline) {
 				b.Fatal("simulator still has connections 10 s after Close")
 			}
@@ -148,11 +139,11 @@ func BenchmarkStartup256At16(b *testing.B) {
 // measureHandshake is one shard's start-up from GET /gateway/bot to READY
 // against a child-process simulator, the best of three.
 func measureHandshake(b *testing.B) time.Duration {
-	sim := startSimChild(b, simChildSpec{shards: 1, conc: 1, window: time.Millisecond, guilds: 40})
-	defer sim.close(b)
+	sim := simproc.Start(b, benchSim(1, 1, time.Millisecond, 40))
+	defer sim.Close(b)
 	var best time.Duration
 	for range 3 {
-		m, err := New(testToken, WithAPIURL(sim.api), WithIdentifyWindow(0), WithGatewayOptions(fastGateway()...))
+		m, err := New(testToken, WithAPIURL(sim.API), WithIdentifyWindow(0), WithGatewayOptions(fastGateway()...))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -178,119 +169,15 @@ func measureHandshake(b *testing.B) time.Duration {
 	return best
 }
 
-// simChildEnv makes the test binary run only a simulator (see TestMain) with
-// the spec in its value, so that benchmarks do not share a Go scheduler
-// with it.
-const simChildEnv = "MANAGER_BENCH_SIM_CHILD"
-
-// simChildSpec is what a child simulator runs: encoded into simChildEnv.
-type simChildSpec struct {
-	shards, conc int
-	window       time.Duration
-	guilds       int
-}
-
-func (s simChildSpec) String() string {
-	return fmt.Sprintf("%d/%d/%s/%d", s.shards, s.conc, s.window, s.guilds)
-}
-
-// runSimChild runs a simulator for the spec in simChildEnv, prints its
-// REST base and address, and runs until stdin closes.
-func runSimChild(spec string) int {
-	parts := strings.Split(spec, "/")
-	if len(parts) != 4 {
-		fmt.Fprintf(os.Stderr, "sim child: bad spec %q\n", spec)
-		return 2
-	}
-	shards, err1 := strconv.Atoi(parts[0])
-	conc, err2 := strconv.Atoi(parts[1])
-	w, err3 := time.ParseDuration(parts[2])
-	guilds, err4 := strconv.Atoi(parts[3])
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		fmt.Fprintf(os.Stderr, "sim child: bad spec %q: %v\n", spec, err)
-		return 2
-	}
+// benchSim is the config of a child-process simulator (internal/simproc)
+// for the start-up benchmarks: shards recommended, max_concurrency, identify
+// window and guilds; a 5 s heartbeat and a budget for many rounds.
+func benchSim(shards, conc int, window time.Duration, guilds int) discordsim.Config {
 	cfg := simConfig()
-	cfg.Shards, cfg.MaxConcurrency, cfg.IdentifyWindow, cfg.Guilds = shards, conc, w, guilds
+	cfg.Shards, cfg.MaxConcurrency, cfg.IdentifyWindow, cfg.Guilds = shards, conc, window, guilds
 	cfg.HeartbeatInterval = 5 * time.Second
 	cfg.SessionStartTotal = 1 << 20 // many rounds against one simulator
-	sim, err := discordsim.Start(cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sim child:", err)
-		return 1
-	}
-	fmt.Printf("%s http://%s\n", sim.APIURL(), sim.Addr())
-	_, _ = io.Copy(io.Discard, os.Stdin) // run until the parent closes stdin
-	_ = sim.Close()
-	return 0
-}
-
-// simChild is a simulator running in a child process.
-type simChild struct {
-	api, base string
-	cmd       *exec.Cmd
-	stdin     io.Closer
-	closed    bool
-}
-
-func startSimChild(b *testing.B, spec simChildSpec) *simChild {
-	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), simChildEnv+"="+spec.String())
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	c := &simChild{cmd: cmd, stdin: stdin}
-	b.Cleanup(func() { c.close(b) })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatalf("sim child: %v", err)
-	}
-	f := strings.Fields(line)
-	if len(f) != 2 {
-		b.Fatalf("sim child printed %q", line)
-	}
-	c.api, c.base = f[0], f[1]
-	return c
-}
-
-// stats reads the child's counters from GET /_sim/stats.
-func (c *simChild) stats(b *testing.B) discordsim.Stats {
-	b.Helper()
-	resp, err := http.Get(c.base + "/_sim/stats")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st discordsim.Stats
-	if resp.StatusCode != http.StatusOK {
-		b.Fatalf("/_sim/stats: HTTP %d", resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		b.Fatalf("/_sim/stats: %v", err)
-	}
-	return st
-}
-
-// close ends the child and waits for it; idempotent.
-func (c *simChild) close(b *testing.B) {
-	if c.closed {
-		return
-	}
-	c.closed = true
-	_ = c.stdin.Close()
-	if err := c.cmd.Wait(); err != nil {
-		b.Errorf("sim child: %v", err)
-	}
+	return cfg
 }
 
 // BenchmarkSnapshot10000 takes Snapshot of 10,000 shards (built, not

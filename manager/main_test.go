@@ -4,12 +4,13 @@ import (
 	"os"
 	"testing"
 
+	"github.com/shardtop/shardtop/internal/simproc"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(simChildEnv); spec != "" {
-		os.Exit(runSimChild(spec))
+	if code, ok := simproc.RunIfChild(); ok {
+		os.Exit(code)
 	}
 	goleak.VerifyTestMain(m)
 }
