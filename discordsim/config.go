@@ -1,6 +1,7 @@
 package discordsim
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"log/slog"
@@ -202,45 +203,21 @@ func redact(token string) string {
 
 // withDefaults fills every zero field with its default and rejects nonsense.
 func (c Config) withDefaults() (Config, error) {
-	if c.Addr == "" {
-		c.Addr = DefaultAddr
-	}
-	if c.Token == "" {
-		c.Token = DefaultToken
-	}
-	if c.Shards == 0 {
-		c.Shards = DefaultShards
-	}
-	if c.MaxConcurrency == 0 {
-		c.MaxConcurrency = DefaultMaxConcurrency
-	}
-	if c.IdentifyWindow == 0 {
-		c.IdentifyWindow = DefaultIdentifyWindow
-	}
-	if c.SessionStartTotal == 0 {
-		c.SessionStartTotal = DefaultSessionStartTotal
-	}
-	if c.SessionStartResetAfter == 0 {
-		c.SessionStartResetAfter = DefaultSessionStartResetAfter
-	}
-	if c.Guilds == 0 {
-		c.Guilds = DefaultGuilds
-	}
-	if c.MaxGuildsPerShard == 0 {
-		c.MaxGuildsPerShard = DefaultMaxGuildsPerShard
-	}
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = DefaultHeartbeatInterval
-	}
+	c.Addr = cmp.Or(c.Addr, DefaultAddr)
+	c.Token = cmp.Or(c.Token, DefaultToken)
+	c.Shards = cmp.Or(c.Shards, DefaultShards)
+	c.MaxConcurrency = cmp.Or(c.MaxConcurrency, DefaultMaxConcurrency)
+	c.IdentifyWindow = cmp.Or(c.IdentifyWindow, DefaultIdentifyWindow)
+	c.SessionStartTotal = cmp.Or(c.SessionStartTotal, DefaultSessionStartTotal)
+	c.SessionStartResetAfter = cmp.Or(c.SessionStartResetAfter, DefaultSessionStartResetAfter)
+	c.Guilds = cmp.Or(c.Guilds, DefaultGuilds)
+	c.MaxGuildsPerShard = cmp.Or(c.MaxGuildsPerShard, DefaultMaxGuildsPerShard)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = max(c.HeartbeatInterval*3/2, c.HeartbeatInterval+time.Second)
 	}
-	if c.SessionTTL == 0 {
-		c.SessionTTL = DefaultSessionTTL
-	}
-	if c.ReplayBuffer == 0 {
-		c.ReplayBuffer = DefaultReplayBuffer
-	}
+	c.SessionTTL = cmp.Or(c.SessionTTL, DefaultSessionTTL)
+	c.ReplayBuffer = cmp.Or(c.ReplayBuffer, DefaultReplayBuffer)
 	if c.AllowedIntents == 0 {
 		c.AllowedIntents = IntentsAll
 	}
@@ -250,15 +227,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MessageVariety < 0 || c.MessageVariety > messagePoolSize {
 		return c, fmt.Errorf("discordsim: config MessageVariety = %d: must be 1..%d", c.MessageVariety, messagePoolSize)
 	}
-	if c.SendLimit == 0 {
-		c.SendLimit = DefaultSendLimit
-	}
-	if c.SendWindow == 0 {
-		c.SendWindow = DefaultSendWindow
-	}
-	if c.CloseGrace == 0 {
-		c.CloseGrace = DefaultCloseGrace
-	}
+	c.SendLimit = cmp.Or(c.SendLimit, DefaultSendLimit)
+	c.SendWindow = cmp.Or(c.SendWindow, DefaultSendWindow)
+	c.CloseGrace = cmp.Or(c.CloseGrace, DefaultCloseGrace)
 	if c.burstChunk <= 0 {
 		c.burstChunk = burstChunkEvents
 	}

@@ -449,6 +449,29 @@ func (c *conn) handle(p []byte, at time.Time) {
 	}
 }
 
+// authData is what identify and resume both carry and check first.
+type authData interface{ token() string }
+
+func (d *identifyData) token() string { return d.Token }
+func (d *resumeData) token() string   { return d.Token }
+
+// admit decodes an identify or resume payload into d and applies the checks
+// both share: valid JSON (4002), one authentication per connection (4005),
+// the bot token (4004). It reports whether to go on.
+func (c *conn) admit(raw json.RawMessage, d authData) bool {
+	switch {
+	case json.Unmarshal(raw, d) != nil:
+		c.closeWith(4002, closeReason(4002))
+	case c.owned() != nil:
+		c.closeWith(4005, closeReason(4005))
+	case d.token() != c.srv.cfg.Token:
+		c.closeWith(4004, closeReason(4004))
+	default:
+		return true
+	}
+	return false
+}
+
 type identifyData struct {
 	Token   string `json:"token"`
 	Intents *int64 `json:"intents"`
@@ -460,16 +483,7 @@ type identifyData struct {
 func (c *conn) identify(raw json.RawMessage, at time.Time) {
 	s := c.srv
 	var d identifyData
-	if err := json.Unmarshal(raw, &d); err != nil {
-		c.closeWith(4002, closeReason(4002))
-		return
-	}
-	if c.owned() != nil {
-		c.closeWith(4005, closeReason(4005))
-		return
-	}
-	if d.Token != s.cfg.Token {
-		c.closeWith(4004, closeReason(4004))
+	if !c.admit(raw, &d) {
 		return
 	}
 	shardID, count := 0, 1
@@ -539,16 +553,7 @@ type resumeData struct {
 func (c *conn) resume(raw json.RawMessage) {
 	s := c.srv
 	var d resumeData
-	if err := json.Unmarshal(raw, &d); err != nil {
-		c.closeWith(4002, closeReason(4002))
-		return
-	}
-	if c.owned() != nil {
-		c.closeWith(4005, closeReason(4005))
-		return
-	}
-	if d.Token != s.cfg.Token {
-		c.closeWith(4004, closeReason(4004))
+	if !c.admit(raw, &d) {
 		return
 	}
 	var seq int64

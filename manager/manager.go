@@ -633,17 +633,16 @@ func (m *Manager) rebuildLocked() {
 // (and is not being split automatically) ends the wait with a *ShardError;
 // shards stopped with CloseShard are not waited for.
 func (m *Manager) WaitReady(ctx context.Context) error {
-	for {
-		ch := m.changed()
+	return m.waitUntil(ctx, func() (bool, error) {
 		m.mu.RLock()
 		life, view := m.life, m.view
 		busy := m.resharding
 		m.mu.RUnlock()
 		switch life {
 		case stateNew, stateOpening:
-			return ErrNotOpen
+			return false, ErrNotOpen
 		case stateClosing, stateClosed:
-			return ErrClosed
+			return false, ErrClosed
 		}
 		all := true
 		for _, e := range view {
@@ -654,15 +653,24 @@ func (m *Manager) WaitReady(ctx context.Context) error {
 			case gateway.StateReady, gateway.StateClosed:
 			case gateway.StateFailed:
 				if !e.autoSplit.Load() && !busy && !m.isBusy(e.key.ID) {
-					return &ShardError{Key: e.key, Err: e.err()}
+					return false, &ShardError{Key: e.key, Err: e.err()}
 				}
 				all = false
 			default:
 				all = false
 			}
 		}
-		if all {
-			return nil
+		return all, nil
+	})
+}
+
+// waitUntil re-evaluates cond after every change of state until it is done
+// or fails, ctx ends or the manager closes.
+func (m *Manager) waitUntil(ctx context.Context, cond func() (done bool, err error)) error {
+	for {
+		ch := m.changed() // before cond, so no change between the two is missed
+		if done, err := cond(); done || err != nil {
+			return err
 		}
 		select {
 		case <-ch:

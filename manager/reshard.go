@@ -235,31 +235,21 @@ func (m *Manager) join(ctx context.Context, lim *limiter.Limiter, news []*entry)
 			return &ShardError{Key: n.key, Op: "start", Err: err}
 		}
 	}
-	for {
-		ch := m.changed()
-		all := true
+	return m.waitUntil(ctx, func() (bool, error) {
+		all := true // look at every shard: a later one may have failed
 		for _, n := range news {
 			switch n.shard.State() {
 			case gateway.StateReady:
 			case gateway.StateFailed:
-				return &ShardError{Key: n.key, Err: n.err()}
+				return false, &ShardError{Key: n.key, Err: n.err()}
 			case gateway.StateClosed:
-				return &ShardError{Key: n.key, Err: gateway.ErrClosed}
+				return false, &ShardError{Key: n.key, Err: gateway.ErrClosed}
 			default:
 				all = false
 			}
 		}
-		if all {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-m.ctx.Done():
-			return ErrClosed
-		}
-	}
+		return all, nil
+	})
 }
 
 // endAll ends shards (1000) concurrently, even if ctx has ended.
