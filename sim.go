@@ -30,7 +30,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: shardtop sim [flags]\n\nA local fake Discord (REST + gateway v10) for testing bots.\n"+
 			"Prints \"API <url>\" on stdout once listening; runs until SIGINT or SIGTERM.\n"+
-			"Control it with POST /_sim/{close,reconnect,invalidate,zombie,drop,heartbeat,burst,rate}; read GET /_sim/stats.\n\nFlags:\n")
+			"Control it with POST /_sim/{close,reconnect,invalidate,zombie,drop,heartbeat,burst,rate,faults}; read GET /_sim/{stats,sessions}.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

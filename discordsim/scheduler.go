@@ -28,7 +28,7 @@ func (s *Server) schedule() {
 			dt := now.Sub(last).Seconds()
 			last = now
 			perSession := math.Float64frombits(s.eventRate.Load()) * dt
-			faultChance := s.cfg.FaultRate * dt
+			faultChance := math.Float64frombits(s.faultRate.Load()) * dt
 
 			s.mu.Lock()
 			sessions = sessions[:0]

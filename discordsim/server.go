@@ -35,6 +35,7 @@ type Server struct {
 	wg        sync.WaitGroup // Serve, scheduler, every connection's goroutines
 
 	eventRate atomic.Uint64 // float64 bits
+	faultRate atomic.Uint64 // float64 bits
 	msgSeq    atomic.Uint64 // low bits of message snowflakes
 
 	dispatches atomic.Uint64
@@ -108,6 +109,7 @@ func Start(cfg Config) (*Server, error) {
 		st:        Stats{IdentifiesByBucket: map[int]int{}, Closes: map[int]int{}, ClientCloses: map[int]int{}, Faults: map[string]int{}},
 	}
 	s.eventRate.Store(math.Float64bits(cfg.EventRate))
+	s.faultRate.Store(math.Float64bits(cfg.FaultRate))
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 16 << 10,
@@ -152,6 +154,10 @@ func Start(cfg Config) (*Server, error) {
 	mux.HandleFunc("POST /_sim/rate", s.simHandler(func(q *simQuery) func() int {
 		rate := q.float("per_shard")
 		return func() int { s.SetEventRate(rate); return 0 }
+	}))
+	mux.HandleFunc("POST /_sim/faults", s.simHandler(func(q *simQuery) func() int {
+		rate := q.float("per_conn")
+		return func() int { s.SetFaultRate(rate); return 0 }
 	}))
 	mux.HandleFunc("GET /_sim/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
 	mux.HandleFunc("GET /_sim/sessions", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
@@ -385,6 +391,15 @@ func (s *Server) SetEventRate(perShard float64) {
 		perShard = 0
 	}
 	s.eventRate.Store(math.Float64bits(perShard))
+}
+
+// SetFaultRate changes Config.FaultRate: random faults per second per
+// identified connection (0 stops them).
+func (s *Server) SetFaultRate(perConn float64) {
+	if perConn < 0 || math.IsNaN(perConn) || math.IsInf(perConn, 0) {
+		perConn = 0
+	}
+	s.faultRate.Store(math.Float64bits(perConn))
 }
 
 // Burst sends n MESSAGE_CREATE dispatches as fast as the connection takes

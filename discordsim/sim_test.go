@@ -809,6 +809,28 @@ func TestRandomFaults(t *testing.T) {
 	}
 }
 
+// SetFaultRate (and POST /_sim/faults) turns random faults on and off
+// while the simulator runs.
+func TestSetFaultRate(t *testing.T) {
+	s := startSim(t, Config{FaultKinds: []FaultKind{FaultReconnect}, Seed: 7})
+	c := dial(t, s.GatewayURL(), "")
+	c.hello()
+	c.identify("sim-token", 0, 4)
+	var hit map[string]int
+	if code := postJSON(t, "http://"+s.Addr()+"/_sim/faults?per_conn=1000", &hit); code != 200 {
+		t.Fatalf("POST /_sim/faults: %d", code)
+	}
+	for {
+		if f := c.read(); f.Op == 7 {
+			break
+		}
+	}
+	s.SetFaultRate(0)
+	if s.Stats().Faults["reconnect"] == 0 {
+		t.Fatal("fault not counted")
+	}
+}
+
 func TestSimHTTP(t *testing.T) {
 	s := startSim(t, Config{Guilds: 4})
 	c := dial(t, s.GatewayURL(), "")

@@ -772,6 +772,39 @@ func TestChaos(t *testing.T) {
 	t.Logf("faults %v; identifies %d, resumes %d, replayed %d", st.Faults, st.Identifies, st.Resumes, st.Replayed)
 }
 
+// TestChaosRandomFaults lets the simulator itself inject random faults of
+// every kind (op 7, op 9 both ways, closes 4000/4007/4009, zombies, dropped
+// TCP) at random moments on random shards, then checks the same outcome.
+func TestChaosRandomFaults(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency, cfg.EventRate = 32, 4, 10
+	cfg.HeartbeatInterval = 150 * time.Millisecond
+	cfg.Seed = 42
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow)
+	openReady(t, m)
+	sim.SetFaultRate(2)           // per connection per second: ~190 faults in 3 s
+	<-time.After(3 * time.Second) // the chaos period itself, not synchronisation
+	sim.SetFaultRate(0)
+	waitFor(t, 20*time.Second, "every shard READY after chaos", func() bool { return allActiveReady(m) })
+	if err := m.WaitReady(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	st := sim.Stats()
+	if len(st.Faults) < 8 {
+		t.Fatalf("only %d fault kinds were injected: %v", len(st.Faults), st.Faults)
+	}
+	if st.IdentifyViolations != 0 {
+		t.Fatalf("%d identify violations", st.IdentifyViolations)
+	}
+	for _, s := range m.Snapshot().Shards {
+		if s.SequenceGaps != 0 {
+			t.Fatalf("shard %s: %d sequence gaps", s.Key, s.SequenceGaps)
+		}
+	}
+	t.Logf("faults %v; identifies %d, resumes %d, replayed %d", st.Faults, st.Identifies, st.Resumes, st.Replayed)
+}
+
 func Test500ShardsAtConcurrency500(t *testing.T) {
 	if testing.Short() {
 		t.Skip("500 connections")
