@@ -185,8 +185,9 @@ func WithDispatchHandler(h func(gateway.Dispatch)) Option {
 	return func(c *config) { c.onDispatch = h }
 }
 
-// WithCloseHandler sets a handler called, on a manager goroutine, when a
-// shard ends Failed (fatal close code or error). It may call the manager.
+// WithCloseHandler sets a handler called, on a goroutine of its own, when a
+// shard ends Failed (fatal close code or error). It may call the manager,
+// Close included (e.g. to shut down on a bad token).
 func WithCloseHandler(h func(ShardKey, error)) Option { return func(c *config) { c.onClose = h } }
 
 // WithLogger sets the logger (default: discard). Shards log through it with

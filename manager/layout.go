@@ -20,18 +20,32 @@ type layout struct {
 }
 
 // planLayout decides which shards to start: base are the configured shard
-// IDs of count, records the saved sessions.
+// IDs of count (all says they are every shard of the bot), records the
+// saved sessions.
 //
-// A split (or a re-shard to a multiple of the count) changes the layout at
-// run time, and a restart must resume that layout rather than re-identify
-// the configured one. So for each configured shard s, saved shards whose
-// counts are multiples of count and that together receive exactly the
-// guilds s would receive (none twice, none missing) are started instead of
-// s. Otherwise s itself starts, resuming its own session if one is saved.
-// Sessions that fit neither are stale (the caller deletes them), as
-// discord.js checks a session against the shard count before resuming it.
-func planLayout(count int, base []int, records []store.ShardState) layout {
+// A split or re-shard changes the layout at run time, and a restart must
+// resume that layout rather than re-identify the configured one:
+//   - When this process runs every shard and the saved sessions receive
+//     every guild exactly once (none twice, none missing), they are the
+//     layout, whatever their counts (a re-shard to any count).
+//   - Otherwise, for each configured shard s, saved shards whose counts are
+//     multiples of count and that together receive exactly the guilds s
+//     would receive are started instead of s (splits). Else s itself
+//     starts, resuming its own session if one is saved.
+//
+// Sessions that fit neither are stale (the caller deletes them, saying so),
+// as discord.js checks a session against the shard count before resuming.
+func planLayout(count int, base []int, all bool, records []store.ShardState) layout {
 	l := layout{saved: make(map[ShardKey]store.ShardState, len(records))}
+	if all && len(records) > 0 && coversExactly(records, 1, 0) {
+		for _, r := range records {
+			key := ShardKey{r.ShardID, r.ShardCount}
+			l.keys = append(l.keys, key)
+			l.saved[key] = r
+		}
+		sortKeys(l.keys)
+		return l
+	}
 	byBase := make(map[int][]store.ShardState, len(base))
 	for _, id := range base {
 		byBase[id] = nil

@@ -37,7 +37,7 @@ func TestPlanLayout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := planLayout(tt.count, tt.base, tt.records)
+			l := planLayout(tt.count, tt.base, false, tt.records)
 			if got := fmt.Sprint(l.keys); got != tt.keys {
 				t.Errorf("keys %s, want %s", got, tt.keys)
 			}
@@ -59,6 +59,65 @@ func TestPlanLayout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// With every shard configured, a saved layout that covers every guild once
+// is resumed whatever its counts, e.g. after a re-shard from 4 to 6.
+func TestPlanLayoutWholeBot(t *testing.T) {
+	six := []store.ShardState{rec(0, 6), rec(1, 6), rec(2, 6), rec(3, 6), rec(4, 6), rec(5, 6)}
+	l := planLayout(4, []int{0, 1, 2, 3}, true, six)
+	if got := fmt.Sprint(l.keys); got != "[0/6 1/6 2/6 3/6 4/6 5/6]" || len(l.saved) != 6 || len(l.stale) != 0 {
+		t.Fatalf("keys %s, %d saved, %d stale", got, len(l.saved), len(l.stale))
+	}
+	// Not when this process runs only some shards, nor when a guild is
+	// missing (a shard's session was not saved).
+	if l := planLayout(4, []int{0, 1, 2, 3}, false, six); fmt.Sprint(l.keys) != "[0/4 1/4 2/4 3/4]" || len(l.stale) != 6 {
+		t.Fatalf("with shard IDs: keys %v, %d stale", l.keys, len(l.stale))
+	}
+	if l := planLayout(4, []int{0, 1, 2, 3}, true, six[1:]); fmt.Sprint(l.keys) != "[0/4 1/4 2/4 3/4]" || len(l.stale) != 5 {
+		t.Fatalf("with a hole: keys %v, %d stale", l.keys, len(l.stale))
+	}
+}
+
+// A re-shard to a count that is not a multiple of the configured one
+// survives a restart.
+func TestRestartResumesReshardedLayout(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency = 2, 2
+	sim := startSim(t, cfg)
+	path := filepath.Join(t.TempDir(), "state.toml")
+	f1, err := store.OpenFile(path, store.WithFlushInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := newTestManager(t, sim, cfg.IdentifyWindow, WithShardCount(2), WithStore(f1))
+	openReady(t, m1)
+	ctx := ctxT(t, 20*time.Second)
+	if err := m1.Reshard(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := m1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := sim.Stats()
+	f2, err := store.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	m2 := newTestManager(t, sim, cfg.IdentifyWindow, WithShardCount(2), WithStore(f2))
+	openReady(t, m2)
+	if got := fmt.Sprint(activeKeys(m2)); got != "[0/3 1/3 2/3]" {
+		t.Fatalf("after restart: %s, want the re-sharded layout", got)
+	}
+	after := sim.Stats()
+	if n := after.Identifies - before.Identifies; n != 0 {
+		t.Fatalf("restart identified %d times, want 0", n)
+	}
+	checkRouting(t, m2, cfg.Guilds)
 }
 
 func containsKey(keys []ShardKey, k ShardKey) bool {

@@ -151,7 +151,9 @@ type Manager struct {
 	others      []*entry       // joining and retiring shards
 	view        []*entry       // every entry sorted by (id, count); rebuilt on change, never mutated
 	saved       map[ShardKey]gateway.Session
-	busy        map[int]bool // shard IDs with an action running
+	closeDone   chan struct{} // closed when the first Close has finished
+	closeErr    error         // its result; read after closeDone
+	busy        map[int]bool  // shard IDs with an action running
 	resharding  bool
 	lim         *limiter.Limiter
 	gwURL       string
@@ -216,6 +218,7 @@ func New(token string, opts ...Option) (*Manager, error) {
 		log:         cfg.logger.With("component", "manager"),
 		active:      make(map[int]*entry),
 		saved:       make(map[ShardKey]gateway.Session),
+		closeDone:   make(chan struct{}),
 		busy:        make(map[int]bool),
 		notifyCh:    make(chan struct{}),
 		jobWake:     make(chan struct{}, 1),
@@ -372,7 +375,14 @@ func (m *Manager) prepare(ctx context.Context) (entries []*entry, identify []int
 	if c.store != nil {
 		records = c.store.Load()
 	}
-	plan := planLayout(count, ids, records)
+	plan := planLayout(count, ids, len(c.shardIDs) == 0, records)
+	if len(plan.stale) > 0 {
+		stale := make([]string, len(plan.stale))
+		for i, r := range plan.stale {
+			stale[i] = ShardKey{r.ShardID, r.ShardCount}.String()
+		}
+		m.log.Warn("saved sessions that fit no shard to start are dropped; those shards identify", "sessions", stale)
+	}
 	for _, r := range plan.stale {
 		if err := c.store.Delete(r.ShardID, r.ShardCount); err != nil {
 			m.log.Warn("store: delete stale session", "shard", r.ShardID, "shards", r.ShardCount, "err", err)
@@ -382,8 +392,9 @@ func (m *Manager) prepare(ctx context.Context) (entries []*entry, identify []int
 	for k, r := range plan.saved {
 		saved[k] = gateway.Session{ID: r.SessionID, Sequence: r.Sequence, ResumeURL: r.ResumeURL, Guilds: r.Guilds}
 	}
-	if len(plan.keys) != len(ids) {
-		m.log.Info("resuming the split layout from the store", "shards", len(plan.keys), "configured", len(ids))
+	if len(plan.keys) != len(ids) || (len(plan.keys) > 0 && plan.keys[0].Count != count) {
+		m.log.Info("resuming the layout saved in the state file, not the configured one (re-shard to change it)",
+			"shards", len(plan.keys), "configured", len(ids))
 	}
 
 	m.mu.Lock()
@@ -515,7 +526,9 @@ func (m *Manager) worker() {
 				m.persist(j.e)
 			case jobFailed:
 				if h := m.cfg.onClose; h != nil && m.ctx.Err() == nil {
-					h(j.e.key, j.err)
+					// On its own goroutine: the handler may call Close,
+					// which waits for this worker.
+					go h(j.e.key, j.err)
 				}
 			case jobAutoSplit:
 				m.startAutoSplit(j.e)
@@ -691,22 +704,34 @@ func (m *Manager) isBusy(id int) bool {
 // Close closes every shard keeping its session resumable (close code
 // 4000), Puts the sessions, flushes the store and ends every goroutine of
 // the manager. A new manager on the same store resumes every shard. Splits
-// and re-shards in progress are aborted. Close is idempotent.
+// and re-shards in progress are aborted. A second call waits for the first
+// to finish and returns its result.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	switch m.life {
 	case stateClosing, stateClosed:
+		// Another Close runs or ran: its outcome is this one's, once the
+		// sessions are saved (an embedder may close the store right after).
+		done := m.closeDone
 		m.mu.Unlock()
-		return nil
+		select {
+		case <-done:
+			return m.closeErr
+		case <-ctx.Done():
+			return fmt.Errorf("manager: close: waiting for the Close under way: %w", ctx.Err())
+		}
 	}
 	wasOpen := m.life != stateNew
 	m.life = stateClosing
 	m.mu.Unlock()
+	defer close(m.closeDone)
 
 	m.cancel()
-	// Wait for splits and re-shards to abort (they end their new shards).
+	// Wait for splits and re-shards to abort (they end their new shards);
+	// past ctx, close the shards anyway rather than leave them running.
+	var all []error
 	if err := waitGroup(ctx, &m.actions); err != nil {
-		return fmt.Errorf("manager: close: waiting for splits to abort: %w", err)
+		all = append(all, fmt.Errorf("manager: close: waiting for splits to abort: %w", err))
 	}
 
 	m.mu.RLock()
@@ -727,7 +752,6 @@ func (m *Manager) Close(ctx context.Context) error {
 	wg.Wait()
 	m.bg.Wait()
 
-	var all []error
 	for i, e := range view {
 		if errs[i] != nil {
 			all = append(all, &ShardError{Key: e.key, Op: "close", Err: errs[i]})
@@ -751,9 +775,10 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.closeSubscribers()
 	m.mu.Lock()
 	m.life = stateClosed
+	m.closeErr = errors.Join(all...)
 	m.mu.Unlock()
 	m.notify()
-	return errors.Join(all...)
+	return m.closeErr
 }
 
 func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {

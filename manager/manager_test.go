@@ -531,6 +531,57 @@ func checkRoutes(t *testing.T, m *Manager, guilds int) {
 	}
 }
 
+// A close handler may shut the manager down: Close from inside it returns.
+func TestCloseFromCloseHandler(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards = 2
+	sim := startSim(t, cfg)
+	closed := make(chan error, 1)
+	var m *Manager
+	m = newTestManager(t, sim, cfg.IdentifyWindow, WithCloseHandler(func(ShardKey, error) {
+		closed <- m.Close(context.Background())
+	}))
+	openReady(t, m)
+	sim.CloseShard(1, 4004)
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close from the close handler: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close from the close handler did not return")
+	}
+}
+
+// Concurrent Closes all return once the sessions are saved, with the same
+// result.
+func TestConcurrentClose(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards = 4
+	sim := startSim(t, cfg)
+	path := filepath.Join(t.TempDir(), "state.toml")
+	f, err := store.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f))
+	openReady(t, m)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- m.Close(ctxT(t, 10*time.Second)) }()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		// Whichever returns, the sessions are in the store already.
+		if n := len(f.Load()); n != 4 {
+			t.Fatalf("Close returned with %d sessions saved, want 4", n)
+		}
+	}
+}
+
 func TestSplitAndRepeatedSplit(t *testing.T) {
 	cfg := simConfig()
 	cfg.Shards, cfg.MaxConcurrency, cfg.EventRate = 2, 2, 50
@@ -728,6 +779,67 @@ func TestReshardWhole(t *testing.T) {
 	if st := sim.Stats(); st.IdentifyViolations != 0 {
 		t.Fatalf("%d identify violations", st.IdentifyViolations)
 	}
+}
+
+// A re-shard leaves shards already at the new count alone: no second shard
+// with the same [id, count], no identify spent on them.
+func TestReshardKeepsShardsAtTheNewCount(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency = 2, 2
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow)
+	openReady(t, m)
+	ctx := ctxT(t, 20*time.Second)
+	if err := m.SplitShard(ctx, 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	kept := map[ShardKey]string{}
+	for _, s := range m.Snapshot().Shards {
+		if s.Key.Count == 4 {
+			kept[s.Key] = s.SessionID
+		}
+	}
+	before := sim.Stats().Identifies
+	stop := make(chan struct{})
+	dups := make(chan string, 1)
+	go func() { // watch every snapshot during the re-shard for a duplicate key
+		defer close(dups)
+		for {
+			seen := map[ShardKey]bool{}
+			for _, s := range m.Snapshot().Shards {
+				if seen[s.Key] {
+					dups <- s.Key.String()
+					return
+				}
+				seen[s.Key] = true
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	err := m.Reshard(ctx, 4)
+	close(stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := <-dups; ok {
+		t.Fatalf("two shards with key %s during the re-shard", d)
+	}
+	if got := fmt.Sprint(activeKeys(m)); got != "[0/4 1/4 2/4 3/4]" {
+		t.Fatalf("after Reshard(4): %s", got)
+	}
+	for _, s := range m.Snapshot().Shards {
+		if id, ok := kept[s.Key]; ok && s.SessionID != id {
+			t.Errorf("shard %s was replaced (session %s, was %s)", s.Key, s.SessionID, id)
+		}
+	}
+	if n := sim.Stats().Identifies - before; n != 2 {
+		t.Errorf("re-shard identified %d shards, want 2 (1/4 and 3/4)", n)
+	}
+	checkRouting(t, m, cfg.Guilds)
 }
 
 func TestChaos(t *testing.T) {

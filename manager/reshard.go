@@ -83,15 +83,22 @@ func (m *Manager) Reshard(ctx context.Context, count int) error {
 		m.mu.Unlock()
 		return fmt.Errorf("manager: reshard to %d: %w", count, ErrBusy)
 	}
+	// Shards already at the new count stay as they are: starting a second
+	// shard with the same [id, count] would waste an identify and make two
+	// shards share one key (one saved session, one metrics series).
+	keep := make(map[ShardKey]bool)
 	olds := make([]*entry, 0, len(m.active))
-	same := true
 	for _, e := range m.view {
-		if e.roleOf() == RoleActive {
+		if e.roleOf() != RoleActive {
+			continue
+		}
+		if e.key.Count == count {
+			keep[e.key] = true
+		} else {
 			olds = append(olds, e)
-			same = same && e.key.Count == count
 		}
 	}
-	if same {
+	if len(olds) == 0 {
 		m.mu.Unlock()
 		return nil
 	}
@@ -107,9 +114,11 @@ func (m *Manager) Reshard(ctx context.Context, count int) error {
 	}()
 
 	key := ShardKey{0, count}
-	keys := make([]ShardKey, count)
-	for i := range keys {
-		keys[i] = ShardKey{i, count}
+	keys := make([]ShardKey, 0, count-len(keep))
+	for i := range count {
+		if k := (ShardKey{i, count}); !keep[k] {
+			keys = append(keys, k)
+		}
 	}
 	m.publish(Event{Type: EventReshardStarted, Key: key, At: time.Now()})
 	m.log.Info("re-shard started", "shards", count)
