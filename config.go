@@ -230,16 +230,32 @@ var decodeLine = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"
 func (c *Config) decodeError(err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		return &ConfigError{File: c.file, Line: pe.Position.Line, Key: pe.LastKey, Err: errors.New(pe.Message)}
+		return c.redacted(&ConfigError{File: c.file, Line: pe.Position.Line, Key: pe.LastKey, Err: errors.New(pe.Message)})
 	}
 	if m := decodeLine.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		if line == 0 {
 			line = c.lineOf(m[2])
 		}
-		return &ConfigError{File: c.file, Line: line, Key: m[2], Err: errors.New(m[3])}
+		return c.redacted(&ConfigError{File: c.file, Line: line, Key: m[2], Err: errors.New(m[3])})
+	}
+	// No line to judge by: the parser's text may quote any of the file.
+	if c.lineOf("token") > 0 {
+		return &ConfigError{File: c.file, Err: errTokenHidden}
 	}
 	return &ConfigError{File: c.file, Err: err}
+}
+
+// errTokenHidden replaces a TOML error about the line that holds the token:
+// the parser's message quotes the text it choked on, and that is the secret.
+var errTokenHidden = errors.New("invalid value (not shown: this line holds the bot token; write it as a quoted string)")
+
+// redacted hides the parser's message when the error is on the token's line.
+func (c *Config) redacted(e *ConfigError) *ConfigError {
+	if e.Key == "token" || (e.Line > 0 && e.Line == c.lineOf("token")) {
+		e.Err = errTokenHidden
+	}
+	return e
 }
 
 // errorAt builds a ConfigError for key, finding its line in the file's text.

@@ -253,4 +253,27 @@ func TestConfigNeverShowsTheToken(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), secretToken) {
 		t.Errorf("error shows the token or is nil: %v", err)
 	}
+	// Malformed token lines: the parser quotes what it choked on, which is
+	// the token; the error must still name file, line and key, not the text.
+	bare := strings.NewReplacer("-", "", "_", "").Replace(secretToken)
+	for _, text := range []string{
+		"token = " + bare + "\n",
+		"api_url = \"http://x\"\ntoken = \"" + bare + "\n",
+		"token = '" + bare + "\n",
+		"token = \"\"\"" + bare + "\n",
+		"token = " + bare + "\"\n",
+	} {
+		_, err := ParseConfig("c.toml", text)
+		if err == nil {
+			t.Errorf("%q parsed", text)
+			continue
+		}
+		msg := err.Error()
+		if strings.Contains(msg, bare[:6]) {
+			t.Errorf("error quotes the token: %s", msg)
+		}
+		if !strings.Contains(msg, "c.toml:") {
+			t.Errorf("error does not name the file and line: %s", msg)
+		}
+	}
 }
