@@ -159,9 +159,22 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 			code = runInteractive(ctx, m, cfg, stderr)
 		}
 	}
-	unsub()
 	if ctx.Err() != nil {
 		logger.Info("signal received: closing every shard resumable")
+	}
+	// Headless: keep logging while the shards close (Close ends the
+	// subscription, which ends the drain).
+	drained := make(chan struct{})
+	if o.headless && opened {
+		go func() {
+			defer close(drained)
+			for ev := range events {
+				logEvent(logger, ev)
+			}
+		}()
+	} else {
+		unsub()
+		close(drained)
 	}
 
 	closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -178,6 +191,7 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 	if err := m.Close(closeCtx); err != nil {
 		fail("closing shards", err)
 	}
+	<-drained
 	if err := st.Close(); err != nil {
 		fail("saving the state file", err)
 	}

@@ -117,6 +117,15 @@ func TestHeadlessRestartResumesEverySession(t *testing.T) {
 	if findLog(first.stderr.String(), "stopped: sessions saved") == nil {
 		t.Errorf("no shutdown line in the log:\n%s", first.stderr)
 	}
+	closed := 0
+	for _, l := range jsonLogLines(first.stderr.String()) {
+		if l["msg"] == "shard closed" {
+			closed++
+		}
+	}
+	if closed != 4 {
+		t.Errorf("the log shows %d shards closing at shutdown, want 4:\n%s", closed, first.stderr)
+	}
 	sessions := readSessions(t, statePath)
 	if len(sessions) != 4 {
 		t.Fatalf("state file holds %d sessions, want 4: %+v", len(sessions), sessions)
