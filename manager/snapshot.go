@@ -33,6 +33,9 @@ type ShardInfo struct {
 	// Resumable reports that a session is saved for Key, so ResumeShard
 	// would not fail with ErrNoSession (meaningful while the shard is stopped).
 	Resumable bool
+	// Busy reports that an action (close, restart, split, automatic split…)
+	// runs on this shard: another one would fail with ErrBusy.
+	Busy bool
 }
 
 // Totals sums up a Snapshot.
@@ -57,6 +60,12 @@ type Snapshot struct {
 	MaxConcurrency    int
 	RecommendedShards int
 	Totals            Totals
+	// Resharding reports that a whole re-shard runs: shard actions and
+	// another re-shard would fail with ErrBusy.
+	Resharding bool
+	// CanReshard is false for a manager limited to some shard IDs
+	// (WithShardIDs), which cannot re-shard the whole bot.
+	CanReshard bool
 }
 
 // Snapshot returns the current state. It takes the registry lock only to
@@ -80,8 +89,10 @@ func (m *Manager) SnapshotInto(dst *Snapshot) {
 	// The saved sessions are guarded by m.mu: note which exist while it is
 	// held, and read the shards' own stats after letting it go.
 	for _, e := range view {
-		shards = append(shards, ShardInfo{Resumable: m.saved[e.key].Resumable()})
+		shards = append(shards, ShardInfo{Resumable: m.saved[e.key].Resumable(),
+			Busy: m.busy[e.key.ID] && m.active[e.key.ID] == e})
 	}
+	resharding, canReshard := m.resharding, !m.explicitIDs
 	m.mu.RUnlock()
 
 	now := time.Now()
@@ -98,7 +109,7 @@ func (m *Manager) SnapshotInto(dst *Snapshot) {
 			ReconnectAttempts: st.ReconnectAttempts, Reconnects: st.Reconnects,
 			LastCloseCode: st.LastCloseCode, LastCloseReason: st.LastCloseReason,
 			SequenceGaps: st.SequenceGaps, Identifies: st.Identifies, Resumes: st.Resumes,
-			Uptime: now.Sub(e.started), Resumable: shards[i].Resumable,
+			Uptime: now.Sub(e.started), Resumable: shards[i].Resumable, Busy: shards[i].Busy,
 		}
 		if conc > 0 {
 			info.Bucket = e.key.ID % conc
@@ -134,6 +145,7 @@ func (m *Manager) SnapshotInto(dst *Snapshot) {
 	dst.Shards = shards
 	dst.MaxConcurrency, dst.RecommendedShards = conc, rec
 	dst.Totals = t
+	dst.Resharding, dst.CanReshard = resharding, canReshard
 	dst.BotUser = User{}
 	if u := m.botUser.Load(); u != nil {
 		dst.BotUser = *u

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"slices"
 	"context"
 	"fmt"
 	"strings"
@@ -141,6 +142,7 @@ func fixture() manager.Snapshot {
 		BotUser:           manager.User{ID: "1234567890", Username: "shardbot"},
 		MaxConcurrency:    4,
 		RecommendedShards: 32,
+		CanReshard:        true,
 	}
 	var latSum time.Duration
 	var latN int
@@ -196,6 +198,17 @@ func fixtureEvents() []manager.Event {
 }
 
 // manyShards is a bot of n shards (count n) with mixed states.
+// settled is the fixture with no split under way (its joining and retiring
+// shards dropped, the old one back as active), so that R applies.
+func settled() manager.Snapshot {
+	s := fixture()
+	s.Shards = slices.DeleteFunc(s.Shards, func(si manager.ShardInfo) bool { return si.Role == manager.RoleJoining })
+	for i := range s.Shards {
+		s.Shards[i].Role = manager.RoleActive
+	}
+	return s
+}
+
 func manyShards(n int) manager.Snapshot {
 	s := fixture()
 	s.Shards = make([]manager.ShardInfo, n)

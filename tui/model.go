@@ -245,6 +245,13 @@ func (m *Model) updateKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		switch {
 		case key.Matches(msg, k.Confirm):
 			m.mode = modeNormal
+			if m.confirm.op == opSplit && !m.isActive(m.confirm.key) {
+				// The manager splits by ID: if that ID now has another count
+				// (an automatic split meanwhile), it is not the shard asked about.
+				m.setStatus(statusErr, "not split: "+m.confirm.key.String()+" changed while you were asked")
+				m.updateKeys()
+				return m, nil
+			}
 			cmd := m.run(m.confirm)
 			m.updateKeys()
 			return m, cmd
@@ -539,7 +546,7 @@ func (m *Model) updateKeys() {
 	k.Interrupt.SetEnabled(true)
 
 	var acts shardActions
-	if info := m.selected(); normal && info != nil && !m.busyShard(info.Key) {
+	if info := m.selected(); normal && info != nil && !m.busyShard(info.Key) && !info.Busy && !m.snap.Resharding {
 		acts = actionsFor(info)
 	}
 	k.Open.SetEnabled(acts.open)
@@ -547,12 +554,41 @@ func (m *Model) updateKeys() {
 	k.Resume.SetEnabled(acts.resume)
 	k.Restart.SetEnabled(acts.restart)
 	k.Split.SetEnabled(acts.split)
-	k.Reshard.SetEnabled(normal && !m.running(opReshard) && len(m.snap.Shards) > 0)
+	k.Reshard.SetEnabled(normal && !m.running(opReshard) && m.canReshard())
 	if m.help.ShowAll {
 		k.Help.SetHelp("?", "less")
 	} else {
 		k.Help.SetHelp("?", "more")
 	}
+}
+
+// canReshard reports whether R applies: the manager may re-shard, nothing
+// runs that would make it fail with ErrBusy, and the bot is not already at
+// the recommended count (R would do nothing).
+func (m *Model) canReshard() bool {
+	sn := &m.snap
+	if !sn.CanReshard || sn.Resharding || len(sn.Shards) == 0 {
+		return false
+	}
+	atRecommended := sn.RecommendedShards > 0
+	for i := range sn.Shards {
+		si := &sn.Shards[i]
+		if si.Busy || si.Role != manager.RoleActive {
+			return false // a split is running
+		}
+		atRecommended = atRecommended && si.Key.Count == sn.RecommendedShards
+	}
+	return !atRecommended
+}
+
+// isActive reports whether key is an active shard in the last snapshot.
+func (m *Model) isActive(key manager.ShardKey) bool {
+	for i := range m.snap.Shards {
+		if si := &m.snap.Shards[i]; si.Key == key {
+			return si.Role == manager.RoleActive
+		}
+	}
+	return false
 }
 
 // running reports whether an action of kind o started here still runs.

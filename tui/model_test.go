@@ -356,7 +356,7 @@ func TestSplitCountOption(t *testing.T) {
 }
 
 func TestReshardConfirmation(t *testing.T) {
-	f := newFake(fixture())
+	f := newFake(settled())
 	m := newTestModel(t, f, 120, 40)
 	press(m, "R")
 	if line := m.statusLine(); !strings.Contains(line, "Re-shard all 15 active shards to 32 (Discord's recommendation)? [y/n]") {
@@ -380,7 +380,7 @@ func TestReshardConfirmation(t *testing.T) {
 	}
 
 	// Unknown recommendation: ask the manager for Discord's current one.
-	f2 := newFake(fixture())
+	f2 := newFake(settled())
 	f2.snap.RecommendedShards = 0
 	m2 := newTestModel(t, f2, 120, 40)
 	press(m2, "R")
@@ -697,5 +697,82 @@ func TestWorksWithRealManagerType(t *testing.T) {
 	m.Update(tickMsg{})
 	if v := m.View(); !strings.Contains(v, "no shards yet") || !strings.Contains(v, "budget") {
 		t.Fatalf("view of an unopened manager:\n%s", v)
+	}
+}
+
+// R applies only when a re-shard can run and would change something.
+func TestReshardKeyOnlyWhenItApplies(t *testing.T) {
+	cases := map[string]func(*manager.Snapshot){
+		"a split runs":              func(s *manager.Snapshot) { *s = fixture() },
+		"a re-shard runs":           func(s *manager.Snapshot) { s.Resharding = true },
+		"limited to some shard IDs": func(s *manager.Snapshot) { s.CanReshard = false },
+		"already at the recommendation": func(s *manager.Snapshot) {
+			s.RecommendedShards = 16
+		},
+		"a shard is busy": func(s *manager.Snapshot) { s.Shards[2].Busy = true },
+	}
+	for name, change := range cases {
+		t.Run(name, func(t *testing.T) {
+			snap := settled()
+			for i := range snap.Shards {
+				snap.Shards[i].Key.Count = 16
+			}
+			change(&snap)
+			f := newFake(snap)
+			m := newTestModel(t, f, 120, 40)
+			if m.keys.Reshard.Enabled() {
+				t.Fatal("R enabled")
+			}
+			press(m, "R")
+			if m.mode != modeNormal || len(f.callList()) != 0 {
+				t.Fatal("R acted")
+			}
+		})
+	}
+}
+
+// A busy shard (an action or an automatic split under way) and every shard
+// during a re-shard take no per-shard action.
+func TestBusyShardsTakeNoAction(t *testing.T) {
+	for _, resharding := range []bool{false, true} {
+		snap := settled()
+		snap.Resharding = resharding
+		for i := range snap.Shards {
+			snap.Shards[i].Busy = !resharding
+		}
+		f := newFake(snap)
+		m := newTestModel(t, f, 120, 40)
+		selectKey(t, m, 0, 16)
+		for _, k := range []string{"o", "c", "r", "x", "s"} {
+			if press(m, k) != nil || m.mode != modeNormal {
+				t.Fatalf("resharding=%v: %q acted on a busy shard", resharding, k)
+			}
+		}
+		if len(f.callList()) != 0 {
+			t.Fatalf("calls %v", f.callList())
+		}
+	}
+}
+
+// The manager splits by ID: if the asked-about shard changed count before
+// the answer, the split is refused rather than applied to another shard.
+func TestSplitConfirmRefusesAChangedShard(t *testing.T) {
+	f := newFake(settled())
+	m := newTestModel(t, f, 120, 40)
+	selectKey(t, m, 9, 16)
+	press(m, "s")
+	f.mu.Lock()
+	for i := range f.snap.Shards {
+		if f.snap.Shards[i].Key == (manager.ShardKey{ID: 9, Count: 16}) {
+			f.snap.Shards[i].Key.Count = 32 // split automatically meanwhile
+		}
+	}
+	f.mu.Unlock()
+	m.refresh()
+	if cmd := press(m, "y"); cmd != nil || len(f.callList()) != 0 {
+		t.Fatal("split a shard other than the one asked about")
+	}
+	if !strings.Contains(m.statusLine(), "changed while you were asked") {
+		t.Fatalf("status = %q", m.statusLine())
 	}
 }
