@@ -3,6 +3,7 @@ package discordsim
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // batchConn wraps an accepted TCP connection so that the connection's writer
@@ -13,13 +14,18 @@ import (
 //
 // The mutex serialises the buffer between the connection's writer and
 // gorilla's control-frame writes from the reader goroutine (close replies,
-// pongs); it is per connection and uncontended in practice.
+// pongs); it is per connection and uncontended in practice. It is held
+// across the network write (order matters: a direct write must not overtake
+// gathered bytes), so every network write has a deadline (timeout): a client
+// that stops reading holds it at most that long, and after that every write
+// fails at once (the connection is broken and gets torn down).
 type batchConn struct {
 	net.Conn
-	mu     sync.Mutex
-	corked bool
-	buf    []byte
-	err    error
+	timeout time.Duration
+	mu      sync.Mutex
+	corked  bool
+	buf     []byte
+	err     error
 }
 
 // batchFlushAt is the buffered size at which a corked connection writes out.
@@ -32,7 +38,11 @@ func (b *batchConn) Write(p []byte) (int, error) {
 		return 0, b.err
 	}
 	if !b.corked {
-		return b.Conn.Write(p)
+		n, err := b.writeNet(p)
+		if err != nil {
+			b.err = err
+		}
+		return n, err
 	}
 	b.buf = append(b.buf, p...)
 	if len(b.buf) >= batchFlushAt {
@@ -74,7 +84,7 @@ func (b *batchConn) flushLocked() error {
 	if len(b.buf) == 0 {
 		return nil
 	}
-	_, err := b.Conn.Write(b.buf)
+	_, err := b.writeNet(b.buf)
 	b.buf = b.buf[:0]
 	if cap(b.buf) > 4*batchFlushAt {
 		b.buf = nil
@@ -85,13 +95,26 @@ func (b *batchConn) flushLocked() error {
 	return err
 }
 
-// batchListener hands out batchConns.
-type batchListener struct{ net.Listener }
+// writeNet writes p to the network under the write deadline. It sets the
+// deadline itself, after gorilla's own SetWriteDeadline (gorilla clears it
+// before every data frame), so no write to the client is ever unbounded.
+func (b *batchConn) writeNet(p []byte) (int, error) {
+	if b.timeout > 0 {
+		_ = b.Conn.SetWriteDeadline(time.Now().Add(b.timeout))
+	}
+	return b.Conn.Write(p)
+}
+
+// batchListener hands out batchConns whose writes time out after timeout.
+type batchListener struct {
+	net.Listener
+	timeout time.Duration
+}
 
 func (l batchListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &batchConn{Conn: c}, nil
+	return &batchConn{Conn: c, timeout: l.timeout}, nil
 }

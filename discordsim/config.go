@@ -25,6 +25,10 @@ const (
 	DefaultReplayBuffer           = 10000
 	DefaultSendLimit              = 120
 	DefaultSendWindow             = 60 * time.Second
+	DefaultPresenceLimit          = 5
+	DefaultPresenceWindow         = 20 * time.Second
+	// DefaultWriteTimeout bounds every network write to a client.
+	DefaultWriteTimeout = 10 * time.Second
 	// DefaultCloseGrace is how long the server waits for the client's
 	// answering close frame before it closes the TCP connection.
 	DefaultCloseGrace = time.Second
@@ -158,6 +162,20 @@ type Config struct {
 	SendLimit int
 	// SendWindow: see SendLimit. Default 60s.
 	SendWindow time.Duration
+	// PresenceLimit is how many presence updates (op 3) a client may send per
+	// PresenceWindow on one connection (sliding, like SendLimit); the
+	// (PresenceLimit+1)th within any PresenceWindow is closed with 4008.
+	// Discord's docs state the limit (5 per 20 s) but not what happens over
+	// it; 4008 (rate limited) is the simulator's choice. Default 5.
+	PresenceLimit int
+	// PresenceWindow: see PresenceLimit. Default 20s.
+	PresenceWindow time.Duration
+	// WriteTimeout bounds every network write to a client. A client that
+	// stops reading is disconnected (TCP closed) once a write times out, or
+	// as soon as its connection's command queue is full, as Discord
+	// disconnects a client that does not read; it never stalls the server.
+	// Default 10s.
+	WriteTimeout time.Duration
 	// CloseGrace is how long the server waits, after sending a close frame, for
 	// the client's close frame before it closes the TCP connection. Default 1s.
 	CloseGrace time.Duration
@@ -229,6 +247,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	c.SendLimit = cmp.Or(c.SendLimit, DefaultSendLimit)
 	c.SendWindow = cmp.Or(c.SendWindow, DefaultSendWindow)
+	c.PresenceLimit = cmp.Or(c.PresenceLimit, DefaultPresenceLimit)
+	c.PresenceWindow = cmp.Or(c.PresenceWindow, DefaultPresenceWindow)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
 	c.CloseGrace = cmp.Or(c.CloseGrace, DefaultCloseGrace)
 	if c.burstChunk <= 0 {
 		c.burstChunk = burstChunkEvents
@@ -244,7 +265,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	for name, v := range map[string]int{"Shards": c.Shards, "MaxConcurrency": c.MaxConcurrency,
 		"SessionStartTotal": c.SessionStartTotal, "Guilds": c.Guilds, "MaxGuildsPerShard": c.MaxGuildsPerShard,
-		"ReplayBuffer": c.ReplayBuffer, "SendLimit": c.SendLimit} {
+		"ReplayBuffer": c.ReplayBuffer, "SendLimit": c.SendLimit, "PresenceLimit": c.PresenceLimit} {
 		if v < 0 {
 			return c, fmt.Errorf("discordsim: config %s = %d: must not be negative", name, v)
 		}
@@ -252,7 +273,7 @@ func (c Config) withDefaults() (Config, error) {
 	for name, d := range map[string]time.Duration{"IdentifyWindow": c.IdentifyWindow,
 		"SessionStartResetAfter": c.SessionStartResetAfter, "HeartbeatInterval": c.HeartbeatInterval,
 		"HeartbeatTimeout": c.HeartbeatTimeout, "SessionTTL": c.SessionTTL, "SendWindow": c.SendWindow,
-		"CloseGrace": c.CloseGrace} {
+		"CloseGrace": c.CloseGrace, "PresenceWindow": c.PresenceWindow, "WriteTimeout": c.WriteTimeout} {
 		if d < 0 {
 			return c, fmt.Errorf("discordsim: config %s = %v: must not be negative", name, d)
 		}

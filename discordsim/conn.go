@@ -99,6 +99,7 @@ type conn struct {
 	pending    atomic.Int64  // rate-driven messages to produce
 	burst      atomic.Int64  // burst messages to produce
 	zombie     atomic.Bool
+	noACK      atomic.Bool // WithholdACKs: heartbeats get no op 11
 	readerDone chan struct{}
 	writerDone chan struct{}
 
@@ -117,9 +118,11 @@ type conn struct {
 	batchDepth int
 
 	// reader goroutine only
-	sendTimes []time.Time // sliding send-limit window (ring)
-	sendCount int
-	deadline  time.Time
+	sendTimes     []time.Time // sliding send-limit window (ring)
+	sendCount     int
+	presenceTimes []time.Time // sliding presence-limit window (ring)
+	presenceCount int
+	deadline      time.Time
 }
 
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
@@ -137,11 +140,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		srv:        s,
 		ws:         ws,
 		raw:        raw,
-		inbox:      make(chan command, 64),
+		inbox:      make(chan command, inboxSize),
 		wake:       make(chan struct{}, 1),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
 		sendTimes:  make([]time.Time, s.cfg.SendLimit),
+
+		presenceTimes: make([]time.Time, s.cfg.PresenceLimit),
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -209,12 +214,29 @@ func (c *conn) initCompression() error {
 
 // ---- helpers used by the reader, the fault methods and the scheduler ----
 
-// enqueue hands cmd to the writer (blocking while its inbox is full).
+// inboxSize is how many commands may wait for a connection's writer. A
+// writer that far behind has a client that does not read.
+const inboxSize = 256
+
+// enqueue hands cmd to the writer without ever blocking: the reader, the
+// fault methods and the single scheduler goroutine call it, and one stalled
+// client must not freeze them. If the inbox is full the client is not
+// reading (its writer is stuck in a write): the connection is dropped (TCP
+// closed, no close frame: it could not be delivered), as Discord disconnects
+// a client that does not read, and counted in Stats.SlowClientDrops.
 func (c *conn) enqueue(cmd command) {
 	select {
 	case c.inbox <- cmd:
+		return
 	case <-c.writerDone:
+		return
+	default:
 	}
+	c.srv.mu.Lock()
+	c.srv.st.SlowClientDrops++
+	c.srv.mu.Unlock()
+	c.log.Debug("client not reading: command queue full, dropping the connection")
+	c.dropTCP()
 }
 
 func (c *conn) sendFrame(frame []byte) { c.enqueue(command{kind: cmdFrame, frame: frame}) }
@@ -416,6 +438,21 @@ func (c *conn) allowSend(now time.Time) bool {
 	return true
 }
 
+// allowPresence applies the sliding presence-update limit (op 3).
+func (c *conn) allowPresence(now time.Time) bool {
+	limit := len(c.presenceTimes)
+	if limit == 0 {
+		return true
+	}
+	i := c.presenceCount % limit
+	if c.presenceCount >= limit && now.Sub(c.presenceTimes[i]) < c.srv.cfg.PresenceWindow {
+		return false
+	}
+	c.presenceTimes[i] = now
+	c.presenceCount++
+	return true
+}
+
 type inbound struct {
 	Op *int            `json:"op"`
 	D  json.RawMessage `json:"d"`
@@ -433,7 +470,9 @@ func (c *conn) handle(p []byte, at time.Time) {
 		c.srv.heartbeats.Add(1)
 		c.deadline = time.Now().Add(c.srv.cfg.HeartbeatTimeout)
 		_ = c.ws.SetReadDeadline(c.deadline)
-		c.sendFrame(frameACK)
+		if !c.noACK.Load() {
+			c.sendFrame(frameACK)
+		}
 	case 2:
 		c.identify(in.D, at)
 	case 6:
@@ -441,6 +480,11 @@ func (c *conn) handle(p []byte, at time.Time) {
 	case 3, 4, 8:
 		if c.owned() == nil {
 			c.closeWith(4003, closeReason(4003))
+			return
+		}
+		if *in.Op == 3 && !c.allowPresence(at) {
+			c.closeWith(4008, closeReason(4008))
+			return
 		}
 		// Accepted and otherwise ignored: the simulator has no presences,
 		// voice or member lists.
@@ -450,17 +494,33 @@ func (c *conn) handle(p []byte, at time.Time) {
 }
 
 // authData is what identify and resume both carry and check first.
-type authData interface{ token() string }
+type authData interface {
+	token() string
+	// incomplete reports a required field missing.
+	incomplete() bool
+}
 
 func (d *identifyData) token() string { return d.Token }
 func (d *resumeData) token() string   { return d.Token }
 
+// incomplete: Discord requires token, properties and intents in Identify
+// (shard is optional, default [0, 1]). Its docs do not say which close code
+// a missing one gets; the simulator closes 4002 (error while decoding
+// payload), the code for a payload it cannot make sense of.
+func (d *identifyData) incomplete() bool {
+	p := bytes.TrimSpace(d.Properties)
+	return d.Token == "" || d.Intents == nil || len(p) == 0 || p[0] != '{'
+}
+
+func (d *resumeData) incomplete() bool { return false }
+
 // admit decodes an identify or resume payload into d and applies the checks
-// both share: valid JSON (4002), one authentication per connection (4005),
-// the bot token (4004). It reports whether to go on.
+// both share: valid JSON with the required fields (4002), one
+// authentication per connection (4005), the bot token (4004). It reports
+// whether to go on.
 func (c *conn) admit(raw json.RawMessage, d authData) bool {
 	switch {
-	case json.Unmarshal(raw, d) != nil:
+	case json.Unmarshal(raw, d) != nil || d.incomplete():
 		c.closeWith(4002, closeReason(4002))
 	case c.owned() != nil:
 		c.closeWith(4005, closeReason(4005))
@@ -473,10 +533,11 @@ func (c *conn) admit(raw json.RawMessage, d authData) bool {
 }
 
 type identifyData struct {
-	Token   string `json:"token"`
-	Intents *int64 `json:"intents"`
-	Shard   []int  `json:"shard"`
-	// properties, large_threshold, presence, compress: accepted, not used.
+	Token      string          `json:"token"`
+	Intents    *int64          `json:"intents"`
+	Properties json.RawMessage `json:"properties"` // required (an object), otherwise unused
+	Shard      []int           `json:"shard"`
+	// large_threshold, presence, compress: accepted, not used.
 }
 
 // identify handles op 2 that arrived at at.
@@ -494,10 +555,7 @@ func (c *conn) identify(raw json.RawMessage, at time.Time) {
 		}
 		shardID, count = d.Shard[0], d.Shard[1]
 	}
-	var intents int64
-	if d.Intents != nil {
-		intents = *d.Intents
-	}
+	intents := *d.Intents // present: admit checked
 	if intents&^IntentsAll != 0 || intents < 0 {
 		c.closeWith(4013, closeReason(4013))
 		return

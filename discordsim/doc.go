@@ -17,6 +17,16 @@
 //     working for REST and resumes.
 //   - The send limit is a sliding window (at most SendLimit payloads in any
 //     SendWindow, heartbeats included); the payload over it is closed with 4008.
+//   - Presence updates (op 3) are limited to PresenceLimit per PresenceWindow
+//     (Discord's documented 5 per 20 s, sliding); the one over it is closed
+//     with 4008. Discord's docs give the limit, not the code.
+//   - An Identify without token, properties (an object) or intents is closed
+//     with 4002; Discord requires them but does not name the code. shard is
+//     optional (default [0, 1]).
+//   - A client that stops reading is disconnected (TCP closed): every write
+//     has a deadline (WriteTimeout), and a connection whose command queue
+//     fills is dropped at once (Stats.SlowClientDrops). Nothing the server
+//     does for other connections ever waits on it.
 //   - A client that sends no heartbeat for HeartbeatTimeout is closed with 4009
 //     (session timed out) and its session ends.
 //   - v other than 10 is closed with 4012; encoding other than json, or an

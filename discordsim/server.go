@@ -72,6 +72,7 @@ type Stats struct {
 	HeartbeatsReceived    uint64         // op 1 payloads from clients
 	PayloadsReceived      uint64         // every payload from clients
 	Faults                map[string]int // faults injected (on demand and random), by kind
+	SlowClientDrops       int            // connections dropped because the client stopped reading (command queue full)
 }
 
 // SessionInfo describes one live session (Server.Sessions).
@@ -167,7 +168,7 @@ func Start(cfg Config) (*Server, error) {
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		_ = s.httpSrv.Serve(batchListener{ln})
+		_ = s.httpSrv.Serve(batchListener{Listener: ln, timeout: cfg.WriteTimeout})
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -358,6 +359,18 @@ func (s *Server) Zombie(shard int) int {
 	s.countFault(FaultZombie.String(), len(ts))
 	for _, c := range ts {
 		c.zombie.Store(true)
+	}
+	return len(ts)
+}
+
+// WithholdACKs makes every connection of shard stop answering heartbeats
+// with op 11 while everything else (dispatches, op 1 requests) keeps
+// flowing: a half-dead connection the client must find by its missing ACKs.
+func (s *Server) WithholdACKs(shard int) int {
+	ts := s.targets(shard)
+	s.countFault("withhold-acks", len(ts))
+	for _, c := range ts {
+		c.noACK.Store(true)
 	}
 	return len(ts)
 }
