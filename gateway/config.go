@@ -27,13 +27,23 @@ const (
 	// DefaultSendLimit and DefaultSendWindow are Discord's 120 payloads per 60 s per connection.
 	DefaultSendLimit  = 120
 	DefaultSendWindow = 60 * time.Second
-	// DefaultBackoffMin and DefaultBackoffMax bound reconnect backoff (exponential, full jitter).
+	// DefaultBackoffMin and DefaultBackoffMax bound reconnect backoff:
+	// exponential, jittered between min and the exponential bound (see WithBackoff).
 	DefaultBackoffMin = time.Second
 	DefaultBackoffMax = 2 * time.Minute
 	// DefaultHandshakeTimeout bounds the websocket upgrade and the wait for Hello.
 	DefaultHandshakeTimeout = 10 * time.Second
-	// DefaultIdentifyWindow is how far apart the default gate spaces identifies (Discord's 5 s).
+	// DefaultIdentifyWindow is Discord's identify window (5 s), the window of the default gate.
 	DefaultIdentifyWindow = 5 * time.Second
+	// DefaultIdentifyMargin is added to the window of a gate made by
+	// NewLocalGate (as limiter.DefaultMargin is to the limiter's): Discord
+	// judges the window on arrival, so spacing identifies exactly one window
+	// apart lets network and scheduling jitter earn an op 9.
+	DefaultIdentifyMargin = 50 * time.Millisecond
+	// DefaultPresenceLimit and DefaultPresenceWindow are Discord's limit on
+	// presence updates (op 3): at most 5 per 20 s per connection.
+	DefaultPresenceLimit  = 5
+	DefaultPresenceWindow = 20 * time.Second
 	// DefaultInvalidSessionMin/Max: after op 9 d=false wait a random 1-5 s before identifying anew (Discord's advice).
 	DefaultInvalidSessionMin = time.Second
 	DefaultInvalidSessionMax = 5 * time.Second
@@ -51,6 +61,14 @@ const (
 	leadMin            = 100 * time.Millisecond
 	leadMax            = 5 * time.Second
 	leadFactor         = 1.5
+
+	// minHeartbeatInterval and maxHeartbeatInterval bound the
+	// heartbeat_interval a Hello may declare; outside them the Hello is bad
+	// (a *DecodeError, the shard reconnects). Discord sends 41.25 s. Below
+	// 1 ms the shard would do little but heartbeat (and blow the send
+	// limit); above 10 min a dead connection would go unnoticed for hours.
+	minHeartbeatInterval = time.Millisecond
+	maxHeartbeatInterval = 10 * time.Minute
 
 	// closeWriteTimeout bounds writing our close frame.
 	closeWriteTimeout = time.Second
@@ -83,6 +101,8 @@ type config struct {
 	handshakeTimeout  time.Duration
 	sendLimit         int
 	sendWindow        time.Duration
+	presenceLimit     int
+	presenceWindow    time.Duration
 	heartbeatJitter   func() float64
 	backoffJitter     func() float64
 	invalidSessionMin time.Duration
@@ -111,6 +131,8 @@ func defaultConfig() config {
 		handshakeTimeout:  DefaultHandshakeTimeout,
 		sendLimit:         DefaultSendLimit,
 		sendWindow:        DefaultSendWindow,
+		presenceLimit:     DefaultPresenceLimit,
+		presenceWindow:    DefaultPresenceWindow,
 		heartbeatJitter:   rand.Float64,
 		backoffJitter:     rand.Float64,
 		invalidSessionMin: DefaultInvalidSessionMin,
@@ -207,9 +229,12 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithBackoff sets reconnect backoff bounds: wait min + jitter x (min(max,
-// min x 2^attempt) - min). Defaults 1 s and 2 min. The first resume after
-// a working session drops is immediate.
+// WithBackoff sets reconnect backoff bounds. Before the n-th retry (n >= 1)
+// since the last Ready the shard waits min + jitter x (min(max, min x
+// 2^(n-1)) - min), jitter uniform in [0,1] (see WithBackoffJitter): so the
+// first retry waits exactly min and the wait never drops below min (not
+// "full jitter", which would start at 0). Defaults 1 s and 2 min. The first
+// reconnect after a working session drops is immediate (no backoff).
 func WithBackoff(minWait, maxWait time.Duration) Option {
 	return func(c *config) {
 		c.backoffMin = max(minWait, 0)
@@ -236,6 +261,18 @@ func WithSendLimit(n int, per time.Duration) Option {
 	return func(c *config) {
 		if n > 0 && per > 0 {
 			c.sendLimit, c.sendWindow = n, per
+		}
+	}
+}
+
+// WithPresenceLimit sets the limit on presence updates (op 3) sent with
+// Send: at most n per window (plus a 5% margin, as the send limit), counted
+// per shard across reconnects. A Send over it waits (bounded by its ctx).
+// Default DefaultPresenceLimit per DefaultPresenceWindow (5 per 20 s).
+func WithPresenceLimit(n int, per time.Duration) Option {
+	return func(c *config) {
+		if n > 0 && per > 0 {
+			c.presenceLimit, c.presenceWindow = n, per
 		}
 	}
 }

@@ -19,6 +19,9 @@ import (
 const (
 	opDispatch       = 0
 	opHeartbeat      = 1
+	opIdentify       = 2
+	opPresenceUpdate = 3
+	opResume         = 6
 	opReconnect      = 7
 	opInvalidSession = 9
 	opHello          = 10
@@ -218,7 +221,7 @@ func (c *conn) shutdown(end connEnd) {
 			code = resumableCloseCode
 		}
 		if end.stopped {
-			code = c.s.closeCode()
+			code = c.s.commitCloseCode()
 		}
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(closeWriteTimeout))
 		_ = c.ws.Close()
@@ -353,8 +356,9 @@ func (c *conn) onHello(e *envelope) *connEnd {
 	if err == nil && ok {
 		ms, err = strconv.ParseFloat(string(raw), 64)
 	}
-	if err != nil || !ok || !(ms > 0) || ms > 1e9 {
-		return &connEnd{action: ActionResume, reason: "bad hello: reconnecting", err: &DecodeError{Stage: "hello", Offset: -1, Reason: "no valid heartbeat_interval", Err: err}}
+	if err != nil || !ok || !(ms >= float64(minHeartbeatInterval/time.Millisecond)) || ms > float64(maxHeartbeatInterval/time.Millisecond) {
+		// Bounds: see minHeartbeatInterval. !(>=) also catches NaN.
+		return &connEnd{action: ActionResume, reason: "bad hello: reconnecting", err: &DecodeError{Stage: "hello", Offset: -1, Reason: "no valid heartbeat_interval (1 ms..10 min)", Err: err}}
 	}
 	c.hello = true
 	_ = c.ws.SetReadDeadline(time.Time{})
@@ -648,10 +652,14 @@ func (c *conn) writeLoop() {
 			}
 			hb.Reset(interval)
 		case <-c.hbNow:
+			// With an ACK outstanding the requested beat must not postpone
+			// the zombie check: a connection whose ACKs stopped but that
+			// keeps sending op 1 would never be found dead.
+			outstanding := c.awaitingAck.Load()
 			if !beat() {
 				return
 			}
-			if interval > 0 {
+			if interval > 0 && !outstanding {
 				hb.Reset(interval) // the requested beat counts as this period's
 			}
 		case p := <-c.priority:

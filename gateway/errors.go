@@ -13,6 +13,13 @@ var (
 	ErrAlreadyStarted = errors.New("gateway: shard already started")
 	// ErrClosed: the shard was closed (Close/End) or has failed; it does not run again.
 	ErrClosed = errors.New("gateway: shard closed")
+	// ErrReservedOp: Send was given an op the shard sends itself (1
+	// heartbeat, 2 identify, 6 resume); nothing was sent.
+	ErrReservedOp = errors.New("gateway: op is sent by the shard itself (heartbeat, identify, resume)")
+	// ErrSessionKept: End came after a Close whose resumable close (4000)
+	// had already gone out, or after the connection was gone, so the
+	// session could not be ended; the shard keeps it (Session) as Close would.
+	ErrSessionKept = errors.New("gateway: session not ended: the connection had already closed resumably")
 	// ErrConnectionLost: a Send was accepted but the connection ended before it could be written.
 	ErrConnectionLost = errors.New("gateway: connection lost before the payload was written")
 )

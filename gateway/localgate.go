@@ -7,15 +7,17 @@ import (
 )
 
 // NewLocalGate returns an in-process IdentifyGate that lets one identify
-// through per window for every shard sharing it (max_concurrency 1, one
-// process). It is the default gate of a Shard (private to that shard). A bot
+// through per window + DefaultIdentifyMargin for every shard sharing it
+// (max_concurrency 1, one process). The margin keeps jitter between the
+// grant and Discord receiving the Identify from squeezing two identifies
+// into one of Discord's windows. It is the default gate of a Shard (private to that shard). A bot
 // with several shards or processes should use limiter.Limiter instead.
 func NewLocalGate(window time.Duration) IdentifyGate {
-	return &localGate{window: window}
+	return &localGate{window: window + DefaultIdentifyMargin}
 }
 
 type localGate struct {
-	window time.Duration
+	window time.Duration // spacing: the caller's window plus DefaultIdentifyMargin
 	mu     sync.Mutex
 	next   time.Time // earliest time the next identify may go out
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,9 +89,12 @@ type Shard struct {
 	started  bool
 	stopping bool
 	stopCode int
-	cancel   context.CancelFunc
-	done     chan struct{} // closed when the run loop has ended (or Close before Start)
-	runErr   error         // why the loop ended in Failed
+	// codeCommitted: stopCode went out in a close frame, or the loop ended
+	// with it (commitCloseCode); End can no longer upgrade it to 1000.
+	codeCommitted bool
+	cancel        context.CancelFunc
+	done          chan struct{} // closed when the run loop has ended (or Close before Start)
+	runErr        error         // why the loop ended in Failed
 
 	transMu sync.Mutex // serializes transitions and state handler calls
 
@@ -128,6 +132,9 @@ type Shard struct {
 	created time.Time
 
 	sendq chan *sendReq
+
+	presenceSem chan struct{} // one presence update in flight
+	presence    *sendWindow   // presence update times (since created); guarded by presenceSem
 }
 
 type sendReq struct {
@@ -153,6 +160,9 @@ func New(token string, shardID, shardCount int, opts ...Option) *Shard {
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 		sendq:   make(chan *sendReq),
+
+		presenceSem: make(chan struct{}, 1),
+		presence:    newSendWindow(cfg.presenceLimit, cfg.presenceWindow),
 	}
 	if s.gate == nil {
 		s.gate = NewLocalGate(DefaultIdentifyWindow)
@@ -309,44 +319,86 @@ func (s *Shard) Close(ctx context.Context) (Session, error) {
 }
 
 // End closes the connection with 1000, which ends the session for good
-// (the bot goes offline), and stops the loop. The shard forgets the session.
+// (the bot goes offline), stops the loop and forgets the session.
+//
+// After a Close that has already begun (say one whose ctx ended), End
+// upgrades the close to 1000 if the close frame has not gone out yet. If
+// it has (the connection closed with 4000, or was already gone), End cannot
+// end the session: it waits for the loop like Close, keeps the session (so
+// it can still be resumed, or persisted) and returns an error wrapping
+// ErrSessionKept. If ctx ends first End returns ctx.Err(); the loop goes on
+// and, the close being 1000, forgets the session when it finishes.
 func (s *Shard) End(ctx context.Context) error {
 	err := s.stop(ctx, websocket.CloseNormalClosure)
-	s.dropSession()
+	if err == nil {
+		s.dropSession()
+	}
 	return err
 }
 
+// stop asks the run loop to stop with close code code and waits for it. A
+// later stop with 1000 upgrades an earlier one's code while that code is not
+// committed yet (see commitCloseCode).
 func (s *Shard) stop(ctx context.Context, code int) error {
+	var closeNow, kept bool
 	s.lifeMu.Lock()
-	if !s.stopping {
+	switch {
+	case !s.stopping:
 		s.stopping, s.stopCode = true, code
 		if s.started {
 			s.cancel()
 		} else {
-			s.transition(StateClosed, "closed before start", 0, nil)
-			close(s.done)
+			s.codeCommitted = true // nothing to close: the code is final
+			closeNow = true
+		}
+	case code == websocket.CloseNormalClosure && s.stopCode != code:
+		if !s.codeCommitted {
+			s.stopCode = code // the close frame has not gone out: send 1000
+		} else {
+			kept = true
 		}
 	}
 	s.lifeMu.Unlock()
+	if closeNow {
+		// Outside lifeMu: the state handler may call Start, Open, Stats...
+		// Other stop callers wait on done, which closes after it.
+		s.transition(StateClosed, "closed before start", 0, nil)
+		close(s.done)
+	}
 	select {
 	case <-s.done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("gateway: shard %d: close: %w", s.id, ctx.Err())
 	}
+	if kept {
+		if _, _, ok := s.hasSession(); ok {
+			return fmt.Errorf("gateway: shard %d: end: %w", s.id, ErrSessionKept)
+		}
+	}
+	return nil
 }
 
-func (s *Shard) closeCode() int {
+// commitCloseCode returns the close code of a Close/End and fixes it: the
+// caller sends it (or the loop ends with it) now, so End can no longer
+// change it.
+func (s *Shard) commitCloseCode() int {
 	s.lifeMu.Lock()
 	defer s.lifeMu.Unlock()
+	s.codeCommitted = true
 	return s.stopCode
 }
 
 // Send queues payload (one JSON gateway payload, e.g. op 3 presence update)
 // for the connection, keeping to the send limit. It waits until the shard
 // is Ready and the limit allows, then returns once the payload is written.
-// It refuses payloads over 4096 bytes (ErrPayloadTooLarge) or invalid JSON
-// before anything is sent, and returns ErrClosed once the shard has stopped.
+// Presence updates (op 3) also keep to the presence limit (WithPresenceLimit,
+// 5 per 20 s by default) and wait for it the same way.
+//
+// It refuses, before anything is sent, payloads over 4096 bytes
+// (ErrPayloadTooLarge), invalid JSON, and the ops the shard sends itself
+// (heartbeat 1, identify 2, resume 6: an error wrapping ErrReservedOp, as
+// an Identify sent here would bypass the identify gate and the daily
+// budget); it returns ErrClosed once the shard has stopped.
 func (s *Shard) Send(ctx context.Context, payload []byte) error {
 	if len(payload) > MaxPayloadSize {
 		return ErrPayloadTooLarge
@@ -354,6 +406,57 @@ func (s *Shard) Send(ctx context.Context, payload []byte) error {
 	if !json.Valid(payload) {
 		return fmt.Errorf("gateway: shard %d: send: payload is not valid JSON", s.id)
 	}
+	op := int64(-1)
+	if raw, ok, err := objectField(payload, "op"); err == nil && ok {
+		if v, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+			op = v
+		}
+	}
+	switch op {
+	case opHeartbeat, opIdentify, opResume:
+		return fmt.Errorf("gateway: shard %d: send op %d: %w", s.id, op, ErrReservedOp)
+	case opPresenceUpdate:
+		return s.sendPresence(ctx, payload)
+	}
+	return s.send(ctx, payload)
+}
+
+// sendPresence sends an op 3 under the presence limit. One presence update
+// is in flight at a time; its time is recorded once it is written, so the
+// limit holds on arrival whatever the send limit delayed.
+func (s *Shard) sendPresence(ctx context.Context, payload []byte) error {
+	select {
+	case s.presenceSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrClosed
+	}
+	defer func() { <-s.presenceSem }()
+	for {
+		d := s.presence.wait(time.Since(s.created), s.cfg.presenceLimit)
+		if d <= 0 {
+			break
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-s.done:
+			t.Stop()
+			return ErrClosed
+		}
+	}
+	err := s.send(ctx, payload)
+	if err == nil {
+		s.presence.record(time.Since(s.created))
+	}
+	return err
+}
+
+func (s *Shard) send(ctx context.Context, payload []byte) error {
 	req := &sendReq{payload: payload, done: make(chan error, 1)}
 	select {
 	case s.sendq <- req:
@@ -535,7 +638,7 @@ func (s *Shard) run(ctx context.Context) {
 }
 
 func (s *Shard) finishStopped() {
-	code := s.closeCode()
+	code := s.commitCloseCode()
 	if code == websocket.CloseNormalClosure {
 		s.dropSession()
 		s.transition(StateClosed, "ended (1000): session ended", 0, nil)

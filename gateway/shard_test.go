@@ -260,7 +260,8 @@ func TestSendLimitFlood(t *testing.T) {
 	sim := startSim(t, discordsim.Config{SendLimit: limit, SendWindow: window, HeartbeatInterval: 250 * time.Millisecond})
 	ts := newShard(t, sim, WithSendLimit(limit, window))
 	ts.open(t)
-	presence := []byte(`{"op":3,"d":{"since":null,"activities":[],"status":"online","afk":false}}`)
+	// Op 4 (voice state): presence updates (op 3) have a tighter limit of their own.
+	presence := []byte(`{"op":4,"d":{"guild_id":"1","channel_id":null,"self_mute":false,"self_deaf":false}}`)
 	userRoom := limit - reserveFor(limit, window, 250*time.Millisecond)
 	var times []time.Duration
 	start := time.Now()

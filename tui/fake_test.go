@@ -1,9 +1,9 @@
 package tui
 
 import (
-	"slices"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
