@@ -110,6 +110,10 @@ type entry struct {
 	hold      atomic.Pointer[holdRef]
 	failErr   atomic.Pointer[error] // why the shard failed
 	autoSplit atomic.Bool           // failed with 4011, an automatic split is pending
+	// handled is the last state onState has dealt with (a gateway.State):
+	// WaitReady judges by it, not by the shard's live state, so it never
+	// sees Failed before autoSplit says whether a split will follow.
+	handled atomic.Uint32
 
 	// joined is set for the new shards of a split or re-shard. Their first
 	// READY is never delivered: the gateway reports Ready before it hands
@@ -477,6 +481,7 @@ func (m *Manager) onState(e *entry, c gateway.StateChange) {
 		}
 		m.pushJob(job{kind: jobFailed, e: e, err: err})
 	}
+	e.handled.Store(uint32(c.To))
 	m.publish(Event{Type: EventState, Key: e.key, Role: e.roleOf(), From: c.From, To: c.To,
 		Reason: c.Reason, CloseCode: c.CloseCode, Err: c.Err, At: c.At})
 	m.notify()
@@ -662,7 +667,7 @@ func (m *Manager) WaitReady(ctx context.Context) error {
 			if e.roleOf() != RoleActive {
 				continue
 			}
-			switch e.shard.State() {
+			switch gateway.State(e.handled.Load()) {
 			case gateway.StateReady, gateway.StateClosed:
 			case gateway.StateFailed:
 				if !e.autoSplit.Load() && !busy && !m.isBusy(e.key.ID) {
