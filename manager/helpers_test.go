@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"github.com/shardtop/shardtop/store"
 	"sync"
 	"testing"
 	"time"
@@ -141,4 +142,15 @@ func (l *dispatchLog) snapshot() []loggedDispatch {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]loggedDispatch(nil), l.events...)
+}
+
+// openStore opens the state file at path for a test; the test closes it
+// (some close and reopen it to play a restart).
+func openStore(t testing.TB, path string, opts ...store.Option) *store.File {
+	t.Helper()
+	f, err := store.OpenFile(path, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -86,10 +86,7 @@ func TestRestartResumesReshardedLayout(t *testing.T) {
 	cfg.Shards, cfg.MaxConcurrency = 2, 2
 	sim := startSim(t, cfg)
 	path := filepath.Join(t.TempDir(), "state.toml")
-	f1, err := store.OpenFile(path, store.WithFlushInterval(10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f1 := openStore(t, path, store.WithFlushInterval(10*time.Millisecond))
 	m1 := newTestManager(t, sim, cfg.IdentifyWindow, WithShardCount(2), WithStore(f1))
 	openReady(t, m1)
 	ctx := ctxT(t, 20*time.Second)
@@ -103,10 +100,7 @@ func TestRestartResumesReshardedLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := sim.Stats()
-	f2, err := store.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f2 := openStore(t, path)
 	defer f2.Close()
 	m2 := newTestManager(t, sim, cfg.IdentifyWindow, WithShardCount(2), WithStore(f2))
 	openReady(t, m2)
@@ -137,10 +131,7 @@ func TestRestartResumesSplitLayout(t *testing.T) {
 	sim := startSim(t, cfg)
 	path := filepath.Join(t.TempDir(), "state.toml")
 
-	f1, err := store.OpenFile(path, store.WithFlushInterval(10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f1 := openStore(t, path, store.WithFlushInterval(10*time.Millisecond))
 	m1 := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f1))
 	openReady(t, m1)
 	ctx := ctxT(t, 20*time.Second)
@@ -162,10 +153,7 @@ func TestRestartResumesSplitLayout(t *testing.T) {
 	}
 	before := sim.Stats()
 
-	f2, err := store.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f2 := openStore(t, path)
 	defer f2.Close()
 	m2 := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f2))
 	openReady(t, m2)

@@ -143,10 +143,7 @@ func TestRestartResumesFromStateFile(t *testing.T) {
 	sim := startSim(t, cfg)
 	path := filepath.Join(t.TempDir(), "state.toml")
 
-	f1, err := store.OpenFile(path, store.WithFlushInterval(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f1 := openStore(t, path, store.WithFlushInterval(50*time.Millisecond))
 	m1 := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f1))
 	openReady(t, m1)
 	if err := m1.Close(ctxT(t, 5*time.Second)); err != nil {
@@ -163,10 +160,7 @@ func TestRestartResumesFromStateFile(t *testing.T) {
 		t.Fatalf("Close ended %d sessions with 1000", n)
 	}
 
-	f2, err := store.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f2 := openStore(t, path)
 	defer f2.Close()
 	if n := len(f2.Load()); n != 6 {
 		t.Fatalf("state file holds %d sessions, want 6", n)
@@ -335,10 +329,7 @@ func TestExpiredSessionFallsBackToIdentify(t *testing.T) {
 	cfg.Shards, cfg.MaxConcurrency, cfg.SessionTTL = 4, 2, 50*time.Millisecond
 	sim := startSim(t, cfg)
 	path := filepath.Join(t.TempDir(), "state.toml")
-	f1, err := store.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f1 := openStore(t, path)
 	m1 := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f1))
 	openReady(t, m1)
 	if err := m1.Close(ctxT(t, 5*time.Second)); err != nil {
@@ -347,10 +338,7 @@ func TestExpiredSessionFallsBackToIdentify(t *testing.T) {
 	f1.Close()
 	waitFor(t, 5*time.Second, "sessions to expire", func() bool { return len(sim.Sessions()) == 0 })
 
-	f2, err := store.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f2 := openStore(t, path)
 	defer f2.Close()
 	m2 := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f2))
 	openReady(t, m2)
@@ -365,10 +353,7 @@ func TestSessionForOtherCountIsDeleted(t *testing.T) {
 	cfg.Shards = 2
 	sim := startSim(t, cfg)
 	path := filepath.Join(t.TempDir(), "state.toml")
-	f, err := store.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openStore(t, path)
 	defer f.Close()
 	if err := f.Put(store.ShardState{ShardID: 1, ShardCount: 3, SessionID: "abc", Sequence: 5}); err != nil {
 		t.Fatal(err)
@@ -560,10 +545,7 @@ func TestConcurrentClose(t *testing.T) {
 	cfg.Shards = 4
 	sim := startSim(t, cfg)
 	path := filepath.Join(t.TempDir(), "state.toml")
-	f, err := store.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openStore(t, path)
 	defer f.Close()
 	m := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f))
 	openReady(t, m)
@@ -587,10 +569,7 @@ func TestSplitAndRepeatedSplit(t *testing.T) {
 	cfg.Shards, cfg.MaxConcurrency, cfg.EventRate = 2, 2, 50
 	sim := startSim(t, cfg)
 	path := filepath.Join(t.TempDir(), "state.toml")
-	f, err := store.OpenFile(path, store.WithFlushInterval(10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openStore(t, path, store.WithFlushInterval(10*time.Millisecond))
 	defer f.Close()
 	var log dispatchLog
 	m := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(f), WithDispatchHandler(log.handler))
