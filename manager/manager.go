@@ -464,11 +464,16 @@ func (m *Manager) readBotUser(data []byte) {
 }
 
 // onState runs on the shard's goroutine: record, publish, queue; never block.
+// The state is recorded before any job is queued, so whatever a job
+// triggers (the close handler, say) already sees it in WaitReady.
 func (m *Manager) onState(e *entry, c gateway.StateChange) {
+	var jobs [2]job
+	n := 0
 	switch c.To {
 	case gateway.StateReady:
 		e.autoSplit.Store(false)
-		m.pushJob(job{kind: jobPersist, e: e})
+		jobs[n] = job{kind: jobPersist, e: e}
+		n++
 	case gateway.StateFailed:
 		err := c.Err
 		if err == nil {
@@ -477,11 +482,16 @@ func (m *Manager) onState(e *entry, c gateway.StateChange) {
 		e.failErr.Store(&err)
 		if m.cfg.autoReshard && e.roleOf() == RoleActive && (c.CloseCode == 4011 || errors.Is(err, gateway.ErrShardingRequired)) {
 			e.autoSplit.Store(true)
-			m.pushJob(job{kind: jobAutoSplit, e: e})
+			jobs[n] = job{kind: jobAutoSplit, e: e}
+			n++
 		}
-		m.pushJob(job{kind: jobFailed, e: e, err: err})
+		jobs[n] = job{kind: jobFailed, e: e, err: err}
+		n++
 	}
 	e.handled.Store(uint32(c.To))
+	for _, j := range jobs[:n] {
+		m.pushJob(j)
+	}
 	m.publish(Event{Type: EventState, Key: e.key, Role: e.roleOf(), From: c.From, To: c.To,
 		Reason: c.Reason, CloseCode: c.CloseCode, Err: c.Err, At: c.At})
 	m.notify()
