@@ -160,6 +160,7 @@ type Manager struct {
 	busy        map[int]bool  // shard IDs with an action running
 	resharding  bool
 	lim         *limiter.Limiter
+	turns       turns // identify turns by shard ID, shared by the entries of an ID
 	gwURL       string
 	maxConc     int
 	recommended int
@@ -427,7 +428,7 @@ func (m *Manager) newEntry(key ShardKey, role Role, sess gateway.Session, lim *l
 	opts = append(opts, m.cfg.gatewayOpts...)
 	opts = append(opts,
 		gateway.WithURL(url),
-		gateway.WithIdentifyGate(lim),
+		gateway.WithIdentifyGate(&turnGate{inner: lim, turn: m.turns.of(key.ID)}),
 		gateway.WithSession(sess),
 		gateway.WithDispatchHandler(m.dispatchHandler(e)),
 		gateway.WithStateHandler(func(c gateway.StateChange) { m.onState(e, c) }),
