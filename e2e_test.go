@@ -100,7 +100,7 @@ func TestSimSubcommand(t *testing.T) {
 // every shard resumed and none identified.
 func TestHeadlessRestartResumesEverySession(t *testing.T) {
 	sim := startSimProc(t, "--shards", "4", "--max-concurrency", "2", "--window", "100ms",
-		"--rate", "20", "--heartbeat", "500ms", "--token", e2eToken)
+		"--rate", "20", "--heartbeat", "5s", "--token", e2eToken)
 	dir := t.TempDir()
 	cfgPath, statePath := writeSimConfig(t, dir, sim.api, "")
 

@@ -139,7 +139,7 @@ func row(key, state string) string {
 func TestTUIEndToEnd(t *testing.T) {
 	tm := newTmux(t)
 	sim := startSimProc(t, "--shards", "4", "--max-concurrency", "2", "--window", "100ms",
-		"--rate", "20", "--heartbeat", "1s", "--token", e2eToken)
+		"--rate", "20", "--heartbeat", "5s", "--token", e2eToken)
 	cfgPath, statePath := writeSimConfig(t, t.TempDir(), sim.api, "")
 	const timeout = 30 * time.Second
 

@@ -179,7 +179,30 @@ func TestSpacingAndBound(t *testing.T) {
 // TestApproachLead: Approach returns about lead before the slot, never
 // earlier; Acquire returns at the slot, never earlier; the next shard in
 // line is not let through Approach meanwhile.
+//
+// "Never earlier" is checked in every round. "About lead before" and "at the
+// slot" also depend on timers firing on time, which a loaded machine cannot
+// promise: a round in which Approach came back late is repeated, and the test
+// fails if no round out of five was on time. A limiter that schedules Approach
+// wrongly is late (or early) in every round.
 func TestApproachLead(t *testing.T) {
+	const rounds = 5
+	for i := range rounds {
+		if approachLeadRound(t) {
+			return
+		}
+		if t.Failed() {
+			return
+		}
+		t.Logf("round %d: Approach or Acquire returned late (a scheduling stall?); again", i+1)
+	}
+	t.Errorf("Approach or Acquire was late in all %d rounds", rounds)
+}
+
+// approachLeadRound runs one round of TestApproachLead and reports whether
+// its timing was on time, so the timing checks could be made.
+func approachLeadRound(t *testing.T) (onTime bool) {
+	t.Helper()
 	const (
 		window = 80 * time.Millisecond
 		margin = 10 * time.Millisecond
@@ -207,29 +230,32 @@ func TestApproachLead(t *testing.T) {
 		t.Fatal(r1.err)
 	}
 	slot1 := a0.Add(gap)
-	if early := slot1.Sub(r1.approached); early > lead || early < lead-tol {
-		t.Errorf("Approach returned %v before the slot, want within [%v, %v]", early, lead-tol, lead)
+	early := slot1.Sub(r1.approached)
+	if early > lead {
+		t.Errorf("Approach returned %v before the slot, more than lead %v", early, lead)
 	}
 	g1 := g.of(t, 1)
 	if g1.Before(slot1) || r1.acquired.Before(slot1) {
 		t.Errorf("Acquire granted %v / returned %v relative to the slot, want >= 0", g1.Sub(slot1), r1.acquired.Sub(slot1))
 	}
-	if late := g1.Sub(slot1); late > tol {
-		t.Errorf("granted %v after the slot, want <= %v", late, tol)
-	}
-	r2 := await(t, second)
-	if r2.err != nil {
-		t.Fatal(r2.err)
-	}
+	onTime = early >= lead-tol && g1.Sub(slot1) <= tol
 	// Shard 1 waited for its slot: its next slot counts from that slot,
-	// or from margin before its grant if it was granted later (doc.go).
+	// or from margin before its grant if it was granted later (doc.go). A
+	// shard whose Approach came back after its slot did not wait: that rule
+	// is checked only in a round that was on time.
 	a1 := g.anchorOf(t, 1)
 	want := slot1
 	if floor := g1.Add(-margin); floor.After(slot1) {
 		want = floor
 	}
-	if !a1.Equal(want) {
+	if onTime && !a1.Equal(want) {
 		t.Errorf("shard 1 (granted %v after its slot) anchored %v after it, want %v", g1.Sub(slot1), a1.Sub(slot1), want.Sub(slot1))
+	}
+	// Whatever the timing, shard 2 gets through neither Approach nor Acquire
+	// early.
+	r2 := await(t, second)
+	if r2.err != nil {
+		t.Fatal(r2.err)
 	}
 	slot2 := a1.Add(gap)
 	if r2.approached.Before(slot2.Add(-lead)) {
@@ -244,6 +270,7 @@ func TestApproachLead(t *testing.T) {
 	}
 	l.Release(1, true)
 	l.Release(2, true)
+	return onTime
 }
 
 // TestLateAcquirePushesNextSlot: a shard that acquires after its slot moves
