@@ -465,9 +465,11 @@ func (c *conn) handle(p []byte, at time.Time) {
 		c.closeWith(4002, closeReason(4002))
 		return
 	}
+	if op := *in.Op; op >= 0 && op <= maxOp {
+		c.srv.opsIn[op].Add(1)
+	}
 	switch *in.Op {
 	case 1:
-		c.srv.heartbeats.Add(1)
 		c.deadline = time.Now().Add(c.srv.cfg.HeartbeatTimeout)
 		_ = c.ws.SetReadDeadline(c.deadline)
 		if !c.noACK.Load() {

@@ -39,8 +39,8 @@ type Server struct {
 	msgSeq    atomic.Uint64 // low bits of message snowflakes
 
 	dispatches atomic.Uint64
-	heartbeats atomic.Uint64
 	payloads   atomic.Uint64
+	opsIn      [maxOp + 1]atomic.Uint64 // client payloads by op code
 
 	mu         sync.Mutex
 	closed     bool
@@ -53,6 +53,9 @@ type Server struct {
 	resetAt    time.Time // zero: budget period not started
 	st         Stats     // counters; maps copied out by Stats()
 }
+
+// maxOp is the highest gateway op code (11, Heartbeat ACK).
+const maxOp = 11
 
 // Stats are the simulator's counters (a snapshot).
 type Stats struct {
@@ -71,6 +74,7 @@ type Stats struct {
 	Dispatches            uint64         // dispatches produced (sent, queued for a detached session, or swallowed by a zombie)
 	HeartbeatsReceived    uint64         // op 1 payloads from clients
 	PayloadsReceived      uint64         // every payload from clients
+	PayloadsByOp          map[int]uint64 // client payloads with a known op code (0-11), by op; ops never received are absent
 	Faults                map[string]int // faults injected (on demand and random), by kind
 	SlowClientDrops       int            // connections dropped because the client stopped reading (command queue full)
 }
@@ -236,8 +240,14 @@ func (s *Server) Stats() Stats {
 		ss.mu.Unlock()
 	}
 	st.Dispatches = s.dispatches.Load()
-	st.HeartbeatsReceived = s.heartbeats.Load()
 	st.PayloadsReceived = s.payloads.Load()
+	st.PayloadsByOp = make(map[int]uint64)
+	for op := range s.opsIn {
+		if n := s.opsIn[op].Load(); n > 0 {
+			st.PayloadsByOp[op] = n
+		}
+	}
+	st.HeartbeatsReceived = st.PayloadsByOp[1]
 	return st
 }
 

@@ -161,9 +161,15 @@ func TestSendRejectsReservedOps(t *testing.T) {
 	if err := ts.Send(ctxT(t), []byte(`{"op":4,"d":{"guild_id":"1","channel_id":null,"self_mute":false,"self_deaf":false}}`)); err != nil {
 		t.Fatalf("op 4: %v", err)
 	}
-	eventually(t, "the op 4", func() bool { return sim.Stats().PayloadsReceived == before.PayloadsReceived+1 })
-	if st := sim.Stats(); st.Identifies != 1 || st.HeartbeatsReceived != before.HeartbeatsReceived || ts.State() != StateReady {
+	eventually(t, "the op 4", func() bool { return sim.Stats().PayloadsByOp[4] == before.PayloadsByOp[4]+1 })
+	st := sim.Stats()
+	if st.Identifies != 1 || ts.State() != StateReady {
 		t.Fatalf("sim %+v state %v", st, ts.State())
+	}
+	for _, op := range []int{1, 2, 6} { // no beat is due for 20 s
+		if st.PayloadsByOp[op] != before.PayloadsByOp[op] {
+			t.Fatalf("op %d sent through Send reached the sim: %d -> %d", op, before.PayloadsByOp[op], st.PayloadsByOp[op])
+		}
 	}
 }
 

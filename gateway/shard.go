@@ -216,7 +216,6 @@ func (s *Shard) Session() Session {
 // Stats returns a snapshot; it takes one short lock and allocates nothing.
 func (s *Shard) Stats() Stats {
 	st := Stats{
-		State:             s.State(),
 		Latency:           time.Duration(s.latency.Load()),
 		SmoothedLatency:   time.Duration(s.smoothed.Load()),
 		Guilds:            int(s.guildCount.Load()),
@@ -229,8 +228,8 @@ func (s *Shard) Stats() Stats {
 		Identifies:        s.identifies.Load(),
 		Heartbeats:        s.heartbeats.Load(),
 	}
-	s.mu.Lock()
-	st.StateSince, st.SessionID = s.since, s.sessionID
+	s.mu.Lock() // the state with its since, from one transition
+	st.State, st.StateSince, st.SessionID = State(s.state.Load()), s.since, s.sessionID
 	st.LastCloseCode, st.LastCloseReason, st.LastCloseAt = s.lastCode, s.lastReason, s.lastAt
 	s.mu.Unlock()
 	return st
@@ -480,6 +479,13 @@ func (s *Shard) transition(to State, reason string, code int, err error) {
 	if !ValidTransition(from, to) {
 		s.log.Error("illegal state transition", "from", from, "to", to, "reason", reason)
 	}
+	// Counters first: whoever sees the new state sees them up to date.
+	switch to {
+	case StateReady:
+		s.attempts.Store(0)
+	case StateReconnecting:
+		s.reconnects.Add(1)
+	}
 	now := time.Now()
 	s.mu.Lock()
 	s.state.Store(uint32(to))
@@ -490,12 +496,6 @@ func (s *Shard) transition(to State, reason string, code int, err error) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
-	switch to {
-	case StateReady:
-		s.attempts.Store(0)
-	case StateReconnecting:
-		s.reconnects.Add(1)
-	}
 	attrs := []any{"from", from.String(), "to", to.String(), "reason", reason}
 	if code != 0 {
 		attrs = append(attrs, "close_code", code)

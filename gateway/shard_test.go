@@ -57,7 +57,8 @@ func TestCloseCodes(t *testing.T) {
 					t.Fatalf("resumes %d, gate acquires %d", sim.Stats().Resumes, ts.gate.acquires.Load())
 				}
 			default:
-				eventually(t, "Failed", func() bool { return ts.State() == StateFailed })
+				// The recorder hears of a change after the state is published.
+				eventually(t, "Failed", func() bool { _, ok := ts.rec.find(StateFailed); return ok })
 				err := ts.Open(ctxT(t))
 				var ce *CloseError
 				if !errors.As(err, &ce) || ce.Code != code {
@@ -299,18 +300,22 @@ func TestSendRefusals(t *testing.T) {
 		t.Fatalf("too large before start: %v", err)
 	}
 	ts.open(t)
-	before := sim.Stats().PayloadsReceived
+	before := sim.Stats()
 	if err := ts.Send(ctxT(t), big); !errors.Is(err, ErrPayloadTooLarge) {
 		t.Fatalf("too large: %v", err)
 	}
 	if err := ts.Send(ctxT(t), []byte(`{"op":3,`)); err == nil {
 		t.Fatal("invalid JSON accepted")
 	}
-	if got := sim.Stats().PayloadsReceived; got != before {
-		// Heartbeats may have arrived meanwhile; only they may count.
-		if sim.Stats().HeartbeatsReceived == 0 {
-			t.Fatalf("payloads received %d -> %d", before, got)
-		}
+	// A marker sent after the refused payloads: once it arrived, anything
+	// the shard wrongly sent before it has arrived too.
+	if err := ts.Send(ctxT(t), []byte(`{"op":4,"d":{"guild_id":"1","channel_id":null,"self_mute":false,"self_deaf":false}}`)); err != nil {
+		t.Fatalf("op 4: %v", err)
+	}
+	eventually(t, "the op 4 marker", func() bool { return sim.Stats().PayloadsByOp[4] == before.PayloadsByOp[4]+1 })
+	if st := sim.Stats(); st.PayloadsByOp[3] != before.PayloadsByOp[3] || st.Closes[4002] != 0 || ts.State() != StateReady {
+		t.Fatalf("refused payloads reached the sim: op 3 %d -> %d, 4002 closes %d, state %v",
+			before.PayloadsByOp[3], st.PayloadsByOp[3], st.Closes[4002], ts.State())
 	}
 	if _, err := ts.Close(ctxT(t)); err != nil {
 		t.Fatal(err)
@@ -329,8 +334,14 @@ func TestIdentifyWaitsForGate(t *testing.T) {
 	}
 	// Connected, heartbeating, but no identify until the gate says so.
 	eventually(t, "heartbeats while waiting", func() bool { return sim.Stats().HeartbeatsReceived >= 3 })
-	if st := sim.Stats(); st.Identifies != 0 || ts.State() != StateConnecting || st.PayloadsReceived != st.HeartbeatsReceived {
+	st := sim.Stats()
+	if st.Identifies != 0 || ts.State() != StateConnecting {
 		t.Fatalf("identified before the gate: sim %+v state %v", st, ts.State())
+	}
+	for op, n := range st.PayloadsByOp {
+		if op != 1 {
+			t.Fatalf("the shard sent %d payloads of op %d before the gate opened; only heartbeats allowed", n, op)
+		}
 	}
 	close(ts.gate.hold)
 	ts.open(t)

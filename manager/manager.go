@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -172,6 +173,15 @@ type Manager struct {
 
 	botUser atomic.Pointer[User]
 
+	// storeMu orders store writes with the registration they depend on: a
+	// periodic persist of a shard being retired must not land after the
+	// retirement's Delete, nor an older sequence after a newer one. Taken
+	// before mu, never while holding it.
+	storeMu sync.Mutex
+	// stateMu makes publishing a state event and recording it in
+	// entry.handled one step for the readers of handled (see onState).
+	// Never take mu while holding it.
+	stateMu  sync.RWMutex
 	notifyMu sync.Mutex
 	notifyCh chan struct{} // closed and replaced whenever a shard changes state
 
@@ -291,9 +301,9 @@ func (m *Manager) Open(ctx context.Context) error {
 	m.rebuildLocked()
 	m.life = stateOpen
 	lim := m.lim
+	m.bg.Add(3) // under mu: a Close from now on waits for them
 	m.mu.Unlock()
 
-	m.bg.Add(3)
 	go m.worker()
 	go m.sampler()
 	go m.refresher()
@@ -489,12 +499,18 @@ func (m *Manager) onState(e *entry, c gateway.StateChange) {
 		jobs[n] = job{kind: jobFailed, e: e, err: err}
 		n++
 	}
+	// Publish and record as one step for WaitReady (which reads under
+	// stateMu): when it finds every shard ready, every event that led there
+	// has been published; a subscriber that saw this event and calls
+	// WaitReady finds the state recorded.
+	m.stateMu.Lock()
+	m.publish(Event{Type: EventState, Key: e.key, Role: e.roleOf(), From: c.From, To: c.To,
+		Reason: c.Reason, CloseCode: c.CloseCode, Err: c.Err, At: c.At})
 	e.handled.Store(uint32(c.To))
+	m.stateMu.Unlock()
 	for _, j := range jobs[:n] {
 		m.pushJob(j)
 	}
-	m.publish(Event{Type: EventState, Key: e.key, Role: e.roleOf(), From: c.From, To: c.To,
-		Reason: c.Reason, CloseCode: c.CloseCode, Err: c.Err, At: c.At})
 	m.notify()
 }
 
@@ -557,6 +573,8 @@ func (m *Manager) worker() {
 // persist saves e's current session in memory and in the store, if e is
 // still registered.
 func (m *Manager) persist(e *entry) {
+	m.storeMu.Lock()
+	defer m.storeMu.Unlock()
 	sess := e.shard.Session()
 	if !sess.Resumable() {
 		return
@@ -666,7 +684,10 @@ func (m *Manager) WaitReady(ctx context.Context) error {
 		m.mu.RLock()
 		life, view := m.life, m.view
 		busy := m.resharding
+		busyIDs := maps.Clone(m.busy)
 		m.mu.RUnlock()
+		m.stateMu.RLock()
+		defer m.stateMu.RUnlock()
 		switch life {
 		case stateNew, stateOpening:
 			return false, ErrNotOpen
@@ -681,7 +702,7 @@ func (m *Manager) WaitReady(ctx context.Context) error {
 			switch gateway.State(e.handled.Load()) {
 			case gateway.StateReady, gateway.StateClosed:
 			case gateway.StateFailed:
-				if !e.autoSplit.Load() && !busy && !m.isBusy(e.key.ID) {
+				if !e.autoSplit.Load() && !busy && !busyIDs[e.key.ID] {
 					return false, &ShardError{Key: e.key, Err: e.err()}
 				}
 				all = false
@@ -709,12 +730,6 @@ func (m *Manager) waitUntil(ctx context.Context, cond func() (done bool, err err
 			return ErrClosed
 		}
 	}
-}
-
-func (m *Manager) isBusy(id int) bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.busy[id]
 }
 
 // Close closes every shard keeping its session resumable (close code
@@ -904,6 +919,8 @@ func (m *Manager) RestartShard(ctx context.Context, id int) error {
 func (m *Manager) closeEntry(ctx context.Context, e *entry) error {
 	sess, err := e.shard.Close(ctx)
 	if sess.Resumable() {
+		m.storeMu.Lock()
+		defer m.storeMu.Unlock()
 		m.mu.Lock()
 		m.saved[e.key] = sess
 		m.mu.Unlock()

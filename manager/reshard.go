@@ -32,11 +32,17 @@ func (m *Manager) SplitShard(ctx context.Context, id, k int) error {
 	if err != nil {
 		return err
 	}
-	defer m.unclaim(id)
-	return m.split(ctx, e, k)
+	end, err := m.split(ctx, e, k)
+	m.unclaim(id)
+	m.publish(end)
+	return err
 }
 
-func (m *Manager) split(ctx context.Context, old *entry, k int) error {
+// split replaces old by k shards. It returns the event that ends the split
+// (done or aborted) for the caller to publish once it has given up its
+// claim on the ID, so that a subscriber acting on that event finds the
+// shard free.
+func (m *Manager) split(ctx context.Context, old *entry, k int) (Event, error) {
 	c := old.key.Count
 	keys := make([]ShardKey, k)
 	for i := range keys {
@@ -45,13 +51,12 @@ func (m *Manager) split(ctx context.Context, old *entry, k int) error {
 	m.publish(Event{Type: EventSplitStarted, Key: old.key, Role: RoleActive, At: time.Now(), Reason: fmt.Sprintf("split into %d shards of %d", k, c*k)})
 	m.log.Info("split started", "shard", old.key.ID, "shards", c, "into", k)
 	if err := m.replace(ctx, []*entry{old}, keys); err != nil {
-		m.publish(Event{Type: EventSplitAborted, Key: old.key, Role: RoleActive, At: time.Now(), Err: err, Reason: err.Error()})
 		m.log.Warn("split aborted", "shard", old.key.ID, "shards", c, "err", err)
-		return &ShardError{Key: old.key, Op: "split", Err: errors.Join(ErrAborted, err)}
+		return Event{Type: EventSplitAborted, Key: old.key, Role: RoleActive, At: time.Now(), Err: err, Reason: err.Error()},
+			&ShardError{Key: old.key, Op: "split", Err: errors.Join(ErrAborted, err)}
 	}
-	m.publish(Event{Type: EventSplitDone, Key: old.key, Role: RoleRetiring, At: time.Now()})
 	m.log.Info("split done", "shard", old.key.ID, "shards", c, "into", k)
-	return nil
+	return Event{Type: EventSplitDone, Key: old.key, Role: RoleRetiring, At: time.Now()}, nil
 }
 
 // Reshard moves the whole bot to count shards (0 = Discord's current
@@ -105,14 +110,21 @@ func (m *Manager) Reshard(ctx context.Context, count int) error {
 	m.resharding = true
 	m.actions.Add(1)
 	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		m.resharding = false
-		m.mu.Unlock()
-		m.actions.Done()
-		m.notify()
-	}()
 
+	end, err := m.reshard(ctx, olds, keep, count)
+	m.mu.Lock()
+	m.resharding = false
+	m.mu.Unlock()
+	m.actions.Done()
+	m.notify()
+	// After the flag is down: a subscriber acting on the event may re-shard.
+	m.publish(end)
+	return err
+}
+
+// reshard replaces olds by the shards of count not in keep. It returns the
+// event that ends the re-shard, for Reshard to publish.
+func (m *Manager) reshard(ctx context.Context, olds []*entry, keep map[ShardKey]bool, count int) (Event, error) {
 	key := ShardKey{0, count}
 	keys := make([]ShardKey, 0, count-len(keep))
 	for i := range count {
@@ -123,12 +135,11 @@ func (m *Manager) Reshard(ctx context.Context, count int) error {
 	m.publish(Event{Type: EventReshardStarted, Key: key, At: time.Now()})
 	m.log.Info("re-shard started", "shards", count)
 	if err := m.replace(ctx, olds, keys); err != nil {
-		m.publish(Event{Type: EventReshardAborted, Key: key, At: time.Now(), Err: err, Reason: err.Error()})
-		return fmt.Errorf("manager: reshard to %d: %w", count, errors.Join(ErrAborted, err))
+		return Event{Type: EventReshardAborted, Key: key, At: time.Now(), Err: err, Reason: err.Error()},
+			fmt.Errorf("manager: reshard to %d: %w", count, errors.Join(ErrAborted, err))
 	}
-	m.publish(Event{Type: EventReshardDone, Key: key, At: time.Now()})
 	m.log.Info("re-shard done", "shards", count)
-	return nil
+	return Event{Type: EventReshardDone, Key: key, At: time.Now()}, nil
 }
 
 // replace starts shards for keys beside olds, holds their dispatches back
@@ -157,6 +168,8 @@ func (m *Manager) replace(ctx context.Context, olds []*entry, keys []ShardKey) e
 	if err := m.join(ctx, lim, news); err != nil {
 		m.endAll(ctx, news)
 		m.releaseQueued(lim, news)
+		m.storeMu.Lock()
+		defer m.storeMu.Unlock()
 		m.mu.Lock()
 		m.others = slices.DeleteFunc(m.others, func(e *entry) bool {
 			if slices.Contains(news, e) {
@@ -207,6 +220,8 @@ func (m *Manager) replace(ctx context.Context, olds []*entry, keys []ShardKey) e
 	for _, n := range news {
 		keep[n.key] = true
 	}
+	m.storeMu.Lock()
+	defer m.storeMu.Unlock()
 	m.mu.Lock()
 	m.others = slices.DeleteFunc(m.others, func(e *entry) bool {
 		if slices.Contains(olds, e) {
@@ -245,9 +260,13 @@ func (m *Manager) join(ctx context.Context, lim *limiter.Limiter, news []*entry)
 		}
 	}
 	return m.waitUntil(ctx, func() (bool, error) {
+		m.stateMu.RLock()
+		defer m.stateMu.RUnlock()
 		all := true // look at every shard: a later one may have failed
 		for _, n := range news {
-			switch n.shard.State() {
+			// The handled state, not the live one: a Failed shard's error
+			// is stored by onState, after the gateway publishes the state.
+			switch gateway.State(n.handled.Load()) {
 			case gateway.StateReady:
 			case gateway.StateFailed:
 				return false, &ShardError{Key: n.key, Err: n.err()}
@@ -312,20 +331,20 @@ func (m *Manager) startAutoSplit(e *entry) {
 	m.actions.Add(1)
 	m.mu.Unlock()
 	go func() {
-		defer m.unclaim(id)
 		k := m.cfg.splitCount
 		for {
-			err := m.split(m.ctx, e, k)
-			if err == nil {
-				return
-			}
-			if errors.Is(err, gateway.ErrShardingRequired) && m.ctx.Err() == nil && e.key.Count*k*m.cfg.splitCount <= maxAutoShardCount {
+			end, err := m.split(m.ctx, e, k)
+			if err != nil && errors.Is(err, gateway.ErrShardingRequired) && m.ctx.Err() == nil && e.key.Count*k*m.cfg.splitCount <= maxAutoShardCount {
+				m.publish(end) // still claimed: the next, wider split follows
 				k *= m.cfg.splitCount
 				continue
 			}
-			m.log.Error("automatic split failed", "shard", id, "shards", e.key.Count, "err", err)
-			e.autoSplit.Store(false)
-			m.notify()
+			if err != nil {
+				m.log.Error("automatic split failed", "shard", id, "shards", e.key.Count, "err", err)
+				e.autoSplit.Store(false)
+			}
+			m.unclaim(id) // notifies
+			m.publish(end)
 			return
 		}
 	}()
