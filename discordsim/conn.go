@@ -573,10 +573,15 @@ func (c *conn) identify(raw json.RawMessage, at time.Time) {
 	now := at
 	bucket := shardID % s.cfg.MaxConcurrency
 	s.mu.Lock()
-	if last, ok := s.buckets[bucket]; ok && now.Sub(last) < s.cfg.IdentifyWindow {
+	arr := s.buckets[bucket]
+	if arr == nil {
+		arr = new(arrivals)
+		s.buckets[bucket] = arr
+	}
+	if near, ok := arr.within(now, s.cfg.IdentifyWindow); ok {
 		s.st.IdentifyViolations++
 		s.mu.Unlock()
-		c.log.Debug("identify too soon for its bucket", "shard", shardID, "bucket", bucket, "since_last", now.Sub(last))
+		c.log.Debug("identify too soon for its bucket", "shard", shardID, "bucket", bucket, "apart", now.Sub(near).Abs())
 		c.sendFrame(frameInvalidFalse)
 		return
 	}
@@ -590,7 +595,7 @@ func (c *conn) identify(raw json.RawMessage, at time.Time) {
 	if s.resetAt.IsZero() {
 		s.resetAt = now.Add(s.cfg.SessionStartResetAfter)
 	}
-	s.buckets[bucket] = now
+	arr.add(now)
 	s.st.Identifies++
 	s.st.IdentifiesByBucket[bucket]++
 	sess := &session{id: s.newSessionIDLocked(), shardID: shardID, shardCount: count,

@@ -48,7 +48,7 @@ type Server struct {
 	nextConnID uint64
 	conns      map[*conn]struct{}
 	sessions   map[string]*session
-	buckets    map[int]time.Time // bucket -> last accepted identify
+	buckets    map[int]*arrivals // bucket -> when its latest accepted identifies arrived
 	remaining  int
 	resetAt    time.Time // zero: budget period not started
 	st         Stats     // counters; maps copied out by Stats()
@@ -109,7 +109,7 @@ func Start(cfg Config) (*Server, error) {
 		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)>>1|1)),
 		conns:     make(map[*conn]struct{}),
 		sessions:  make(map[string]*session),
-		buckets:   make(map[int]time.Time),
+		buckets:   make(map[int]*arrivals),
 		remaining: cfg.SessionStartTotal,
 		st:        Stats{IdentifiesByBucket: map[int]int{}, Closes: map[int]int{}, ClientCloses: map[int]int{}, Faults: map[string]int{}},
 	}
