@@ -238,13 +238,16 @@ func TestCompressionEndToEnd(t *testing.T) {
 			// Count the messages, not all events: on a loaded machine the
 			// sim may drop a client that reads too slowly (as Discord does),
 			// and the resume that follows adds a RESUMED of its own.
-			sim.Burst(0, 3000)
-			eventually(t, "burst", func() bool { return msgs.Load() == 3000 && ts.State() == StateReady })
+			// 1000 messages of ~1 KB: the compressor's 32 KiB window wraps
+			// some 30 times, and -race on a loaded machine still gets through
+			// them well within the wait.
+			sim.Burst(0, 1000)
+			eventually(t, "burst", func() bool { return msgs.Load() == 1000 && ts.State() == StateReady })
 			resumes := sim.Stats().Resumes
 			sim.Reconnect(0) // new connection, new decoder context
 			eventually(t, "resume", func() bool { return sim.Stats().Resumes == resumes+1 && ts.State() == StateReady })
-			sim.Burst(0, 500)
-			eventually(t, "burst after resume", func() bool { return msgs.Load() == 3500 })
+			sim.Burst(0, 300)
+			eventually(t, "burst after resume", func() bool { return msgs.Load() == 1300 })
 			if bad.Load() != 0 || ts.Stats().SequenceGaps != 0 {
 				t.Fatalf("%d invalid payloads, %d gaps", bad.Load(), ts.Stats().SequenceGaps)
 			}
