@@ -242,7 +242,7 @@ api_url = %q
 token = %q
 compression = "zlib-stream"
 identify_window = "100ms"
-identify_margin = "20ms"
+identify_margin = "50ms" # the production default: two race-built processes stall on a loaded machine
 state_file = "state.toml"
 refresh = "50ms"
 %s`, api, e2eToken, extra)

@@ -122,10 +122,14 @@ func TestSpacingAndBound(t *testing.T) {
 			if g.anchorOf(t, cur).After(slot) {
 				reanchored++
 			}
-			// What the shards saw: identifies leave at least a window apart
-			// (the margin absorbs the noise after the grant).
-			if d := results[cur].acquired.Sub(results[prev].acquired); d < window {
-				t.Errorf("bucket %d: Acquire of %d returned %v after %d's, want >= %v", b, cur, d, prev, window)
+			// What the shards saw: Acquire returns at its grant, never
+			// before. The gap between two returns is the grants' gap (checked
+			// above) plus the difference of their delays from grant to
+			// return, which is the scheduler's; absorbing that is what the
+			// margin is for, and the manager tests check the result where it
+			// counts, at the simulator.
+			if r := results[cur].acquired; r.Before(curAt) {
+				t.Errorf("bucket %d: Acquire of %d returned %v before its grant", b, cur, curAt.Sub(r))
 			}
 			// Approach lets the head through lead before its slot, not earlier.
 			if a := results[cur].approached; a.Before(slot.Add(-lead)) {
