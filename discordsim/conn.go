@@ -118,11 +118,9 @@ type conn struct {
 	batchDepth int
 
 	// reader goroutine only
-	sendTimes     []time.Time // sliding send-limit window (ring)
-	sendCount     int
-	presenceTimes []time.Time // sliding presence-limit window (ring)
-	presenceCount int
-	deadline      time.Time
+	sends     slidingLimit // every client payload
+	presences slidingLimit // presence updates (op 3)
+	deadline  time.Time
 }
 
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
@@ -144,9 +142,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		wake:       make(chan struct{}, 1),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
-		sendTimes:  make([]time.Time, s.cfg.SendLimit),
-
-		presenceTimes: make([]time.Time, s.cfg.PresenceLimit),
+		sends:      newSlidingLimit(s.cfg.SendLimit, s.cfg.SendWindow),
+		presences:  newSlidingLimit(s.cfg.PresenceLimit, s.cfg.PresenceWindow),
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -391,7 +388,7 @@ func (c *conn) readLoop() int {
 			return c.readError(err)
 		}
 		s.payloads.Add(1)
-		if !c.allowSend(at) {
+		if !c.sends.allow(at) {
 			c.closeWith(4008, closeReason(4008))
 			continue
 		}
@@ -423,33 +420,30 @@ func (c *conn) readError(err error) int {
 	return 0
 }
 
-// allowSend applies the sliding send limit.
-func (c *conn) allowSend(now time.Time) bool {
-	limit := len(c.sendTimes)
-	if limit == 0 {
-		return true
-	}
-	i := c.sendCount % limit
-	if c.sendCount >= limit && now.Sub(c.sendTimes[i]) < c.srv.cfg.SendWindow {
-		return false
-	}
-	c.sendTimes[i] = now
-	c.sendCount++
-	return true
+// slidingLimit admits at most len(times) events in any window: a ring of
+// the latest admitted instants.
+type slidingLimit struct {
+	times  []time.Time
+	window time.Duration
+	count  int
 }
 
-// allowPresence applies the sliding presence-update limit (op 3).
-func (c *conn) allowPresence(now time.Time) bool {
-	limit := len(c.presenceTimes)
+func newSlidingLimit(limit int, window time.Duration) slidingLimit {
+	return slidingLimit{times: make([]time.Time, limit), window: window}
+}
+
+// allow admits an event at now, or reports that it is over the limit.
+func (l *slidingLimit) allow(now time.Time) bool {
+	limit := len(l.times)
 	if limit == 0 {
 		return true
 	}
-	i := c.presenceCount % limit
-	if c.presenceCount >= limit && now.Sub(c.presenceTimes[i]) < c.srv.cfg.PresenceWindow {
+	i := l.count % limit
+	if l.count >= limit && now.Sub(l.times[i]) < l.window {
 		return false
 	}
-	c.presenceTimes[i] = now
-	c.presenceCount++
+	l.times[i] = now
+	l.count++
 	return true
 }
 
@@ -484,7 +478,7 @@ func (c *conn) handle(p []byte, at time.Time) {
 			c.closeWith(4003, closeReason(4003))
 			return
 		}
-		if *in.Op == 3 && !c.allowPresence(at) {
+		if *in.Op == 3 && !c.presences.allow(at) {
 			c.closeWith(4008, closeReason(4008))
 			return
 		}
