@@ -70,6 +70,10 @@ const (
 	minHeartbeatInterval = time.Millisecond
 	maxHeartbeatInterval = 10 * time.Minute
 
+	// maxResumeURLDialFails is how many dials in a row to a session's
+	// resume URL may fail before the shard resumes through the gateway URL.
+	maxResumeURLDialFails = 3
+
 	// closeWriteTimeout bounds writing our close frame.
 	closeWriteTimeout = time.Second
 	// resumableCloseCode is the code the shard closes with when the session

@@ -150,7 +150,7 @@ func (s *Shard) connect(ctx context.Context, rawURL, sessID string, resume, appr
 	if !resume {
 		action = ActionIdentify
 	}
-	return connEnd{action: action, reason: "dial failed", err: err}
+	return connEnd{action: action, reason: "dial failed", err: err, dialFailed: true}
 }
 
 func (s *Shard) newConn(ctx context.Context, ws *websocket.Conn, start time.Time, sessID string, resume, approached bool) *conn {

@@ -109,8 +109,8 @@ func TestEndUpgradesPendingClose(t *testing.T) {
 	if err := <-endErr; err != nil {
 		t.Fatalf("End: %v", err)
 	}
-	if ch, ok := rec.find(StateClosed); !ok || !strings.Contains(ch.Reason, "1000") {
-		t.Fatalf("closed with %q, want 1000", ch.Reason)
+	if ch, ok := rec.find(StateClosed); !ok || ch.CloseCode != websocket.CloseNormalClosure || !strings.Contains(ch.Reason, "ended") {
+		t.Fatalf("closed with %d %q, want 1000 (ended)", ch.CloseCode, ch.Reason)
 	}
 }
 

@@ -61,8 +61,11 @@ type Stats struct {
 	LastCloseCode            int
 	LastCloseReason          string
 	LastCloseAt              time.Time
-	Resumes, Identifies      uint64 // RESUMED received; Identify payloads sent
-	Heartbeats               uint64 // heartbeats sent
+	// RetryAt is when the next connection attempt starts while the shard
+	// waits out a backoff (Reconnecting); zero otherwise.
+	RetryAt             time.Time
+	Resumes, Identifies uint64 // RESUMED received; Identify payloads sent
+	Heartbeats          uint64 // heartbeats sent
 }
 
 // secret holds the token behind a pointer so that %v of a Shard or any
@@ -106,6 +109,11 @@ type Shard struct {
 	lastCode   int
 	lastReason string
 	lastAt     time.Time
+	retryAt    time.Time // see Stats.RetryAt
+	// resumeDialFails counts dials to the resume URL that failed in a row
+	// (owned by the run goroutine); at maxResumeURLDialFails the shard
+	// resumes through the gateway URL instead.
+	resumeDialFails int
 
 	state       atomic.Uint32
 	seq         atomic.Int64
@@ -231,6 +239,7 @@ func (s *Shard) Stats() Stats {
 	s.mu.Lock() // the state with its since, from one transition
 	st.State, st.StateSince, st.SessionID = State(s.state.Load()), s.since, s.sessionID
 	st.LastCloseCode, st.LastCloseReason, st.LastCloseAt = s.lastCode, s.lastReason, s.lastAt
+	st.RetryAt = s.retryAt
 	s.mu.Unlock()
 	return st
 }
@@ -490,6 +499,9 @@ func (s *Shard) transition(to State, reason string, code int, err error) {
 	s.mu.Lock()
 	s.state.Store(uint32(to))
 	s.since = now
+	if to != StateReconnecting {
+		s.retryAt = time.Time{}
+	}
 	if code != 0 {
 		s.lastCode, s.lastReason, s.lastAt = code, reason, now
 	}
@@ -568,7 +580,8 @@ type connEnd struct {
 	remote     bool // code came from Discord
 	err        error
 	stopped    bool          // Close/End
-	waitBefore time.Duration // minimum wait before the next attempt (op 9 d=false)
+	waitBefore time.Duration // the wait before the next attempt (op 9 d=false), instead of the backoff
+	dialFailed bool          // no websocket was established
 }
 
 // run is the shard's state machine loop: approach the gate, dial, run the
@@ -594,9 +607,8 @@ func (s *Shard) run(ctx context.Context) {
 					s.finishStopped()
 					return
 				}
-				n := s.attempts.Add(1)
-				s.transition(StateReconnecting, "identify gate refused: "+err.Error(), 0, err)
-				wait = s.backoff(n)
+				wait = s.backoff(s.attempts.Add(1))
+				s.reconnectIn(wait, "identify gate refused: "+err.Error(), 0, err)
 				continue
 			}
 			approached = true
@@ -605,7 +617,8 @@ func (s *Shard) run(ctx context.Context) {
 			s.transition(StateConnecting, "dialing to resume", 0, nil)
 		}
 		url := s.cfg.url
-		if resume && resumeURL != "" {
+		viaResumeURL := resume && resumeURL != ""
+		if viaResumeURL {
 			url = resumeURL
 		}
 		end := s.connect(ctx, url, sessID, resume, approached)
@@ -625,26 +638,72 @@ func (s *Shard) run(ctx context.Context) {
 			s.transition(StateFailed, fmt.Sprintf("close %d %s: fatal", end.code, name), end.code, cerr)
 			return
 		}
+		if viaResumeURL && s.giveUpResumeURL(resumeURL, end.dialFailed) {
+			end.reason += fmt.Sprintf("; resume URL unreachable %d times: resuming through the gateway URL", maxResumeURLDialFails)
+		}
 		if end.action == ActionIdentify {
 			s.dropSession()
 		}
 		n := s.attempts.Add(1) - 1 // attempts before this one since Ready
-		s.transition(StateReconnecting, end.reason, end.code, end.err)
 		wait = end.waitBefore
-		if n > 0 {
-			wait = max(wait, s.backoff(n))
+		if n > 0 && end.waitBefore == 0 {
+			// An op 9's wait is Discord's advice on a connection that
+			// worked: connection failures before it do not lengthen it.
+			wait = s.backoff(n)
 		}
+		s.reconnectIn(wait, end.reason, end.code, end.err)
 	}
 }
 
+// reconnectIn enters Reconnecting, recording when the next attempt starts
+// so that Stats can show the countdown.
+func (s *Shard) reconnectIn(wait time.Duration, reason string, code int, err error) {
+	s.mu.Lock()
+	s.retryAt = time.Time{}
+	if wait > 0 {
+		s.retryAt = time.Now().Add(wait)
+	}
+	s.mu.Unlock()
+	s.transition(StateReconnecting, reason, code, err)
+}
+
+// giveUpResumeURL counts a connection through the resume URL url: after
+// maxResumeURLDialFails dials in a row that failed, the session forgets
+// url, so it resumes through the gateway URL (Discord accepts a resume
+// there too; a stale or mistyped resume_url in the state file must not keep
+// a shard offline). It reports whether it gave up now.
+func (s *Shard) giveUpResumeURL(url string, dialFailed bool) bool {
+	if !dialFailed {
+		s.resumeDialFails = 0
+		return false
+	}
+	s.resumeDialFails++
+	if s.resumeDialFails < maxResumeURLDialFails {
+		return false
+	}
+	s.resumeDialFails = 0
+	s.mu.Lock()
+	gaveUp := s.resumeURL == url
+	if gaveUp {
+		s.resumeURL = ""
+	}
+	s.mu.Unlock()
+	if gaveUp {
+		s.log.Warn("resume URL unreachable: resuming through the gateway URL", "dials", maxResumeURLDialFails)
+	}
+	return gaveUp
+}
+
+// finishStopped ends the loop after Close or End. The close code it went
+// out with is the shard's last close, as a remote one would be.
 func (s *Shard) finishStopped() {
 	code := s.commitCloseCode()
 	if code == websocket.CloseNormalClosure {
 		s.dropSession()
-		s.transition(StateClosed, "ended (1000): session ended", 0, nil)
+		s.transition(StateClosed, "ended: session ended", code, nil)
 		return
 	}
-	s.transition(StateClosed, fmt.Sprintf("closed (%d): session kept resumable", code), 0, nil)
+	s.transition(StateClosed, "closed: session kept resumable", code, nil)
 }
 
 func (s *Shard) identifyPayload() ([]byte, error) {
