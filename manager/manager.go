@@ -123,9 +123,31 @@ type entry struct {
 	joined     bool
 	readyTaken atomic.Bool
 
+	// carried is what the instance this entry replaced (restart, open)
+	// knew: its final state, so the first event reads "closed →
+	// connecting" rather than "idle → connecting", and its last close, shown
+	// until this instance has one of its own. Set before the shard starts.
+	carried carried
+
 	// sampled by the sampler goroutine only (rate is read by Snapshot)
 	lastEvents uint64
 	rate       atomic.Uint64 // float64 bits, events/s
+}
+
+// carried is what an entry takes over from the instance it replaces.
+type carried struct {
+	state       gateway.State // StateIdle: nothing replaced
+	closeCode   int
+	closeReason string
+}
+
+// lastClose is the shard's last close, the replaced instance's while this
+// one has none.
+func (e *entry) lastClose(st *gateway.Stats) (int, string) {
+	if st.LastCloseCode != 0 || st.LastCloseReason != "" {
+		return st.LastCloseCode, st.LastCloseReason
+	}
+	return e.carried.closeCode, e.carried.closeReason
 }
 
 func (e *entry) delivers() bool {
@@ -503,8 +525,12 @@ func (m *Manager) onState(e *entry, c gateway.StateChange) {
 	// stateMu): when it finds every shard ready, every event that led there
 	// has been published; a subscriber that saw this event and calls
 	// WaitReady finds the state recorded.
+	from := c.From
+	if from == gateway.StateIdle && e.carried.state != gateway.StateIdle {
+		from = e.carried.state // the operator sees one shard go on, not a new one
+	}
 	m.stateMu.Lock()
-	m.publish(Event{Type: EventState, Key: e.key, Role: e.roleOf(), From: c.From, To: c.To,
+	m.publish(Event{Type: EventState, Key: e.key, Role: e.roleOf(), From: from, To: c.To,
 		Reason: c.Reason, CloseCode: c.CloseCode, Err: c.Err, At: c.At})
 	e.handled.Store(uint32(c.To))
 	m.stateMu.Unlock()
@@ -942,6 +968,9 @@ func (m *Manager) restartEntry(e *entry, needSession bool) error {
 		return &ShardError{Key: e.key, Op: "resume", Err: ErrNoSession}
 	}
 	n := m.newEntry(e.key, RoleActive, sess, m.lim, m.gwURL)
+	st := e.shard.Stats()
+	code, reason := e.lastClose(&st)
+	n.carried = carried{state: st.State, closeCode: code, closeReason: reason}
 	if m.active[e.key.ID] == e {
 		m.retireLocked(e)
 	}

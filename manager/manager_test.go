@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -967,5 +968,57 @@ func TestRefreshGatewayBot(t *testing.T) {
 	})
 	if got := m1.Snapshot().RecommendedShards; got != 2 {
 		t.Fatalf("recommended shards %d, want 2", got)
+	}
+}
+
+// After c and o the operator sees one shard: LAST CLOSE says the close,
+// and the reopened shard's first event goes on from closed, not idle.
+func TestReopenedShardKeepsItsHistory(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards = 2
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow)
+	openReady(t, m)
+	events, unsub := m.Subscribe(64)
+	defer unsub()
+	ctx := ctxT(t, 20*time.Second)
+	if err := m.CloseShard(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	info := func() ShardInfo {
+		for _, s := range m.Snapshot().Shards {
+			if s.Key.ID == 1 {
+				return s
+			}
+		}
+		t.Fatal("shard 1 missing")
+		return ShardInfo{}
+	}
+	if si := info(); si.LastCloseCode != 4000 || si.LastCloseReason == "" {
+		t.Fatalf("after CloseShard: last close %d %q, want 4000", si.LastCloseCode, si.LastCloseReason)
+	}
+	if err := m.OpenShard(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if si := info(); si.LastCloseCode != 4000 {
+		t.Fatalf("after OpenShard: last close %d %q, want the 4000 of the close kept", si.LastCloseCode, si.LastCloseReason)
+	}
+	var got []string
+	for len(got) < 3 {
+		select {
+		case ev := <-events:
+			if ev.Key.ID == 1 && ev.Type == EventState {
+				got = append(got, ev.From.String()+"→"+ev.To.String())
+			}
+		case <-ctx.Done():
+			t.Fatalf("events of shard 1: %v", got)
+		}
+	}
+	want := []string{"ready→closed", "closed→connecting", "connecting→resuming"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events of shard 1: %v, want %v", got, want)
 	}
 }

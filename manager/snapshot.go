@@ -25,11 +25,15 @@ type ShardInfo struct {
 	QueuePos                 int // place in the limiter's bucket queue (0 = head), -1 if not queued
 	ReconnectAttempts        int
 	Reconnects               uint64
-	LastCloseCode            int
-	LastCloseReason          string
-	SequenceGaps             uint64
-	Identifies, Resumes      uint64
-	Uptime                   time.Duration // since the manager started this shard instance
+	// LastCloseCode and LastCloseReason describe the shard's last close,
+	// by Discord or by shardtop (a Close is 4000), kept across a restart.
+	LastCloseCode   int
+	LastCloseReason string
+	// RetryAt is when a Reconnecting shard dials again; zero otherwise.
+	RetryAt             time.Time
+	SequenceGaps        uint64
+	Identifies, Resumes uint64
+	Uptime              time.Duration // since the manager started this shard instance
 	// Resumable reports that a session is saved for Key, so ResumeShard
 	// would not fail with ErrNoSession (meaningful while the shard is stopped).
 	Resumable bool
@@ -107,10 +111,11 @@ func (m *Manager) SnapshotInto(dst *Snapshot) {
 			Guilds: st.Guilds, Events: st.Events, EventsPerSec: math.Float64frombits(e.rate.Load()),
 			Sequence: st.Sequence, SessionID: st.SessionID, QueuePos: -1,
 			ReconnectAttempts: st.ReconnectAttempts, Reconnects: st.Reconnects,
-			LastCloseCode: st.LastCloseCode, LastCloseReason: st.LastCloseReason,
+			RetryAt:      st.RetryAt,
 			SequenceGaps: st.SequenceGaps, Identifies: st.Identifies, Resumes: st.Resumes,
 			Uptime: now.Sub(e.started), Resumable: shards[i].Resumable, Busy: shards[i].Busy,
 		}
+		info.LastCloseCode, info.LastCloseReason = e.lastClose(&st)
 		if conc > 0 {
 			info.Bucket = e.key.ID % conc
 		}
