@@ -35,8 +35,20 @@ const (
 	DefaultRefreshInterval = 5 * time.Minute
 	// DefaultHTTPTimeout bounds GET /gateway/bot and GET /users/@me when no HTTP client is given.
 	DefaultHTTPTimeout = 10 * time.Second
-	// maxAutoShardCount caps automatic splits (a runaway 4011 loop stops here).
-	maxAutoShardCount = 1 << 16
+
+	// LargestShardCount is the largest shard count the manager accepts, from
+	// an option, from /gateway/bot or for a split or re-shard. The largest
+	// bots run about 20,000 shards (Discord allows 2500 guilds per shard and
+	// recommends about 1000); 65,536 shards would hold over 160 million
+	// guilds, several times every server on Discord. The bound keeps a typo
+	// (10000000) from allocating gigabytes, and caps automatic splits, so a
+	// runaway 4011 loop stops here.
+	LargestShardCount = 1 << 16
+	// LargestMaxConcurrency is the largest max_concurrency (identify buckets)
+	// the manager accepts. Discord gives 1, and 16, 32, 64... to large bots;
+	// more buckets than shards is pointless, and every bucket is a queue in
+	// the limiter and a series in the metrics.
+	LargestMaxConcurrency = 1024
 )
 
 // Option configures a Manager made by New.
@@ -88,8 +100,12 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: WithHTTPClient: nil client", ErrInvalidOption)
 	case c.shardCount < 0:
 		return fmt.Errorf("%w: WithShardCount: %d is negative", ErrInvalidOption, c.shardCount)
+	case c.shardCount > LargestShardCount:
+		return fmt.Errorf("%w: WithShardCount: %d is more than %d, the largest shard count supported", ErrInvalidOption, c.shardCount, LargestShardCount)
 	case c.maxConcurrency < 0:
 		return fmt.Errorf("%w: WithMaxConcurrency: %d is negative", ErrInvalidOption, c.maxConcurrency)
+	case c.maxConcurrency > LargestMaxConcurrency:
+		return fmt.Errorf("%w: WithMaxConcurrency: %d is more than %d, the largest max_concurrency supported", ErrInvalidOption, c.maxConcurrency, LargestMaxConcurrency)
 	case c.identifyWindow < 0:
 		return fmt.Errorf("%w: WithIdentifyWindow: %v is negative", ErrInvalidOption, c.identifyWindow)
 	case c.identifyMargin < 0:
@@ -109,6 +125,9 @@ func (c *config) validate() error {
 	for _, id := range c.shardIDs {
 		if id < 0 {
 			return fmt.Errorf("%w: WithShardIDs: shard %d is negative", ErrInvalidOption, id)
+		}
+		if id >= LargestShardCount {
+			return fmt.Errorf("%w: WithShardIDs: shard %d is not below %d, the largest shard count supported", ErrInvalidOption, id, LargestShardCount)
 		}
 		if c.shardCount > 0 && id >= c.shardCount {
 			return fmt.Errorf("%w: WithShardIDs: shard %d is outside [0, %d)", ErrInvalidOption, id, c.shardCount)

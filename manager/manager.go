@@ -365,13 +365,19 @@ func (m *Manager) prepare(ctx context.Context) (entries []*entry, identify []int
 	case errors.Is(userErr, ErrUnauthorized) && err != nil:
 		// Nothing vouches for the token: stop, as for /gateway/bot.
 		return nil, nil, userErr
-	default:
+	case err == nil || (count > 0 && conc > 0 && url != ""):
+		// Said only when start-up goes on: otherwise the /gateway/bot error
+		// below is the one that matters, and this would come before it.
 		m.log.Warn("GET /users/@me failed; the bot user is read from READY instead", "err", userErr)
 	}
 	switch {
 	case err == nil:
 		if count == 0 {
 			count = gb.Shards
+		}
+		if discord := gb.SessionStartLimit.MaxConcurrency; conc > discord {
+			m.log.Warn("max_concurrency is above Discord's: identifies beyond Discord's buckets will be refused with op 9 and retried",
+				"max_concurrency", conc, "discord_max_concurrency", discord)
 		}
 		if conc == 0 {
 			conc = gb.SessionStartLimit.MaxConcurrency
@@ -388,9 +394,12 @@ func (m *Manager) prepare(ctx context.Context) (entries []*entry, identify []int
 	default:
 		return nil, nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
 	ids := c.shardIDs
 	if len(ids) == 0 {
-		ids = make([]int, count)
+		ids = make([]int, count) // count <= LargestShardCount (validate, fetchGatewayBot)
 		for i := range ids {
 			ids[i] = i
 		}
@@ -442,7 +451,10 @@ func (m *Manager) prepare(ctx context.Context) (entries []*entry, identify []int
 	m.mu.Unlock()
 
 	entries = make([]*entry, 0, len(plan.keys))
-	for _, key := range plan.keys {
+	for i, key := range plan.keys {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return nil, nil, ctx.Err() // a signal during a large start-up
+		}
 		sess := saved[key]
 		if !sess.Resumable() {
 			identify = append(identify, key.ID)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -35,6 +37,11 @@ func TestNewValidatesOptions(t *testing.T) {
 		{"dup ids", []Option{WithShardIDs(1, 1)}, "WithShardIDs"},
 		{"window", []Option{WithIdentifyWindow(-time.Second)}, "WithIdentifyWindow"},
 		{"api url", []Option{WithAPIURL("")}, "WithAPIURL"},
+		// Bounds: no value may allocate gigabytes or panic in make.
+		{"huge shard count", []Option{WithShardCount(math.MaxInt)}, "WithShardCount"},
+		{"shard count over the bound", []Option{WithShardCount(LargestShardCount + 1)}, "WithShardCount"},
+		{"huge shard id", []Option{WithShardIDs(math.MaxInt)}, "WithShardIDs"},
+		{"huge max_concurrency", []Option{WithMaxConcurrency(1 << 40)}, "WithMaxConcurrency"},
 	}
 	for _, c := range cases {
 		_, err := New("tok", c.opts...)
@@ -44,6 +51,37 @@ func TestNewValidatesOptions(t *testing.T) {
 	}
 	if _, err := New(""); !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("empty token: got %v", err)
+	}
+}
+
+// A /gateway/bot answer beyond the bounds is refused before anything is
+// allocated for it, and so are a split or re-shard beyond them.
+func TestBoundsOnDiscordsAnswerAndActions(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards = LargestShardCount + 1
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow)
+	if err := m.Open(ctxT(t, 5*time.Second)); err == nil || !strings.Contains(err.Error(), "shards = 65537") {
+		t.Fatalf("Open with /gateway/bot answering 65537 shards: %v, want an error naming it", err)
+	}
+	if n := sim.Stats().Connections; n != 0 {
+		t.Fatalf("%d gateway connections", n)
+	}
+
+	cfg = simConfig()
+	cfg.Shards = 2
+	sim = startSim(t, cfg)
+	m = newTestManager(t, sim, cfg.IdentifyWindow)
+	openReady(t, m)
+	ctx := ctxT(t, 5*time.Second)
+	if err := m.SplitShard(ctx, 0, math.MaxInt); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("SplitShard into MaxInt: %v, want ErrInvalidOption", err)
+	}
+	if err := m.SplitShard(ctx, 0, 2); err != nil { // the claim was given back
+		t.Fatalf("SplitShard after a refused one: %v", err)
+	}
+	if err := m.Reshard(ctx, LargestShardCount+1); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("Reshard(%d): %v, want ErrInvalidOption", LargestShardCount+1, err)
 	}
 }
 
@@ -1021,4 +1059,54 @@ func TestReopenedShardKeepsItsHistory(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("events of shard 1: %v, want %v", got, want)
 	}
+}
+
+// A max_concurrency above Discord's is warned about (identifies beyond
+// Discord's buckets earn op 9); when Discord cannot be reached at all, the
+// error is what Open returns and no lesser warning comes before it.
+func TestStartupWarnings(t *testing.T) {
+	var logs syncLog
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := simConfig()
+	cfg.Shards = 2
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow, WithMaxConcurrency(4), WithLogger(logger))
+	if err := m.Open(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "max_concurrency is above Discord's") || !strings.Contains(logs.String(), "discord_max_concurrency=1") {
+		t.Fatalf("no warning for max_concurrency 4 over Discord's 1:\n%s", logs.String())
+	}
+
+	var unreachable syncLog
+	m2, err := New(testToken, WithAPIURL("http://127.0.0.1:1/api/v10"),
+		WithLogger(slog.New(slog.NewTextHandler(&unreachable, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close(context.Background())
+	if err := m2.Open(ctxT(t, 5*time.Second)); err == nil {
+		t.Fatal("Open against nothing succeeded")
+	}
+	if strings.Contains(unreachable.String(), "/users/@me") {
+		t.Fatalf("a /users/@me warning came before the start-up error:\n%s", unreachable.String())
+	}
+}
+
+// syncLog is a log sink safe for concurrent writers.
+type syncLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

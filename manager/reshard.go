@@ -32,6 +32,10 @@ func (m *Manager) SplitShard(ctx context.Context, id, k int) error {
 	if err != nil {
 		return err
 	}
+	if k > LargestShardCount/e.key.Count {
+		m.unclaim(id)
+		return &ShardError{Key: e.key, Op: "split", Err: fmt.Errorf("%w: into %d would make more than %d shards, the largest shard count supported", ErrInvalidOption, k, LargestShardCount)}
+	}
 	end, err := m.split(ctx, e, k)
 	m.unclaim(id)
 	m.publish(end)
@@ -51,7 +55,8 @@ func (m *Manager) split(ctx context.Context, old *entry, k int) (Event, error) {
 	m.publish(Event{Type: EventSplitStarted, Key: old.key, Role: RoleActive, At: time.Now(), Reason: fmt.Sprintf("split into %d shards of %d", k, c*k)})
 	m.log.Info("split started", "shard", old.key.ID, "shards", c, "into", k)
 	if err := m.replace(ctx, []*entry{old}, keys); err != nil {
-		m.log.Warn("split aborted", "shard", old.key.ID, "shards", c, "err", err)
+		// Info: the EventSplitAborted published for it is the warning.
+		m.log.Info("split aborted", "shard", old.key.ID, "shards", c, "err", err)
 		return Event{Type: EventSplitAborted, Key: old.key, Role: RoleActive, At: time.Now(), Err: err, Reason: err.Error()},
 			&ShardError{Key: old.key, Op: "split", Err: errors.Join(ErrAborted, err)}
 	}
@@ -65,8 +70,8 @@ func (m *Manager) split(ctx context.Context, old *entry, k int) (Event, error) {
 // new shard is READY; the old shards are then ended (1000) and their records
 // deleted. A manager limited by WithShardIDs cannot re-shard the whole bot.
 func (m *Manager) Reshard(ctx context.Context, count int) error {
-	if count < 0 {
-		return fmt.Errorf("manager: reshard: count %d is negative", count)
+	if count < 0 || count > LargestShardCount {
+		return fmt.Errorf("manager: reshard: %w: count %d is outside [0, %d]", ErrInvalidOption, count, LargestShardCount)
 	}
 	if count == 0 {
 		gb, err := m.refreshGatewayBot(ctx)
@@ -317,7 +322,7 @@ func (m *Manager) releaseQueued(lim *limiter.Limiter, news []*entry) {
 
 // startAutoSplit splits e, which failed with 4011, on a manager goroutine.
 // If a new shard is refused with 4011 too, it splits further (k times the
-// split count) up to maxAutoShardCount.
+// split count) up to LargestShardCount.
 func (m *Manager) startAutoSplit(e *entry) {
 	id := e.key.ID
 	m.mu.Lock()
@@ -334,7 +339,7 @@ func (m *Manager) startAutoSplit(e *entry) {
 		k := m.cfg.splitCount
 		for {
 			end, err := m.split(m.ctx, e, k)
-			if err != nil && errors.Is(err, gateway.ErrShardingRequired) && m.ctx.Err() == nil && e.key.Count*k*m.cfg.splitCount <= maxAutoShardCount {
+			if err != nil && errors.Is(err, gateway.ErrShardingRequired) && m.ctx.Err() == nil && e.key.Count*k*m.cfg.splitCount <= LargestShardCount {
 				m.publish(end) // still claimed: the next, wider split follows
 				k *= m.cfg.splitCount
 				continue

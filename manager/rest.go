@@ -38,8 +38,12 @@ func (m *Manager) fetchGatewayBot(ctx context.Context) (GatewayBot, error) {
 		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has no url")
 	case gb.Shards < 1:
 		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has shards = %d", gb.Shards)
+	case gb.Shards > LargestShardCount:
+		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has shards = %d, more than %d (the largest shard count supported)", gb.Shards, LargestShardCount)
 	case gb.SessionStartLimit.MaxConcurrency < 1:
 		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has max_concurrency = %d", gb.SessionStartLimit.MaxConcurrency)
+	case gb.SessionStartLimit.MaxConcurrency > LargestMaxConcurrency:
+		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has max_concurrency = %d, more than %d (the largest supported)", gb.SessionStartLimit.MaxConcurrency, LargestMaxConcurrency)
 	}
 	return gb, nil
 }
