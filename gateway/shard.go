@@ -512,12 +512,19 @@ func (s *Shard) transition(to State, reason string, code int, err error) {
 	if code != 0 {
 		attrs = append(attrs, "close_code", code)
 	}
+	level := slog.LevelInfo
+	switch {
+	case s.cfg.onState != nil:
+		// The handler's owner reports states (the manager publishes them as
+		// events): said here too, every reconnect would be logged twice.
+		level = slog.LevelDebug
+	case err != nil:
+		level = slog.LevelWarn
+	}
 	if err != nil {
 		attrs = append(attrs, "err", err)
-		s.log.Warn("shard state", attrs...)
-	} else {
-		s.log.Info("shard state", attrs...)
 	}
+	s.log.Log(context.Background(), level, "shard state", attrs...)
 	if h := s.cfg.onState; h != nil {
 		h(StateChange{ShardID: s.id, ShardCount: s.count, From: from, To: to, Reason: reason, CloseCode: code, Err: err, At: now})
 	}
