@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/shardtop/shardtop/discordsim"
@@ -89,12 +90,23 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 		fmt.Fprintln(stderr, "shardtop:", err)
 		return exitUsage
 	}
+	if !o.headless {
+		if err := checkTerminal(); err != nil {
+			fmt.Fprintf(stderr, "shardtop: %v; run with --headless to log lifecycle events on stderr instead\n", err)
+			return exitUsage
+		}
+	}
 
-	// In the TUI, log lines would tear the screen: the TUI shows events itself.
-	logger, internal := slog.New(slog.DiscardHandler), slog.New(slog.DiscardHandler)
+	// In the TUI, log lines would tear the screen: the TUI shows events
+	// itself, and the warnings of the manager, gateway and store wait in
+	// held until it has ended.
+	logger := slog.New(slog.DiscardHandler)
+	held := &heldLines{}
+	internal := slog.New(slog.NewTextHandler(held, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if o.headless {
 		logger, internal = newLoggers(cfg, stderr)
 	}
+	defer held.writeTo(stderr)
 	for _, w := range warnings {
 		if o.headless {
 			logger.Warn(w)
@@ -195,10 +207,37 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 	if err := st.Close(); err != nil {
 		fail("saving the state file", err)
 	}
-	if code == exitOK {
-		logger.Info("stopped: sessions saved", "state_file", cfg.StateFile, "took", time.Since(start).Round(time.Millisecond).String())
+	if code == exitOK && opened {
+		saved, total := savedSessions(m.Snapshot())
+		msg := fmt.Sprintf("stopped: %d of %d sessions saved", saved, total)
+		switch {
+		case saved == 0:
+			msg = "stopped: no session to save (no shard had one yet)"
+		case saved < total:
+			msg += fmt.Sprintf("; %d shards had none yet and will identify", total-saved)
+		}
+		took := time.Since(start).Round(time.Millisecond)
+		if o.headless {
+			logger.Info(msg, "state_file", cfg.StateFile, "took", took.String())
+		} else if !o.demo { // the demo's state file dies with it
+			fmt.Fprintf(stderr, "shardtop: %s in %s\n", msg, cfg.StateFile)
+		}
 	}
 	return code
+}
+
+// savedSessions counts the active shards whose session the manager holds
+// (and the store has saved, once it closed without error).
+func savedSessions(s manager.Snapshot) (saved, total int) {
+	for i := range s.Shards {
+		if si := &s.Shards[i]; si.Role == manager.RoleActive {
+			total++
+			if si.Resumable {
+				saved++
+			}
+		}
+	}
+	return saved, total
 }
 
 // openManager opens m and reports a failure on stderr with the exit status
@@ -334,4 +373,40 @@ func demoConfig(sim *discordsim.Server) (Config, string) {
 	cfg := DefaultConfig()
 	cfg.APIURL = sim.APIURL()
 	return cfg, discordsim.DefaultToken
+}
+
+// heldLines keeps the log lines written while the TUI owns the terminal
+// (the first maxHeldLines), to print them once it has ended.
+type heldLines struct {
+	mu      sync.Mutex
+	lines   []byte
+	n       int
+	dropped int
+}
+
+// maxHeldLines bounds what heldLines keeps: warnings, not a flood.
+const maxHeldLines = 50
+
+// Write keeps one log line (slog's handlers write one line per call).
+func (h *heldLines) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n >= maxHeldLines {
+		h.dropped++
+		return len(p), nil
+	}
+	h.n++
+	h.lines = append(h.lines, "shardtop: "...)
+	h.lines = append(h.lines, p...)
+	return len(p), nil
+}
+
+// writeTo prints the kept lines on w.
+func (h *heldLines) writeTo(w io.Writer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, _ = w.Write(h.lines)
+	if h.dropped > 0 {
+		fmt.Fprintf(w, "shardtop: (%d more warnings not shown)\n", h.dropped)
+	}
 }

@@ -114,7 +114,7 @@ func TestHeadlessRestartResumesEverySession(t *testing.T) {
 	if code := first.exitCode(t, 10*time.Second); code != exitOK {
 		t.Fatalf("exit %d after SIGTERM, want 0; stderr:\n%s", code, first.stderr)
 	}
-	if findLog(first.stderr.String(), "stopped: sessions saved") == nil {
+	if findLog(first.stderr.String(), "stopped: 4 of 4 sessions saved") == nil {
 		t.Errorf("no shutdown line in the log:\n%s", first.stderr)
 	}
 	closed := 0

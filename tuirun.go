@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/term"
 
 	"github.com/shardtop/shardtop/manager"
 	"github.com/shardtop/shardtop/tui"
@@ -27,4 +30,26 @@ func runInteractive(ctx context.Context, m *manager.Manager, cfg Config, stderr 
 		return exitFailure
 	}
 	return exitOK
+}
+
+// errNoTerminal: the TUI was asked for where there is no terminal to draw on
+// or read keys from (a service, a pipe, CI).
+var errNoTerminal = errors.New("the terminal UI needs a terminal")
+
+// checkTerminal reports why the TUI cannot run here, before anything is
+// started: its output must be a terminal, and its keys come from stdin or,
+// when stdin is redirected, /dev/tty (as Bubble Tea reads them). A variable
+// for tests.
+var checkTerminal = func() error {
+	if !term.IsTerminal(os.Stdout.Fd()) {
+		return fmt.Errorf("%w: standard output is not one", errNoTerminal)
+	}
+	if term.IsTerminal(os.Stdin.Fd()) {
+		return nil
+	}
+	tty, err := os.Open("/dev/tty")
+	if err != nil {
+		return fmt.Errorf("%w: standard input is not one and %w", errNoTerminal, err)
+	}
+	return tty.Close()
 }
