@@ -41,6 +41,9 @@
 //     d=false. Any other end keeps the session resumable for SessionTTL.
 //   - A detached session keeps receiving EventRate traffic into its replay
 //     buffer (Discord queues events), so a resume really replays something.
+//   - EventRate traffic a connection cannot keep up with is not owed without
+//     end: once 16384 events wait for its writer, the rate makes no more for
+//     it until it catches up, so a lowered rate takes effect at once.
 //   - A resume whose session is unknown, expired or ended gets op 9 d=false; a
 //     wrong token closes 4004; a seq above the session's last or older than the
 //     replay buffer closes 4007. The session's previous connection, if still

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -129,7 +130,7 @@ func Start(cfg Config) (*Server, error) {
 		mux.HandleFunc("GET "+p, s.handleWS)
 	}
 	mux.HandleFunc("POST /_sim/close", s.simHandler(func(q *simQuery) func() int {
-		shard, code := q.shard(), q.int("code")
+		shard, code := q.shard(), q.closeCode("code")
 		return func() int { return s.CloseShard(shard, code) }
 	}))
 	mux.HandleFunc("POST /_sim/reconnect", s.simHandler(func(q *simQuery) func() int {
@@ -153,15 +154,15 @@ func Start(cfg Config) (*Server, error) {
 		return func() int { return s.RequestHeartbeat(shard) }
 	}))
 	mux.HandleFunc("POST /_sim/burst", s.simHandler(func(q *simQuery) func() int {
-		shard, n := q.shard(), q.int("n")
+		shard, n := q.shard(), q.intIn("n", 1, MaxBurst)
 		return func() int { return s.Burst(shard, n) }
 	}))
 	mux.HandleFunc("POST /_sim/rate", s.simHandler(func(q *simQuery) func() int {
-		rate := q.float("per_shard")
+		rate := q.rate("per_shard", MaxEventRate)
 		return func() int { s.SetEventRate(rate); return 0 }
 	}))
 	mux.HandleFunc("POST /_sim/faults", s.simHandler(func(q *simQuery) func() int {
-		rate := q.float("per_conn")
+		rate := q.rate("per_conn", MaxFaultRate)
 		return func() int { s.SetFaultRate(rate); return 0 }
 	}))
 	mux.HandleFunc("GET /_sim/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
@@ -319,8 +320,13 @@ func (s *Server) countFault(kind string, n int) {
 
 // CloseShard sends a close frame with code (and Discord's reason text) to
 // every connection of shard, then closes TCP once the client answers or
-// CloseGrace passes. It returns how many connections it hit.
+// CloseGrace passes. It returns how many connections it hit. It panics if
+// code cannot be carried by a close frame (see ValidCloseCode): the frame
+// holds 16 bits, and a truncated or reserved code is a bug in the caller.
 func (s *Server) CloseShard(shard int, code int) int {
+	if !ValidCloseCode(code) {
+		panic(fmt.Sprintf("discordsim: CloseShard(%d, %d): not a close code a websocket may carry", shard, code))
+	}
 	ts := s.targets(shard)
 	s.countFault("close-"+strconv.Itoa(code), len(ts))
 	for _, c := range ts {
@@ -408,21 +414,23 @@ func (s *Server) RequestHeartbeat(shard int) int {
 }
 
 // SetEventRate sets MESSAGE_CREATE dispatches per second per READY session.
-// 0 stops the traffic.
+// 0 stops the traffic. The rate is clamped to 0..MaxEventRate (NaN is 0).
 func (s *Server) SetEventRate(perShard float64) {
-	if perShard < 0 || math.IsNaN(perShard) || math.IsInf(perShard, 0) {
-		perShard = 0
-	}
-	s.eventRate.Store(math.Float64bits(perShard))
+	s.eventRate.Store(math.Float64bits(clampRate(perShard, MaxEventRate)))
 }
 
 // SetFaultRate changes Config.FaultRate: random faults per second per
-// identified connection (0 stops them).
+// identified connection (0 stops them). The rate is clamped to
+// 0..MaxFaultRate (NaN is 0).
 func (s *Server) SetFaultRate(perConn float64) {
-	if perConn < 0 || math.IsNaN(perConn) || math.IsInf(perConn, 0) {
-		perConn = 0
+	s.faultRate.Store(math.Float64bits(clampRate(perConn, MaxFaultRate)))
+}
+
+func clampRate(v, limit float64) float64 {
+	if math.IsNaN(v) {
+		return 0
 	}
-	s.faultRate.Store(math.Float64bits(perConn))
+	return min(max(v, 0), limit)
 }
 
 // Burst sends n MESSAGE_CREATE dispatches as fast as the connection takes
@@ -441,10 +449,25 @@ func (s *Server) Burst(shard int, n int) int {
 	}
 	ts := s.targets(shard)
 	for _, c := range ts {
-		c.burst.Add(int64(n))
+		addSaturating(&c.burst, int64(n))
 		c.notify()
 	}
 	return len(ts)
+}
+
+// addSaturating adds n > 0 to v, stopping at math.MaxInt64: bursts that
+// pile up must not wrap to a negative count (which sends nothing).
+func addSaturating(v *atomic.Int64, n int64) {
+	for {
+		old := v.Load()
+		sum := old + n
+		if sum < old {
+			sum = math.MaxInt64
+		}
+		if v.CompareAndSwap(old, sum) {
+			return
+		}
+	}
 }
 
 // ---- HTTP ----
@@ -455,46 +478,131 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// simQuery reads the parameters of one control request. The first problem
+// found is kept in err; a parameter given twice, or one the endpoint does
+// not take, is a problem too (a typo must not pass for a default).
 type simQuery struct {
-	r   *http.Request
-	err error
+	vals url.Values
+	used map[string]bool
+	err  error
 }
 
-func (q *simQuery) int(key string) int {
-	v, err := strconv.Atoi(q.r.URL.Query().Get(key))
-	if err != nil && q.err == nil {
-		q.err = fmt.Errorf("query %s=%q: %w", key, q.r.URL.Query().Get(key), err)
+func newSimQuery(r *http.Request) *simQuery {
+	q := &simQuery{used: map[string]bool{}}
+	q.vals, q.err = url.ParseQuery(r.URL.RawQuery)
+	if q.err != nil {
+		q.err = fmt.Errorf("query %q: %w", r.URL.RawQuery, q.err)
+	}
+	return q
+}
+
+func (q *simQuery) fail(key, v string, err error) {
+	if q.err == nil {
+		q.err = fmt.Errorf("query %s=%q: %w", key, v, err)
+	}
+}
+
+// get is the one value of key ("" and an error if missing or repeated).
+func (q *simQuery) get(key string) (string, bool) {
+	q.used[key] = true
+	vs := q.vals[key]
+	switch {
+	case len(vs) == 0:
+		if q.err == nil {
+			q.err = fmt.Errorf("query %s: missing", key)
+		}
+		return "", false
+	case len(vs) > 1:
+		if q.err == nil {
+			q.err = fmt.Errorf("query %s: given %d times", key, len(vs))
+		}
+		return "", false
+	}
+	return vs[0], true
+}
+
+// intIn is key as an integer from lo to hi.
+func (q *simQuery) intIn(key string, lo, hi int) int {
+	s, ok := q.get(key)
+	if !ok {
+		return 0
+	}
+	v, err := strconv.Atoi(s)
+	if err == nil && (v < lo || v > hi) {
+		err = fmt.Errorf("must be from %d to %d", lo, hi)
+	}
+	if err != nil {
+		q.fail(key, s, err)
 	}
 	return v
 }
 
-func (q *simQuery) shard() int { return q.int("shard") }
+// shard is a shard ID: any non-negative integer an identify may carry.
+func (q *simQuery) shard() int { return q.intIn("shard", 0, math.MaxInt) }
+
+func (q *simQuery) closeCode(key string) int {
+	s, ok := q.get(key)
+	if !ok {
+		return 0
+	}
+	v, err := strconv.Atoi(s)
+	if err == nil && !ValidCloseCode(v) {
+		err = errors.New("not a close code a websocket may carry (1000-1003, 1007-1013 or 3000-4999)")
+	}
+	if err != nil {
+		q.fail(key, s, err)
+	}
+	return v
+}
 
 func (q *simQuery) bool(key string) bool {
-	v, err := strconv.ParseBool(q.r.URL.Query().Get(key))
-	if err != nil && q.err == nil {
-		q.err = fmt.Errorf("query %s=%q: %w", key, q.r.URL.Query().Get(key), err)
+	s, ok := q.get(key)
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		q.fail(key, s, err)
 	}
 	return v
 }
 
-func (q *simQuery) float(key string) float64 {
-	v, err := strconv.ParseFloat(q.r.URL.Query().Get(key), 64)
-	if err == nil && (v < 0 || math.IsNaN(v) || math.IsInf(v, 0)) {
-		err = errors.New("must be a finite number >= 0")
+// rate is key as a finite number from 0 to limit.
+func (q *simQuery) rate(key string, limit float64) float64 {
+	s, ok := q.get(key)
+	if !ok {
+		return 0
 	}
-	if err != nil && q.err == nil {
-		q.err = fmt.Errorf("query %s=%q: %w", key, q.r.URL.Query().Get(key), err)
+	v, err := strconv.ParseFloat(s, 64)
+	if err == nil {
+		err = checkRate(v, limit)
+	}
+	if err != nil {
+		q.fail(key, s, err)
 	}
 	return v
+}
+
+// unknown reports the first parameter the endpoint did not read.
+func (q *simQuery) unknown() {
+	if q.err != nil {
+		return
+	}
+	for key := range q.vals {
+		if !q.used[key] {
+			q.err = fmt.Errorf("query %s: not a parameter of this endpoint", key)
+			return
+		}
+	}
 }
 
 // simHandler parses the query first and acts only if every parameter is
 // valid: bad input is a 400 naming the parameter, and acts on nothing.
 func (s *Server) simHandler(parse func(q *simQuery) func() int) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		q := &simQuery{r: r}
+		q := newSimQuery(r)
 		act := parse(q)
+		q.unknown()
 		if q.err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": q.err.Error()})
 			return
