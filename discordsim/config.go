@@ -68,6 +68,10 @@ const (
 // errors.As gives the *ConfigError that names the field.
 var ErrInvalidConfig = errors.New("invalid config")
 
+// ErrControlTokenRequired is the cause of Start's *ConfigError for an Addr
+// that is not loopback when Config.ControlToken is empty.
+var ErrControlTokenRequired = errors.New("not a loopback address: anyone who reaches it could drive the control endpoints (/_sim/...), so a ControlToken is required")
+
 // ConfigError is a Config field Start refuses.
 type ConfigError struct {
 	Field string // the Config field, e.g. "EventRate"
@@ -146,8 +150,28 @@ func (k FaultKind) String() string {
 // durations over a year, a HeartbeatInterval under 1ms, SendLimit or
 // PresenceLimit over 100000, a rate that is not finite or over its Max*.
 type Config struct {
-	// Addr is the listen address. Default "127.0.0.1:0" (any free port).
+	// Addr is the listen address, HOST:PORT. Default "127.0.0.1:0" (any free
+	// port). An address that is not loopback needs a ControlToken.
 	Addr string
+	// Advertise is the HOST or HOST:PORT clients are told to use: APIURL,
+	// GatewayURL, ResumeURL, /gateway/bot's url and READY's
+	// resume_gateway_url carry it. Without a port, the port listened on.
+	// Default: Addr's host when it names one (an address or a name); when it
+	// is a wildcard ("", 0.0.0.0 or ::), which no client can connect to, the
+	// first global unicast address of an up, non-loopback network interface
+	// (IPv4 first, only IPv4 for 0.0.0.0), or 127.0.0.1 if there is none.
+	// The machine's hostname is not used: it often resolves to a loopback
+	// address on the machine itself and to nothing elsewhere.
+	Advertise string
+	// ControlToken, when set, must come with every request to the control
+	// endpoints (/_sim/...) as "Authorization: Bearer TOKEN"; others get a
+	// 401. Required when Addr is not a loopback address (Start fails with
+	// ErrControlTokenRequired): anyone who reaches the port could otherwise
+	// close any shard with 4004 or list session IDs. Never logged, like Token.
+	// Whatever the token, a control request carrying an Origin other than
+	// the simulator's own (http://ADVERTISE or http://ADDR) gets a 403, so a
+	// web page cannot send one cross-site.
+	ControlToken string
 	// Token is the only bot token accepted. Default "sim-token". Never logged:
 	// Config's String, GoString and LogValue redact it.
 	Token string
@@ -251,6 +275,7 @@ type Config struct {
 // String describes the config with the token redacted.
 func (c Config) String() string {
 	c.Token = redact(c.Token)
+	c.ControlToken = redact(c.ControlToken)
 	type plain Config // no methods: no recursion
 	return fmt.Sprintf("%+v", plain(c))
 }
@@ -262,7 +287,9 @@ func (c Config) GoString() string { return c.String() }
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
+		slog.String("advertise", c.Advertise),
 		slog.String("token", redact(c.Token)),
+		slog.String("control_token", redact(c.ControlToken)),
 		slog.Int("shards", c.Shards),
 		slog.Int("max_concurrency", c.MaxConcurrency),
 		slog.Int("guilds", c.Guilds),

@@ -49,6 +49,13 @@
 //     replay buffer closes 4007. The session's previous connection, if still
 //     open, is dropped (TCP closed, no close frame).
 //
+// The control endpoints (/_sim/...) are the simulator's own, not Discord's.
+// A request carrying an Origin other than the simulator's is refused (403),
+// so a web page cannot drive them cross-site; with Config.ControlToken they
+// need "Authorization: Bearer TOKEN", and an Addr that is not loopback
+// requires one. The URLs handed to clients carry Config.Advertise, never a
+// wildcard address.
+//
 // Output compression uses one persistent encoder per connection: zlib-stream
 // is a klauspost zlib writer (BestSpeed) flushed after each payload, so each
 // binary message ends with 00 00 ff ff; zstd-stream is a klauspost zstd

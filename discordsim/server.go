@@ -1,6 +1,7 @@
 package discordsim
 
 import (
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +29,9 @@ type Server struct {
 	ln       net.Listener
 	httpSrv  *http.Server
 	upgrader websocket.Upgrader
-	addr     string
+	addr     string   // listen address
+	adv      string   // advertised HOST:PORT (Config.Advertise)
+	origins  []string // Origin values of the simulator's own pages
 	hello    []byte
 	guilds   guildCache
 
@@ -96,15 +100,40 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	advHost, advPort, err := parseAdvertise(cfg.Advertise)
+	if err != nil {
+		return nil, &ConfigError{Field: "Advertise", Value: cfg.Advertise, Err: err}
+	}
+	listenHost, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, &ConfigError{Field: "Addr", Value: cfg.Addr, Err: fmt.Errorf("must be HOST:PORT: %w", err)}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("discordsim: listen on %s: %w", cfg.Addr, err)
+	}
+	// Judged on the address really listened on: a name may resolve to anything.
+	bound := ln.Addr().(*net.TCPAddr)
+	if !bound.IP.IsLoopback() && cfg.ControlToken == "" {
+		_ = ln.Close()
+		return nil, &ConfigError{Field: "Addr", Value: cfg.Addr, Err: ErrControlTokenRequired}
+	}
+	if advHost == "" {
+		advHost = listenHost
+		if isWildcard(listenHost) {
+			// From what was asked: Go may bind 0.0.0.0 dual-stack, as [::].
+			advHost = wildcardHost(net.ParseIP(listenHost).To4() != nil)
+		}
+	}
+	if advPort == "" {
+		advPort = strconv.Itoa(bound.Port)
 	}
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "discordsim"),
 		ln:        ln,
 		addr:      ln.Addr().String(),
+		adv:       net.JoinHostPort(advHost, advPort),
 		hello:     helloFrame(cfg.HeartbeatInterval),
 		closing:   make(chan struct{}),
 		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)>>1|1)),
@@ -114,6 +143,7 @@ func Start(cfg Config) (*Server, error) {
 		remaining: cfg.SessionStartTotal,
 		st:        Stats{IdentifiesByBucket: map[int]int{}, Closes: map[int]int{}, ClientCloses: map[int]int{}, Faults: map[string]int{}},
 	}
+	s.origins = ownOrigins(s.adv, s.addr)
 	s.eventRate.Store(math.Float64bits(cfg.EventRate))
 	s.faultRate.Store(math.Float64bits(cfg.FaultRate))
 	s.upgrader = websocket.Upgrader{
@@ -122,6 +152,8 @@ func Start(cfg Config) (*Server, error) {
 		CheckOrigin:     func(*http.Request) bool { return true },
 	}
 	mux := http.NewServeMux()
+	// control routes a control endpoint through the Origin and token checks.
+	control := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.control(h)) }
 	mux.HandleFunc("GET /api/v10/gateway/bot", s.handleGatewayBot)
 	mux.HandleFunc("GET /api/v10/gateway", s.handleGatewayInfo)
 	mux.HandleFunc("GET /api/v10/users/@me", s.handleCurrentUser)
@@ -129,44 +161,44 @@ func Start(cfg Config) (*Server, error) {
 	for _, p := range []string{"/gateway", "/gateway/", "/gateway-resume", "/gateway-resume/"} {
 		mux.HandleFunc("GET "+p, s.handleWS)
 	}
-	mux.HandleFunc("POST /_sim/close", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/close", s.simHandler(func(q *simQuery) func() int {
 		shard, code := q.shard(), q.closeCode("code")
 		return func() int { return s.CloseShard(shard, code) }
 	}))
-	mux.HandleFunc("POST /_sim/reconnect", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/reconnect", s.simHandler(func(q *simQuery) func() int {
 		shard := q.shard()
 		return func() int { return s.Reconnect(shard) }
 	}))
-	mux.HandleFunc("POST /_sim/invalidate", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/invalidate", s.simHandler(func(q *simQuery) func() int {
 		shard, resumable := q.shard(), q.bool("resumable")
 		return func() int { return s.InvalidateSession(shard, resumable) }
 	}))
-	mux.HandleFunc("POST /_sim/zombie", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/zombie", s.simHandler(func(q *simQuery) func() int {
 		shard := q.shard()
 		return func() int { return s.Zombie(shard) }
 	}))
-	mux.HandleFunc("POST /_sim/drop", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/drop", s.simHandler(func(q *simQuery) func() int {
 		shard := q.shard()
 		return func() int { return s.DropTCP(shard) }
 	}))
-	mux.HandleFunc("POST /_sim/heartbeat", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/heartbeat", s.simHandler(func(q *simQuery) func() int {
 		shard := q.shard()
 		return func() int { return s.RequestHeartbeat(shard) }
 	}))
-	mux.HandleFunc("POST /_sim/burst", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/burst", s.simHandler(func(q *simQuery) func() int {
 		shard, n := q.shard(), q.intIn("n", 1, MaxBurst)
 		return func() int { return s.Burst(shard, n) }
 	}))
-	mux.HandleFunc("POST /_sim/rate", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/rate", s.simHandler(func(q *simQuery) func() int {
 		rate := q.rate("per_shard", MaxEventRate)
 		return func() int { s.SetEventRate(rate); return 0 }
 	}))
-	mux.HandleFunc("POST /_sim/faults", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/faults", s.simHandler(func(q *simQuery) func() int {
 		rate := q.rate("per_conn", MaxFaultRate)
 		return func() int { s.SetFaultRate(rate); return 0 }
 	}))
-	mux.HandleFunc("GET /_sim/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
-	mux.HandleFunc("GET /_sim/sessions", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
+	control("GET /_sim/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
+	control("GET /_sim/sessions", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 
@@ -179,7 +211,7 @@ func Start(cfg Config) (*Server, error) {
 		defer s.wg.Done()
 		s.schedule()
 	}()
-	s.log.Debug("started", "addr", s.addr, "config", cfg)
+	s.log.Debug("started", "addr", s.addr, "advertise", s.adv, "config", cfg)
 	return s, nil
 }
 
@@ -208,14 +240,17 @@ func (s *Server) Close() error {
 // Addr is the listen address, host:port.
 func (s *Server) Addr() string { return s.addr }
 
-// APIURL is the REST base, "http://ADDR/api/v10".
-func (s *Server) APIURL() string { return "http://" + s.addr + "/api/v10" }
+// AdvertisedAddr is the host:port the server's URLs carry (Config.Advertise).
+func (s *Server) AdvertisedAddr() string { return s.adv }
 
-// GatewayURL is the gateway URL /gateway/bot answers, "ws://ADDR/gateway".
-func (s *Server) GatewayURL() string { return "ws://" + s.addr + "/gateway" }
+// APIURL is the REST base, "http://ADVERTISED/api/v10".
+func (s *Server) APIURL() string { return "http://" + s.adv + "/api/v10" }
 
-// ResumeURL is the resume_gateway_url READY carries, "ws://ADDR/gateway-resume".
-func (s *Server) ResumeURL() string { return "ws://" + s.addr + "/gateway-resume" }
+// GatewayURL is the gateway URL /gateway/bot answers, "ws://ADVERTISED/gateway".
+func (s *Server) GatewayURL() string { return "ws://" + s.adv + "/gateway" }
+
+// ResumeURL is the resume_gateway_url READY carries, "ws://ADVERTISED/gateway-resume".
+func (s *Server) ResumeURL() string { return "ws://" + s.adv + "/gateway-resume" }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
@@ -609,6 +644,50 @@ func (s *Server) simHandler(parse func(q *simQuery) func() int) http.HandlerFunc
 		}
 		writeJSON(w, http.StatusOK, map[string]int{"hit": act()})
 	}
+}
+
+// ownOrigins are the Origin values a page served from one of hostports
+// would send (a browser leaves out port 80).
+func ownOrigins(hostports ...string) []string {
+	var out []string
+	for _, hp := range hostports {
+		out = append(out, "http://"+hp)
+		if bare, ok := strings.CutSuffix(hp, ":80"); ok {
+			out = append(out, "http://"+bare)
+		}
+	}
+	return out
+}
+
+// control guards the control endpoints. A request with an Origin that is
+// not the simulator's own gets a 403: a web page can send a POST with a
+// query string to any address (no preflight), but its browser always says
+// where it comes from; curl and bots send no Origin. Then, with a
+// ControlToken, a request without "Authorization: Bearer TOKEN" gets a 401.
+func (s *Server) control(next http.Handler) http.Handler {
+	want := []byte("Bearer " + s.cfg.ControlToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origins := r.Header.Values("Origin"); len(origins) > 0 && !(len(origins) == 1 && s.ownOrigin(origins[0])) {
+			writeJSON(w, http.StatusForbidden, map[string]string{
+				"error": fmt.Sprintf("Origin %q is not this simulator's (%s): control requests from web pages are refused", strings.Join(origins, ", "), s.origins[0])})
+			return
+		}
+		if s.cfg.ControlToken != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="discordsim control"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "the control endpoints need Authorization: Bearer <control token>"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) ownOrigin(origin string) bool {
+	for _, o := range s.origins {
+		if strings.EqualFold(origin, o) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) authorized(r *http.Request) bool {
