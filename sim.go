@@ -6,17 +6,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/shardtop/shardtop/discordsim"
 )
 
+// controlTokenEnv holds the sim's control token when -control-token is not
+// given: unlike a flag, it does not show in the process list.
+const controlTokenEnv = "SHARDTOP_SIM_CONTROL_TOKEN"
+
 // simFlags names the flag behind each discordsim.Config field runSim sets,
 // so that a *discordsim.ConfigError from Start names what the user typed.
 var simFlags = map[string]string{
-	"Addr": "addr", "Shards": "shards", "MaxConcurrency": "max-concurrency",
+	"Addr": "addr", "Advertise": "advertise", "Shards": "shards", "MaxConcurrency": "max-concurrency",
 	"IdentifyWindow": "window", "Guilds": "guilds", "EventRate": "rate", "FaultRate": "fault-rate",
-	"Token": "token", "HeartbeatInterval": "heartbeat",
+	"Token": "token", "HeartbeatInterval": "heartbeat", "ControlToken": "control-token",
 }
 
 // runSim is `shardtop sim`: the simulator alone, until SIGINT or SIGTERM.
@@ -25,7 +30,10 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("shardtop sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg discordsim.Config
-	fs.StringVar(&cfg.Addr, "addr", discordsim.DefaultAddr, "listen `HOST:PORT`")
+	fs.StringVar(&cfg.Addr, "addr", discordsim.DefaultAddr, "listen `HOST:PORT`; other than loopback, it needs -control-token")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "`HOST[:PORT]` that the URLs handed to bots carry; without PORT, the port listened on\n"+
+		"(default: the -addr host; for a wildcard -addr such as 0.0.0.0, this machine's first non-loopback address)")
+	fs.StringVar(&cfg.ControlToken, "control-token", "", "require \"Authorization: Bearer `TOKEN`\" on /_sim/ (default $"+controlTokenEnv+")")
 	fs.IntVar(&cfg.Shards, "shards", discordsim.DefaultShards, "recommended shard count /gateway/bot answers")
 	fs.IntVar(&cfg.MaxConcurrency, "max-concurrency", discordsim.DefaultMaxConcurrency, "session_start_limit.max_concurrency")
 	fs.DurationVar(&cfg.IdentifyWindow, "window", discordsim.DefaultIdentifyWindow, "identify window per bucket")
@@ -39,7 +47,9 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Usage: shardtop sim [flags]\n\nA local fake Discord (REST + gateway v10) for testing bots.\n"+
 			"Prints \"API <url>\" on stdout once listening; runs until SIGINT or SIGTERM.\n"+
 			"Control it with POST /_sim/{close,reconnect,invalidate,zombie,drop,heartbeat,burst,rate,faults}; read GET /_sim/{stats,sessions}.\n"+
-			"\nFlags:\n")
+			"A control request with an Origin header other than the sim's own is refused (403): web pages cannot send one.\n"+
+			"With a control token (-control-token or $"+controlTokenEnv+") they need \"Authorization: Bearer TOKEN\";\n"+
+			"listening on an address other than loopback requires one.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -51,6 +61,9 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "shardtop sim: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
+	}
+	if cfg.ControlToken == "" {
+		cfg.ControlToken = os.Getenv(controlTokenEnv)
 	}
 	if err := validateSim(cfg); err != nil {
 		fmt.Fprintln(stderr, "shardtop sim:", err)
@@ -114,6 +127,11 @@ func simConfigProblem(err error) (msg string, ok bool) {
 	name, known := simFlags[ce.Field]
 	if !known {
 		return err.Error(), true
+	}
+	if errors.Is(err, discordsim.ErrControlTokenRequired) {
+		return fmt.Sprintf("-%s %v is not a loopback address: anyone who reaches it could drive the control endpoints "+
+			"(/_sim/...). Give a control token with -control-token TOKEN or %s=TOKEN; "+
+			"control requests then send \"Authorization: Bearer TOKEN\"", name, ce.Value, controlTokenEnv), true
 	}
 	if v, isString := ce.Value.(string); isString {
 		return fmt.Sprintf("-%s %q: %v", name, v, ce.Err), true
