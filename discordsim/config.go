@@ -2,6 +2,7 @@ package discordsim
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,6 +34,61 @@ const (
 	// answering close frame before it closes the TCP connection.
 	DefaultCloseGrace = time.Second
 )
+
+// Upper bounds of the rates and sizes the simulator accepts, in Config, from
+// the Set* methods (which clamp to them) and on the control endpoints (which
+// refuse more with a 400).
+const (
+	// MaxEventRate is the highest EventRate: MESSAGE_CREATE per second per
+	// session, far more than one Discord shard sees. A loopback connection
+	// carries ~350k small events per second uncompressed; Burst goes as fast
+	// as a connection takes them.
+	MaxEventRate = 100_000
+	// MaxFaultRate is the highest FaultRate per connection. The scheduler
+	// injects at most one random fault per connection per tick (10 ms), so
+	// anything above 100 already means one every tick.
+	MaxFaultRate = 1000
+	// MaxBurst is the largest n POST /_sim/burst accepts (~10 GB of frames).
+	MaxBurst = 10_000_000
+)
+
+// Bounds of Config fields that have no Max constant of their own.
+const (
+	// maxConfigDuration bounds every duration, so that adding one to now or
+	// taking 3/2 of the heartbeat interval cannot overflow.
+	maxConfigDuration = 365 * 24 * time.Hour
+	// minHeartbeatInterval: Hello carries the interval in whole milliseconds.
+	minHeartbeatInterval = time.Millisecond
+	// maxSlidingLimit bounds SendLimit and PresenceLimit: each connection
+	// keeps one instant per admitted payload of the window.
+	maxSlidingLimit = 100_000
+)
+
+// ErrInvalidConfig is matched (errors.Is) by every Config error of Start;
+// errors.As gives the *ConfigError that names the field.
+var ErrInvalidConfig = errors.New("invalid config")
+
+// ErrControlTokenRequired is the cause of Start's *ConfigError for an Addr
+// that is not loopback when Config.ControlToken is empty.
+var ErrControlTokenRequired = errors.New("not a loopback address: anyone who reaches it could drive the control endpoints (/_sim/...), so a ControlToken is required")
+
+// ConfigError is a Config field Start refuses.
+type ConfigError struct {
+	Field string // the Config field, e.g. "EventRate"
+	Value any    // the value refused (never a token)
+	Err   error  // what is wrong with it
+}
+
+// Error names the field, its value and what is wrong.
+func (e *ConfigError) Error() string {
+	if s, ok := e.Value.(string); ok {
+		return fmt.Sprintf("discordsim: config %s = %q: %v", e.Field, s, e.Err)
+	}
+	return fmt.Sprintf("discordsim: config %s = %v: %v", e.Field, e.Value, e.Err)
+}
+
+// Unwrap makes the error match ErrInvalidConfig and its cause.
+func (e *ConfigError) Unwrap() []error { return []error{ErrInvalidConfig, e.Err} }
 
 // Gateway intents (bit flags) as Discord defines them for API v10.
 const (
@@ -89,10 +145,33 @@ func (k FaultKind) String() string {
 }
 
 // Config configures a Server. It is a plain struct: every field's zero value
-// means the default documented on the field (the Default* constants).
+// means the default documented on the field (the Default* constants). Start
+// refuses a field out of its range with a *ConfigError: negative numbers,
+// durations over a year, a HeartbeatInterval under 1ms, SendLimit or
+// PresenceLimit over 100000, a rate that is not finite or over its Max*.
 type Config struct {
-	// Addr is the listen address. Default "127.0.0.1:0" (any free port).
+	// Addr is the listen address, HOST:PORT. Default "127.0.0.1:0" (any free
+	// port). An address that is not loopback needs a ControlToken.
 	Addr string
+	// Advertise is the HOST or HOST:PORT clients are told to use: APIURL,
+	// GatewayURL, ResumeURL, /gateway/bot's url and READY's
+	// resume_gateway_url carry it. Without a port, the port listened on.
+	// Default: Addr's host when it names one (an address or a name); when it
+	// is a wildcard ("", 0.0.0.0 or ::), which no client can connect to, the
+	// first global unicast address of an up, non-loopback network interface
+	// (IPv4 first, only IPv4 for 0.0.0.0), or 127.0.0.1 if there is none.
+	// The machine's hostname is not used: it often resolves to a loopback
+	// address on the machine itself and to nothing elsewhere.
+	Advertise string
+	// ControlToken, when set, must come with every request to the control
+	// endpoints (/_sim/...) as "Authorization: Bearer TOKEN"; others get a
+	// 401. Required when Addr is not a loopback address (Start fails with
+	// ErrControlTokenRequired): anyone who reaches the port could otherwise
+	// close any shard with 4004 or list session IDs. Never logged, like Token.
+	// Whatever the token, a control request carrying an Origin other than
+	// the simulator's own (http://ADVERTISE or http://ADDR) gets a 403, so a
+	// web page cannot send one cross-site.
+	ControlToken string
 	// Token is the only bot token accepted. Default "sim-token". Never logged:
 	// Config's String, GoString and LogValue redact it.
 	Token string
@@ -133,7 +212,10 @@ type Config struct {
 	// EventRate is MESSAGE_CREATE dispatches per second per READY session
 	// (attached or detached: a detached session keeps receiving events into its
 	// replay buffer, as Discord queues them, so a resume replays them).
-	// Default 0 (none). Change it at run time with Server.SetEventRate.
+	// Default 0 (none); at most MaxEventRate. Change it at run time with
+	// Server.SetEventRate. A connection that cannot keep up falls at most
+	// maxRateBacklog (16384) events behind; the rate produces no more for it
+	// until it catches up, so lowering the rate takes effect at once.
 	EventRate float64
 	// MessageVariety is how many different MESSAGE_CREATE bodies traffic
 	// cycles through (1..256). Default 256: more than a 32 KiB compression
@@ -146,7 +228,7 @@ type Config struct {
 	// client's decoder: avoid it in client benchmarks.
 	MessageVariety int
 	// FaultRate is random faults per second per identified connection.
-	// Default 0 (none).
+	// Default 0 (none); at most MaxFaultRate.
 	FaultRate float64
 	// FaultKinds are the random faults to choose from. Empty means all.
 	FaultKinds []FaultKind
@@ -193,6 +275,7 @@ type Config struct {
 // String describes the config with the token redacted.
 func (c Config) String() string {
 	c.Token = redact(c.Token)
+	c.ControlToken = redact(c.ControlToken)
 	type plain Config // no methods: no recursion
 	return fmt.Sprintf("%+v", plain(c))
 }
@@ -204,7 +287,9 @@ func (c Config) GoString() string { return c.String() }
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
+		slog.String("advertise", c.Advertise),
 		slog.String("token", redact(c.Token)),
+		slog.String("control_token", redact(c.ControlToken)),
 		slog.Int("shards", c.Shards),
 		slog.Int("max_concurrency", c.MaxConcurrency),
 		slog.Int("guilds", c.Guilds),
@@ -219,8 +304,22 @@ func redact(token string) string {
 	return "[REDACTED]"
 }
 
-// withDefaults fills every zero field with its default and rejects nonsense.
+// withDefaults fills every zero field with its default and rejects a field
+// out of its range with a *ConfigError, in field order.
 func (c Config) withDefaults() (Config, error) {
+	// Raw durations first: a zero means the default, so only the sign and
+	// the size of what the caller gave can be wrong.
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"IdentifyWindow", c.IdentifyWindow}, {"SessionStartResetAfter", c.SessionStartResetAfter},
+		{"HeartbeatInterval", c.HeartbeatInterval}, {"HeartbeatTimeout", c.HeartbeatTimeout},
+		{"SessionTTL", c.SessionTTL}, {"SendWindow", c.SendWindow}, {"PresenceWindow", c.PresenceWindow},
+		{"WriteTimeout", c.WriteTimeout}, {"CloseGrace", c.CloseGrace}} {
+		if d.v < 0 || d.v > maxConfigDuration {
+			return c, &ConfigError{Field: d.name, Value: d.v, Err: fmt.Errorf("must be from 0 (the default) to %v", maxConfigDuration)}
+		}
+	}
 	c.Addr = cmp.Or(c.Addr, DefaultAddr)
 	c.Token = cmp.Or(c.Token, DefaultToken)
 	c.Shards = cmp.Or(c.Shards, DefaultShards)
@@ -231,6 +330,10 @@ func (c Config) withDefaults() (Config, error) {
 	c.Guilds = cmp.Or(c.Guilds, DefaultGuilds)
 	c.MaxGuildsPerShard = cmp.Or(c.MaxGuildsPerShard, DefaultMaxGuildsPerShard)
 	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, DefaultHeartbeatInterval)
+	if c.HeartbeatInterval < minHeartbeatInterval {
+		// Hello carries whole milliseconds: less would tell clients 0.
+		return c, &ConfigError{Field: "HeartbeatInterval", Value: c.HeartbeatInterval, Err: fmt.Errorf("must be at least %v", minHeartbeatInterval)}
+	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = max(c.HeartbeatInterval*3/2, c.HeartbeatInterval+time.Second)
 	}
@@ -243,7 +346,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MessageVariety = messagePoolSize
 	}
 	if c.MessageVariety < 0 || c.MessageVariety > messagePoolSize {
-		return c, fmt.Errorf("discordsim: config MessageVariety = %d: must be 1..%d", c.MessageVariety, messagePoolSize)
+		return c, &ConfigError{Field: "MessageVariety", Value: c.MessageVariety, Err: fmt.Errorf("must be 1..%d", messagePoolSize)}
 	}
 	c.SendLimit = cmp.Or(c.SendLimit, DefaultSendLimit)
 	c.SendWindow = cmp.Or(c.SendWindow, DefaultSendWindow)
@@ -263,28 +366,42 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.FaultKinds) == 0 {
 		c.FaultKinds = allFaults
 	}
-	for name, v := range map[string]int{"Shards": c.Shards, "MaxConcurrency": c.MaxConcurrency,
-		"SessionStartTotal": c.SessionStartTotal, "Guilds": c.Guilds, "MaxGuildsPerShard": c.MaxGuildsPerShard,
-		"ReplayBuffer": c.ReplayBuffer, "SendLimit": c.SendLimit, "PresenceLimit": c.PresenceLimit} {
-		if v < 0 {
-			return c, fmt.Errorf("discordsim: config %s = %d: must not be negative", name, v)
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"Shards", c.Shards}, {"MaxConcurrency", c.MaxConcurrency}, {"SessionStartTotal", c.SessionStartTotal},
+		{"Guilds", c.Guilds}, {"MaxGuildsPerShard", c.MaxGuildsPerShard}, {"ReplayBuffer", c.ReplayBuffer}} {
+		if f.v < 0 {
+			return c, &ConfigError{Field: f.name, Value: f.v, Err: errors.New("must not be negative")}
 		}
 	}
-	for name, d := range map[string]time.Duration{"IdentifyWindow": c.IdentifyWindow,
-		"SessionStartResetAfter": c.SessionStartResetAfter, "HeartbeatInterval": c.HeartbeatInterval,
-		"HeartbeatTimeout": c.HeartbeatTimeout, "SessionTTL": c.SessionTTL, "SendWindow": c.SendWindow,
-		"CloseGrace": c.CloseGrace, "PresenceWindow": c.PresenceWindow, "WriteTimeout": c.WriteTimeout} {
-		if d < 0 {
-			return c, fmt.Errorf("discordsim: config %s = %v: must not be negative", name, d)
+	// Each connection keeps a ring of that many instants per limit.
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"SendLimit", c.SendLimit}, {"PresenceLimit", c.PresenceLimit}} {
+		if f.v < 0 || f.v > maxSlidingLimit {
+			return c, &ConfigError{Field: f.name, Value: f.v, Err: fmt.Errorf("must be from 0 (the default) to %d", maxSlidingLimit)}
 		}
 	}
-	if c.EventRate < 0 || c.FaultRate < 0 {
-		return c, fmt.Errorf("discordsim: config EventRate/FaultRate must not be negative")
+	if err := checkRate(c.EventRate, MaxEventRate); err != nil {
+		return c, &ConfigError{Field: "EventRate", Value: c.EventRate, Err: err}
+	}
+	if err := checkRate(c.FaultRate, MaxFaultRate); err != nil {
+		return c, &ConfigError{Field: "FaultRate", Value: c.FaultRate, Err: err}
 	}
 	for _, k := range c.FaultKinds {
 		if k < FaultReconnect || k > FaultDropTCP {
-			return c, fmt.Errorf("discordsim: config FaultKinds: unknown %v", k)
+			return c, &ConfigError{Field: "FaultKinds", Value: k, Err: errors.New("unknown fault kind")}
 		}
 	}
 	return c, nil
+}
+
+// checkRate accepts a finite rate from 0 to limit.
+func checkRate(v, limit float64) error {
+	if !(v >= 0 && v <= limit) { // NaN fails both
+		return fmt.Errorf("must be a finite number from 0 to %g", limit)
+	}
+	return nil
 }

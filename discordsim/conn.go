@@ -53,6 +53,20 @@ var closeCodes = map[int]closeInfo{
 	4014: {"Disallowed intent(s).", true},
 }
 
+// ValidCloseCode reports whether code may be sent in a websocket close
+// frame: 1000-1003, 1007-1013 or 3000-4999. RFC 6455 reserves the rest of
+// 1000-2999 (1005, 1006 and 1015 must never be on the wire) and allows
+// nothing outside 1000-4999; gorilla/websocket, which many Discord clients
+// use, fails a connection that receives any other code (1014 included) with
+// a protocol error, so the client would never see the code it was sent.
+func ValidCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1013, code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
 // closeReason is Discord's reason text for code ("" if none).
 func closeReason(code int) string { return closeCodes[code].reason }
 

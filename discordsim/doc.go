@@ -41,10 +41,20 @@
 //     d=false. Any other end keeps the session resumable for SessionTTL.
 //   - A detached session keeps receiving EventRate traffic into its replay
 //     buffer (Discord queues events), so a resume really replays something.
+//   - EventRate traffic a connection cannot keep up with is not owed without
+//     end: once 16384 events wait for its writer, the rate makes no more for
+//     it until it catches up, so a lowered rate takes effect at once.
 //   - A resume whose session is unknown, expired or ended gets op 9 d=false; a
 //     wrong token closes 4004; a seq above the session's last or older than the
 //     replay buffer closes 4007. The session's previous connection, if still
 //     open, is dropped (TCP closed, no close frame).
+//
+// The control endpoints (/_sim/...) are the simulator's own, not Discord's.
+// A request carrying an Origin other than the simulator's is refused (403),
+// so a web page cannot drive them cross-site; with Config.ControlToken they
+// need "Authorization: Bearer TOKEN", and an Addr that is not loopback
+// requires one. The URLs handed to clients carry Config.Advertise, never a
+// wildcard address.
 //
 // Output compression uses one persistent encoder per connection: zlib-stream
 // is a klauspost zlib writer (BestSpeed) flushed after each payload, so each

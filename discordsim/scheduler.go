@@ -11,6 +11,13 @@ import (
 // traffic for hundreds of shards costs one ticker.
 const schedTick = 10 * time.Millisecond
 
+// maxRateBacklog bounds rate traffic owed to one session: an attached
+// connection whose writer is this many events behind gets no more until it
+// catches up, and one tick gives a detached session at most this many (a
+// stalled scheduler does not owe the time it lost). Rate traffic is a rate,
+// not a debt: a lowered rate must take effect at once, whatever ran before.
+const maxRateBacklog = 1 << 14
+
 // schedule is the single background loop behind EventRate, FaultRate and
 // SessionTTL. It runs until the server closes.
 func (s *Server) schedule() {
@@ -78,16 +85,27 @@ func (s *Server) tickSession(ss *session, now time.Time, add float64) {
 		ss.mu.Unlock()
 		return
 	}
+	// The credit keeps only the fraction of an event: whatever add was, the
+	// next tick starts from less than one (an int64 conversion of a huge
+	// credit overflowed, and the credit never came down again).
 	ss.credit += add
-	k := int64(ss.credit)
-	ss.credit -= float64(k)
-	if k == 0 {
+	whole := math.Floor(ss.credit)
+	ss.credit -= whole
+	if !(ss.credit >= 0 && ss.credit < 1) { // an infinite add: rates are clamped, but never keep NaN
+		ss.credit = 0
+	}
+	if !(whole >= 1) {
 		ss.mu.Unlock()
 		return
 	}
+	k := int64(min(whole, maxRateBacklog))
 	if c := ss.conn; c != nil {
 		ss.mu.Unlock()
-		c.pending.Add(k)
+		// Only this goroutine adds to pending and only the writer takes from
+		// it, so pending never exceeds maxRateBacklog.
+		if p := c.pending.Load(); p < maxRateBacklog {
+			c.pending.Add(min(k, maxRateBacklog-p))
+		}
 		c.notify()
 		return
 	}

@@ -1,6 +1,7 @@
 package discordsim
 
 import (
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +29,9 @@ type Server struct {
 	ln       net.Listener
 	httpSrv  *http.Server
 	upgrader websocket.Upgrader
-	addr     string
+	addr     string   // listen address
+	adv      string   // advertised HOST:PORT (Config.Advertise)
+	origins  []string // Origin values of the simulator's own pages
 	hello    []byte
 	guilds   guildCache
 
@@ -95,15 +100,40 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	advHost, advPort, err := parseAdvertise(cfg.Advertise)
+	if err != nil {
+		return nil, &ConfigError{Field: "Advertise", Value: cfg.Advertise, Err: err}
+	}
+	listenHost, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, &ConfigError{Field: "Addr", Value: cfg.Addr, Err: fmt.Errorf("must be HOST:PORT: %w", err)}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("discordsim: listen on %s: %w", cfg.Addr, err)
+	}
+	// Judged on the address really listened on: a name may resolve to anything.
+	bound := ln.Addr().(*net.TCPAddr)
+	if !bound.IP.IsLoopback() && cfg.ControlToken == "" {
+		_ = ln.Close()
+		return nil, &ConfigError{Field: "Addr", Value: cfg.Addr, Err: ErrControlTokenRequired}
+	}
+	if advHost == "" {
+		advHost = listenHost
+		if isWildcard(listenHost) {
+			// From what was asked: Go may bind 0.0.0.0 dual-stack, as [::].
+			advHost = wildcardHost(net.ParseIP(listenHost).To4() != nil)
+		}
+	}
+	if advPort == "" {
+		advPort = strconv.Itoa(bound.Port)
 	}
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "discordsim"),
 		ln:        ln,
 		addr:      ln.Addr().String(),
+		adv:       net.JoinHostPort(advHost, advPort),
 		hello:     helloFrame(cfg.HeartbeatInterval),
 		closing:   make(chan struct{}),
 		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)>>1|1)),
@@ -113,6 +143,7 @@ func Start(cfg Config) (*Server, error) {
 		remaining: cfg.SessionStartTotal,
 		st:        Stats{IdentifiesByBucket: map[int]int{}, Closes: map[int]int{}, ClientCloses: map[int]int{}, Faults: map[string]int{}},
 	}
+	s.origins = ownOrigins(s.adv, s.addr)
 	s.eventRate.Store(math.Float64bits(cfg.EventRate))
 	s.faultRate.Store(math.Float64bits(cfg.FaultRate))
 	s.upgrader = websocket.Upgrader{
@@ -121,6 +152,8 @@ func Start(cfg Config) (*Server, error) {
 		CheckOrigin:     func(*http.Request) bool { return true },
 	}
 	mux := http.NewServeMux()
+	// control routes a control endpoint through the Origin and token checks.
+	control := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.control(h)) }
 	mux.HandleFunc("GET /api/v10/gateway/bot", s.handleGatewayBot)
 	mux.HandleFunc("GET /api/v10/gateway", s.handleGatewayInfo)
 	mux.HandleFunc("GET /api/v10/users/@me", s.handleCurrentUser)
@@ -128,44 +161,44 @@ func Start(cfg Config) (*Server, error) {
 	for _, p := range []string{"/gateway", "/gateway/", "/gateway-resume", "/gateway-resume/"} {
 		mux.HandleFunc("GET "+p, s.handleWS)
 	}
-	mux.HandleFunc("POST /_sim/close", s.simHandler(func(q *simQuery) func() int {
-		shard, code := q.shard(), q.int("code")
+	control("POST /_sim/close", s.simHandler(func(q *simQuery) func() int {
+		shard, code := q.shard(), q.closeCode("code")
 		return func() int { return s.CloseShard(shard, code) }
 	}))
-	mux.HandleFunc("POST /_sim/reconnect", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/reconnect", s.simHandler(func(q *simQuery) func() int {
 		shard := q.shard()
 		return func() int { return s.Reconnect(shard) }
 	}))
-	mux.HandleFunc("POST /_sim/invalidate", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/invalidate", s.simHandler(func(q *simQuery) func() int {
 		shard, resumable := q.shard(), q.bool("resumable")
 		return func() int { return s.InvalidateSession(shard, resumable) }
 	}))
-	mux.HandleFunc("POST /_sim/zombie", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/zombie", s.simHandler(func(q *simQuery) func() int {
 		shard := q.shard()
 		return func() int { return s.Zombie(shard) }
 	}))
-	mux.HandleFunc("POST /_sim/drop", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/drop", s.simHandler(func(q *simQuery) func() int {
 		shard := q.shard()
 		return func() int { return s.DropTCP(shard) }
 	}))
-	mux.HandleFunc("POST /_sim/heartbeat", s.simHandler(func(q *simQuery) func() int {
+	control("POST /_sim/heartbeat", s.simHandler(func(q *simQuery) func() int {
 		shard := q.shard()
 		return func() int { return s.RequestHeartbeat(shard) }
 	}))
-	mux.HandleFunc("POST /_sim/burst", s.simHandler(func(q *simQuery) func() int {
-		shard, n := q.shard(), q.int("n")
+	control("POST /_sim/burst", s.simHandler(func(q *simQuery) func() int {
+		shard, n := q.shard(), q.intIn("n", 1, MaxBurst)
 		return func() int { return s.Burst(shard, n) }
 	}))
-	mux.HandleFunc("POST /_sim/rate", s.simHandler(func(q *simQuery) func() int {
-		rate := q.float("per_shard")
+	control("POST /_sim/rate", s.simHandler(func(q *simQuery) func() int {
+		rate := q.rate("per_shard", MaxEventRate)
 		return func() int { s.SetEventRate(rate); return 0 }
 	}))
-	mux.HandleFunc("POST /_sim/faults", s.simHandler(func(q *simQuery) func() int {
-		rate := q.float("per_conn")
+	control("POST /_sim/faults", s.simHandler(func(q *simQuery) func() int {
+		rate := q.rate("per_conn", MaxFaultRate)
 		return func() int { s.SetFaultRate(rate); return 0 }
 	}))
-	mux.HandleFunc("GET /_sim/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
-	mux.HandleFunc("GET /_sim/sessions", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
+	control("GET /_sim/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
+	control("GET /_sim/sessions", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 
@@ -178,7 +211,7 @@ func Start(cfg Config) (*Server, error) {
 		defer s.wg.Done()
 		s.schedule()
 	}()
-	s.log.Debug("started", "addr", s.addr, "config", cfg)
+	s.log.Debug("started", "addr", s.addr, "advertise", s.adv, "config", cfg)
 	return s, nil
 }
 
@@ -207,14 +240,17 @@ func (s *Server) Close() error {
 // Addr is the listen address, host:port.
 func (s *Server) Addr() string { return s.addr }
 
-// APIURL is the REST base, "http://ADDR/api/v10".
-func (s *Server) APIURL() string { return "http://" + s.addr + "/api/v10" }
+// AdvertisedAddr is the host:port the server's URLs carry (Config.Advertise).
+func (s *Server) AdvertisedAddr() string { return s.adv }
 
-// GatewayURL is the gateway URL /gateway/bot answers, "ws://ADDR/gateway".
-func (s *Server) GatewayURL() string { return "ws://" + s.addr + "/gateway" }
+// APIURL is the REST base, "http://ADVERTISED/api/v10".
+func (s *Server) APIURL() string { return "http://" + s.adv + "/api/v10" }
 
-// ResumeURL is the resume_gateway_url READY carries, "ws://ADDR/gateway-resume".
-func (s *Server) ResumeURL() string { return "ws://" + s.addr + "/gateway-resume" }
+// GatewayURL is the gateway URL /gateway/bot answers, "ws://ADVERTISED/gateway".
+func (s *Server) GatewayURL() string { return "ws://" + s.adv + "/gateway" }
+
+// ResumeURL is the resume_gateway_url READY carries, "ws://ADVERTISED/gateway-resume".
+func (s *Server) ResumeURL() string { return "ws://" + s.adv + "/gateway-resume" }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
@@ -319,8 +355,13 @@ func (s *Server) countFault(kind string, n int) {
 
 // CloseShard sends a close frame with code (and Discord's reason text) to
 // every connection of shard, then closes TCP once the client answers or
-// CloseGrace passes. It returns how many connections it hit.
+// CloseGrace passes. It returns how many connections it hit. It panics if
+// code cannot be carried by a close frame (see ValidCloseCode): the frame
+// holds 16 bits, and a truncated or reserved code is a bug in the caller.
 func (s *Server) CloseShard(shard int, code int) int {
+	if !ValidCloseCode(code) {
+		panic(fmt.Sprintf("discordsim: CloseShard(%d, %d): not a close code a websocket may carry", shard, code))
+	}
 	ts := s.targets(shard)
 	s.countFault("close-"+strconv.Itoa(code), len(ts))
 	for _, c := range ts {
@@ -408,21 +449,23 @@ func (s *Server) RequestHeartbeat(shard int) int {
 }
 
 // SetEventRate sets MESSAGE_CREATE dispatches per second per READY session.
-// 0 stops the traffic.
+// 0 stops the traffic. The rate is clamped to 0..MaxEventRate (NaN is 0).
 func (s *Server) SetEventRate(perShard float64) {
-	if perShard < 0 || math.IsNaN(perShard) || math.IsInf(perShard, 0) {
-		perShard = 0
-	}
-	s.eventRate.Store(math.Float64bits(perShard))
+	s.eventRate.Store(math.Float64bits(clampRate(perShard, MaxEventRate)))
 }
 
 // SetFaultRate changes Config.FaultRate: random faults per second per
-// identified connection (0 stops them).
+// identified connection (0 stops them). The rate is clamped to
+// 0..MaxFaultRate (NaN is 0).
 func (s *Server) SetFaultRate(perConn float64) {
-	if perConn < 0 || math.IsNaN(perConn) || math.IsInf(perConn, 0) {
-		perConn = 0
+	s.faultRate.Store(math.Float64bits(clampRate(perConn, MaxFaultRate)))
+}
+
+func clampRate(v, limit float64) float64 {
+	if math.IsNaN(v) {
+		return 0
 	}
-	s.faultRate.Store(math.Float64bits(perConn))
+	return min(max(v, 0), limit)
 }
 
 // Burst sends n MESSAGE_CREATE dispatches as fast as the connection takes
@@ -441,10 +484,25 @@ func (s *Server) Burst(shard int, n int) int {
 	}
 	ts := s.targets(shard)
 	for _, c := range ts {
-		c.burst.Add(int64(n))
+		addSaturating(&c.burst, int64(n))
 		c.notify()
 	}
 	return len(ts)
+}
+
+// addSaturating adds n > 0 to v, stopping at math.MaxInt64: bursts that
+// pile up must not wrap to a negative count (which sends nothing).
+func addSaturating(v *atomic.Int64, n int64) {
+	for {
+		old := v.Load()
+		sum := old + n
+		if sum < old {
+			sum = math.MaxInt64
+		}
+		if v.CompareAndSwap(old, sum) {
+			return
+		}
+	}
 }
 
 // ---- HTTP ----
@@ -455,52 +513,181 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// simQuery reads the parameters of one control request. The first problem
+// found is kept in err; a parameter given twice, or one the endpoint does
+// not take, is a problem too (a typo must not pass for a default).
 type simQuery struct {
-	r   *http.Request
-	err error
+	vals url.Values
+	used map[string]bool
+	err  error
 }
 
-func (q *simQuery) int(key string) int {
-	v, err := strconv.Atoi(q.r.URL.Query().Get(key))
-	if err != nil && q.err == nil {
-		q.err = fmt.Errorf("query %s=%q: %w", key, q.r.URL.Query().Get(key), err)
+func newSimQuery(r *http.Request) *simQuery {
+	q := &simQuery{used: map[string]bool{}}
+	q.vals, q.err = url.ParseQuery(r.URL.RawQuery)
+	if q.err != nil {
+		q.err = fmt.Errorf("query %q: %w", r.URL.RawQuery, q.err)
+	}
+	return q
+}
+
+func (q *simQuery) fail(key, v string, err error) {
+	if q.err == nil {
+		q.err = fmt.Errorf("query %s=%q: %w", key, v, err)
+	}
+}
+
+// get is the one value of key ("" and an error if missing or repeated).
+func (q *simQuery) get(key string) (string, bool) {
+	q.used[key] = true
+	vs := q.vals[key]
+	switch {
+	case len(vs) == 0:
+		if q.err == nil {
+			q.err = fmt.Errorf("query %s: missing", key)
+		}
+		return "", false
+	case len(vs) > 1:
+		if q.err == nil {
+			q.err = fmt.Errorf("query %s: given %d times", key, len(vs))
+		}
+		return "", false
+	}
+	return vs[0], true
+}
+
+// intIn is key as an integer from lo to hi.
+func (q *simQuery) intIn(key string, lo, hi int) int {
+	s, ok := q.get(key)
+	if !ok {
+		return 0
+	}
+	v, err := strconv.Atoi(s)
+	if err == nil && (v < lo || v > hi) {
+		err = fmt.Errorf("must be from %d to %d", lo, hi)
+	}
+	if err != nil {
+		q.fail(key, s, err)
 	}
 	return v
 }
 
-func (q *simQuery) shard() int { return q.int("shard") }
+// shard is a shard ID: any non-negative integer an identify may carry.
+func (q *simQuery) shard() int { return q.intIn("shard", 0, math.MaxInt) }
+
+func (q *simQuery) closeCode(key string) int {
+	s, ok := q.get(key)
+	if !ok {
+		return 0
+	}
+	v, err := strconv.Atoi(s)
+	if err == nil && !ValidCloseCode(v) {
+		err = errors.New("not a close code a websocket may carry (1000-1003, 1007-1013 or 3000-4999)")
+	}
+	if err != nil {
+		q.fail(key, s, err)
+	}
+	return v
+}
 
 func (q *simQuery) bool(key string) bool {
-	v, err := strconv.ParseBool(q.r.URL.Query().Get(key))
-	if err != nil && q.err == nil {
-		q.err = fmt.Errorf("query %s=%q: %w", key, q.r.URL.Query().Get(key), err)
+	s, ok := q.get(key)
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		q.fail(key, s, err)
 	}
 	return v
 }
 
-func (q *simQuery) float(key string) float64 {
-	v, err := strconv.ParseFloat(q.r.URL.Query().Get(key), 64)
-	if err == nil && (v < 0 || math.IsNaN(v) || math.IsInf(v, 0)) {
-		err = errors.New("must be a finite number >= 0")
+// rate is key as a finite number from 0 to limit.
+func (q *simQuery) rate(key string, limit float64) float64 {
+	s, ok := q.get(key)
+	if !ok {
+		return 0
 	}
-	if err != nil && q.err == nil {
-		q.err = fmt.Errorf("query %s=%q: %w", key, q.r.URL.Query().Get(key), err)
+	v, err := strconv.ParseFloat(s, 64)
+	if err == nil {
+		err = checkRate(v, limit)
+	}
+	if err != nil {
+		q.fail(key, s, err)
 	}
 	return v
+}
+
+// unknown reports the first parameter the endpoint did not read.
+func (q *simQuery) unknown() {
+	if q.err != nil {
+		return
+	}
+	for key := range q.vals {
+		if !q.used[key] {
+			q.err = fmt.Errorf("query %s: not a parameter of this endpoint", key)
+			return
+		}
+	}
 }
 
 // simHandler parses the query first and acts only if every parameter is
 // valid: bad input is a 400 naming the parameter, and acts on nothing.
 func (s *Server) simHandler(parse func(q *simQuery) func() int) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		q := &simQuery{r: r}
+		q := newSimQuery(r)
 		act := parse(q)
+		q.unknown()
 		if q.err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": q.err.Error()})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]int{"hit": act()})
 	}
+}
+
+// ownOrigins are the Origin values a page served from one of hostports
+// would send (a browser leaves out port 80).
+func ownOrigins(hostports ...string) []string {
+	var out []string
+	for _, hp := range hostports {
+		out = append(out, "http://"+hp)
+		if bare, ok := strings.CutSuffix(hp, ":80"); ok {
+			out = append(out, "http://"+bare)
+		}
+	}
+	return out
+}
+
+// control guards the control endpoints. A request with an Origin that is
+// not the simulator's own gets a 403: a web page can send a POST with a
+// query string to any address (no preflight), but its browser always says
+// where it comes from; curl and bots send no Origin. Then, with a
+// ControlToken, a request without "Authorization: Bearer TOKEN" gets a 401.
+func (s *Server) control(next http.Handler) http.Handler {
+	want := []byte("Bearer " + s.cfg.ControlToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origins := r.Header.Values("Origin"); len(origins) > 0 && !(len(origins) == 1 && s.ownOrigin(origins[0])) {
+			writeJSON(w, http.StatusForbidden, map[string]string{
+				"error": fmt.Sprintf("Origin %q is not this simulator's (%s): control requests from web pages are refused", strings.Join(origins, ", "), s.origins[0])})
+			return
+		}
+		if s.cfg.ControlToken != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="discordsim control"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "the control endpoints need Authorization: Bearer <control token>"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) ownOrigin(origin string) bool {
+	for _, o := range s.origins {
+		if strings.EqualFold(origin, o) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) authorized(r *http.Request) bool {
