@@ -261,6 +261,10 @@ type Config struct {
 	// CloseGrace is how long the server waits, after sending a close frame, for
 	// the client's close frame before it closes the TCP connection. Default 1s.
 	CloseGrace time.Duration
+	// ReadyDelay is how long READY takes after an accepted identify (Discord
+	// takes a moment to build it, longer for shards with many guilds). The
+	// identify counts against its bucket from its arrival. Default 0.
+	ReadyDelay time.Duration
 	// Logger receives debug logs. Default: discard.
 	Logger *slog.Logger
 	// Seed seeds random faults, traffic and session IDs. 0 means time-based.
@@ -315,7 +319,7 @@ func (c Config) withDefaults() (Config, error) {
 	}{{"IdentifyWindow", c.IdentifyWindow}, {"SessionStartResetAfter", c.SessionStartResetAfter},
 		{"HeartbeatInterval", c.HeartbeatInterval}, {"HeartbeatTimeout", c.HeartbeatTimeout},
 		{"SessionTTL", c.SessionTTL}, {"SendWindow", c.SendWindow}, {"PresenceWindow", c.PresenceWindow},
-		{"WriteTimeout", c.WriteTimeout}, {"CloseGrace", c.CloseGrace}} {
+		{"WriteTimeout", c.WriteTimeout}, {"CloseGrace", c.CloseGrace}, {"ReadyDelay", c.ReadyDelay}} {
 		if d.v < 0 || d.v > maxConfigDuration {
 			return c, &ConfigError{Field: d.name, Value: d.v, Err: fmt.Errorf("must be from 0 (the default) to %v", maxConfigDuration)}
 		}

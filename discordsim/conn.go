@@ -614,6 +614,11 @@ func (c *conn) identify(raw json.RawMessage, at time.Time) {
 	c.sess = sess
 	c.mu.Unlock()
 	c.log.Debug("identified", "shard", shardID, "count", count, "guilds", len(sess.guilds))
+	if d := s.cfg.ReadyDelay; d > 0 {
+		// enqueue gives up once the connection's writer has ended.
+		time.AfterFunc(d, func() { c.enqueue(command{kind: cmdReady, sess: sess}) })
+		return
+	}
 	c.enqueue(command{kind: cmdReady, sess: sess})
 }
 
