@@ -36,6 +36,11 @@ const (
 	// DefaultHTTPTimeout bounds GET /gateway/bot and GET /users/@me when no HTTP client is given.
 	DefaultHTTPTimeout = 10 * time.Second
 
+	// identifyGrace is how long Close lets a shard that has sent its
+	// Identify wait for READY (Discord answers within a second or two), so
+	// that the identify spent is kept as a session.
+	identifyGrace = 3 * time.Second
+
 	// LargestShardCount is the largest shard count the manager accepts, from
 	// an option, from /gateway/bot or for a split or re-shard. The largest
 	// bots run about 20,000 shards (Discord allows 2500 guilds per shard and

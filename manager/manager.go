@@ -772,7 +772,9 @@ func (m *Manager) waitUntil(ctx context.Context, cond func() (done bool, err err
 
 // Close closes every shard keeping its session resumable (close code
 // 4000), Puts the sessions, flushes the store and ends every goroutine of
-// the manager. A new manager on the same store resumes every shard. Splits
+// the manager. A shard that has sent its Identify first gets up to 3 s
+// (within ctx) for its READY, so that the identify spent becomes a session
+// the next run resumes. A new manager on the same store resumes every shard. Splits
 // and re-shards in progress are aborted. A second call waits for the first
 // to finish and returns its result.
 func (m *Manager) Close(ctx context.Context) error {
@@ -812,6 +814,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	for i, e := range view {
 		wg.Go(func() {
 			if e.roleOf() == RoleActive {
+				m.awaitIdentify(ctx, e)
 				sessions[i], errs[i] = e.shard.Close(ctx)
 			} else {
 				errs[i] = e.shard.End(ctx)
@@ -848,6 +851,31 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Unlock()
 	m.notify()
 	return m.closeErr
+}
+
+// awaitIdentify lets a shard that has sent its Identify get its READY
+// before Close closes it, for at most identifyGrace: closed now, the
+// identify already spent would be lost and the next run would spend
+// another where it could resume.
+func (m *Manager) awaitIdentify(ctx context.Context, e *entry) {
+	if e.shard.State() != gateway.StateIdentifying {
+		return
+	}
+	grace := time.NewTimer(identifyGrace)
+	defer grace.Stop()
+	for {
+		ch := m.changed() // before the check, so no change is missed
+		if e.shard.State() != gateway.StateIdentifying {
+			return
+		}
+		select {
+		case <-ch:
+		case <-grace.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {

@@ -1110,3 +1110,40 @@ func (l *syncLog) String() string {
 	defer l.mu.Unlock()
 	return l.buf.String()
 }
+
+// A shard that has sent its Identify when Close comes gets its READY first:
+// closed at once, the identify spent would be lost and the next run would
+// identify again instead of resuming.
+func TestCloseKeepsAnIdentifyInFlight(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency = 2, 2
+	cfg.ReadyDelay = 300 * time.Millisecond
+	sim := startSim(t, cfg)
+	path := filepath.Join(t.TempDir(), "state.toml")
+	st := openStore(t, path)
+	m := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(st))
+	if err := m.Open(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "both shards identifying", func() bool {
+		n := 0
+		for _, s := range m.Snapshot().Shards {
+			if s.State == gateway.StateIdentifying {
+				n++
+			}
+		}
+		return n == 2
+	})
+	if err := m.Close(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(st.Load()); got != 2 {
+		t.Fatalf("%d sessions saved, want the 2 whose identify was in flight", got)
+	}
+	if s := sim.Stats(); s.Identifies != 2 {
+		t.Fatalf("%d identifies, want 2", s.Identifies)
+	}
+}
