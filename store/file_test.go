@@ -743,3 +743,25 @@ func TestConcurrentUse(t *testing.T) {
 	defer g.Close()
 	assertStates(t, g.Load(), final)
 }
+
+// TestEmptyStateFile: `touch state.toml` (or a file of blanks and
+// comments) is no sessions, not a corrupt file, and stays as it is until
+// there is something to write.
+func TestEmptyStateFile(t *testing.T) {
+	for _, content := range []string{"", "\n\n  \t\n", "# sessions go here\n\n# nothing yet\n", header} {
+		path := statePath(t)
+		writeRaw(t, path, content)
+		f, err := OpenFile(path)
+		if err != nil {
+			t.Fatalf("OpenFile of %q: %v", content, err)
+		}
+		if got := f.Load(); len(got) != 0 {
+			t.Errorf("%q: %d records", content, len(got))
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		assertRaw(t, path, content)
+		assertNoCorruptFiles(t, path)
+	}
+}
