@@ -181,7 +181,8 @@ func (f *File) Load() []ShardState {
 // identical to the stored one changes nothing. It
 // returns an error matching [ErrInvalidState] if s could not be read back
 // (count <= 0, ID outside [0, count), empty session ID, negative sequence,
-// invalid UTF-8, a resume URL that is not ws:// or wss://), and [ErrClosed]
+// invalid UTF-8, a resume URL that is not ws:// or wss://, a count above
+// [MaxShardCount]), and [ErrClosed]
 // after Close.
 func (f *File) Put(s ShardState) error {
 	if fe := validate(s); fe != nil {

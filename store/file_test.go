@@ -765,3 +765,27 @@ func TestEmptyStateFile(t *testing.T) {
 		assertNoCorruptFiles(t, path)
 	}
 }
+
+// TestCountAboveMaxShardCount: no shardtop runs more than MaxShardCount
+// shards, so a record beyond it is refused by Put and by the reader.
+func TestCountAboveMaxShardCount(t *testing.T) {
+	path := statePath(t)
+	f := mustOpen(t, path)
+	at := ShardState{ShardID: MaxShardCount - 1, ShardCount: MaxShardCount, SessionID: "s", Sequence: 1}
+	mustPut(t, f, at)
+	over := ShardState{ShardID: 0, ShardCount: MaxShardCount + 1, SessionID: "s", Sequence: 1}
+	if err := f.Put(over); !errors.Is(err, ErrInvalidState) || !strings.Contains(err.Error(), "65536") {
+		t.Errorf("Put of count %d: %v; want ErrInvalidState naming the bound", over.ShardCount, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	content := header + "version = 1\n[[shard]]\nid = 0\ncount = 9223372036854775807\nsession_id = \"x\"\nsequence = 1\n"
+	writeRaw(t, path, content)
+	_, err := OpenFile(path)
+	var fe *FileError
+	if !errors.As(err, &fe) || !errors.Is(err, ErrCorrupt) || fe.Line != 5 || fe.Key != "count" || !strings.Contains(err.Error(), "at most 65536") {
+		t.Fatalf("OpenFile: %v; want a *FileError at line 5, key count, naming the bound", err)
+	}
+	assertRaw(t, path, content)
+}
