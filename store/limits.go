@@ -1,5 +1,7 @@
 package store
 
+import "github.com/shardtop/shardtop/internal/regularfile"
+
 // Bounds of what shardtop runs, shared by the config file (package main),
 // the manager and this package: they live here because every one of them
 // imports store, and the state file's records obey the first one.
@@ -19,3 +21,9 @@ const (
 	// a series in /metrics, so a million of them made every scrape 50 MB.
 	MaxMaxConcurrency = 1024
 )
+
+// ErrNotRegular means the state file's lock file exists but is not a
+// regular file (a symbolic link, device, named pipe, directory or socket):
+// OpenFile writes its PID there, so it refuses rather than write into
+// whatever that is.
+var ErrNotRegular = regularfile.ErrNotRegular
