@@ -20,10 +20,15 @@ const (
 	// to a few hundred to the largest; every bucket is a limiter queue and
 	// a series in /metrics, so a million of them made every scrape 50 MB.
 	MaxMaxConcurrency = 1024
+
+	// MaxFileSize is the largest state file OpenFile reads. A record takes
+	// about 210 bytes, so twice MaxShardCount records (a re-shard keeps
+	// both layouts for a while) take about 28 MB.
+	MaxFileSize = 64 << 20
 )
 
-// ErrNotRegular means the state file's lock file exists but is not a
-// regular file (a symbolic link, device, named pipe, directory or socket):
-// OpenFile writes its PID there, so it refuses rather than write into
-// whatever that is.
+// ErrNotRegular means the state file or its lock file exists but is not a
+// regular file (a device, named pipe, directory or socket; for the lock
+// file also a symbolic link). OpenFile never reads, moves or replaces such
+// a file, even with [WithStartFresh].
 var ErrNotRegular = regularfile.ErrNotRegular
