@@ -19,6 +19,7 @@ import (
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/limiter"
 	"github.com/shardtop/shardtop/manager"
+	"github.com/shardtop/shardtop/store"
 )
 
 // Defaults of the config file. Every key's default lives here and only here;
@@ -39,11 +40,33 @@ const (
 	tokenEnv = "DISCORD_TOKEN"
 )
 
-// Limits of values Discord or the program accept.
+// Limits of values Discord or the program accept. Every integer and
+// duration key has an upper bound, so that no value a TOML file can hold
+// makes shardtop allocate without end, overflow or panic; each bound is far
+// above what a real bot uses:
+//   - shard_count is at most store.MaxShardCount (65536; Discord's largest
+//     bots run tens of thousands) and shard_ids are below it;
+//   - max_concurrency is at most store.MaxMaxConcurrency (1024; Discord
+//     gives 1, 16, 32, 64, up to a few hundred to the largest bots);
+//   - split_count is at most 64: a shard closed with 4011 has outgrown 2500
+//     guilds, and halving it (the default 2) is the usual answer;
+//   - identify_window is at most an hour (Discord's is 5 s) and
+//     identify_margin a minute (it absorbs network jitter), so their sum
+//     cannot overflow;
+//   - refresh is at most a minute: a slower TUI looks frozen.
+//
+// intents and large_threshold have Discord's own ranges, and
+// session_start_reserve needs no bound: the limiter caps it at the daily
+// total minus one.
 const (
 	minLargeThreshold = 50
 	maxLargeThreshold = 250
+	maxSplitCount     = 64
+	maxIdentifyWindow = time.Hour
+	maxIdentifyMargin = time.Minute
 	minRefresh        = 10 * time.Millisecond
+	maxRefresh        = time.Minute
+	maxIntents        = 1<<31 - 1 // intents are a 31-bit set
 )
 
 // Config is the program's configuration, as read from a TOML file.
@@ -293,11 +316,11 @@ func (c *Config) validate() []error {
 	if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("api_url", "must be an http:// or https:// URL, got %q", c.APIURL)
 	}
-	if c.Intents < 0 || c.Intents >= 1<<31 {
-		bad("intents", "must be a non-negative intent bit set, got %d", c.Intents)
+	if c.Intents < 0 || c.Intents > maxIntents {
+		bad("intents", "must be a non-negative intent bit set of at most %d, got %d", maxIntents, c.Intents)
 	}
-	if c.ShardCount < 0 {
-		bad("shard_count", "must be 0 (Discord's recommendation) or more, got %d", c.ShardCount)
+	if c.ShardCount < 0 || c.ShardCount > store.MaxShardCount {
+		bad("shard_count", "must be 0 (Discord's recommendation) up to %d, got %d", store.MaxShardCount, c.ShardCount)
 	}
 	if len(c.ShardIDs) > 0 {
 		if c.ShardCount == 0 {
@@ -310,8 +333,8 @@ func (c *Config) validate() []error {
 			}
 		}
 	}
-	if c.MaxConcurrency < 0 {
-		bad("max_concurrency", "must be 0 (from Discord) or more, got %d", c.MaxConcurrency)
+	if c.MaxConcurrency < 0 || c.MaxConcurrency > store.MaxMaxConcurrency {
+		bad("max_concurrency", "must be 0 (from Discord) up to %d, got %d", store.MaxMaxConcurrency, c.MaxConcurrency)
 	}
 	switch gateway.Compression(c.Compression) {
 	case gateway.CompressionZstdStream, gateway.CompressionZlibStream, gateway.CompressionNone:
@@ -324,14 +347,14 @@ func (c *Config) validate() []error {
 	if c.StateFile == "" {
 		bad("state_file", "must not be empty")
 	}
-	if c.SplitCount < 2 {
-		bad("split_count", "must be at least 2, got %d", c.SplitCount)
+	if c.SplitCount < 2 || c.SplitCount > maxSplitCount {
+		bad("split_count", "must be at least 2 and at most %d, got %d", maxSplitCount, c.SplitCount)
 	}
-	if c.IdentifyWindow <= 0 {
-		bad("identify_window", "must be positive, got %s", c.IdentifyWindow)
+	if c.IdentifyWindow <= 0 || c.IdentifyWindow > Duration(maxIdentifyWindow) {
+		bad("identify_window", "must be positive and at most %s, got %s", maxIdentifyWindow, c.IdentifyWindow)
 	}
-	if c.IdentifyMargin < 0 {
-		bad("identify_margin", "must not be negative, got %s", c.IdentifyMargin)
+	if c.IdentifyMargin < 0 || c.IdentifyMargin > Duration(maxIdentifyMargin) {
+		bad("identify_margin", "must not be negative nor above %s, got %s", maxIdentifyMargin, c.IdentifyMargin)
 	}
 	if c.SessionStartReserve < 0 {
 		bad("session_start_reserve", "must not be negative, got %d", c.SessionStartReserve)
@@ -347,8 +370,8 @@ func (c *Config) validate() []error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format", "must be text or json, got %q", c.LogFormat)
 	}
-	if c.Refresh < Duration(minRefresh) {
-		bad("refresh", "must be at least %s, got %s", minRefresh, c.Refresh)
+	if c.Refresh < Duration(minRefresh) || c.Refresh > Duration(maxRefresh) {
+		bad("refresh", "must be at least %s and at most %s, got %s", minRefresh, maxRefresh, c.Refresh)
 	}
 	return errs
 }
@@ -443,9 +466,6 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // range strings: shard_ids = [0, 1, "4-7"] or shard_ids = "0-15".
 type ShardIDs []int
 
-// maxShardRange bounds one range so a typo cannot allocate gigabytes.
-const maxShardRange = 1 << 20
-
 // UnmarshalTOML accepts an integer, a range string, or an array of both.
 func (s *ShardIDs) UnmarshalTOML(v any) error {
 	var items []any
@@ -457,20 +477,23 @@ func (s *ShardIDs) UnmarshalTOML(v any) error {
 	}
 	seen := make(map[int]bool)
 	var ids []int
-	add := func(id int) error {
+	add := func(id int64) error {
 		if id < 0 {
 			return fmt.Errorf("shard ID %d is negative", id)
 		}
-		if !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
+		if id >= store.MaxShardCount {
+			return fmt.Errorf("shard ID %d is not below %d, the largest shard count", id, store.MaxShardCount)
+		}
+		if !seen[int(id)] {
+			seen[int(id)] = true
+			ids = append(ids, int(id))
 		}
 		return nil
 	}
 	for _, it := range items {
 		switch x := it.(type) {
 		case int64:
-			if err := add(int(x)); err != nil {
+			if err := add(x); err != nil {
 				return err
 			}
 		case string:
@@ -480,7 +503,7 @@ func (s *ShardIDs) UnmarshalTOML(v any) error {
 					return err
 				}
 				for id := lo; id <= hi; id++ {
-					if err := add(id); err != nil {
+					if err := add(int64(id)); err != nil {
 						return err
 					}
 				}
@@ -505,8 +528,12 @@ func parseRange(r string) (lo, hi int, err error) {
 			return 0, 0, fmt.Errorf("bad shard range %q: want N or N-M", r)
 		}
 	}
-	if lo < 0 || hi < lo || hi-lo >= maxShardRange {
+	if lo < 0 || hi < lo {
 		return 0, 0, fmt.Errorf("bad shard range %q: want 0 <= N <= M", r)
+	}
+	// Checked before the range is expanded, so it cannot allocate much.
+	if hi >= store.MaxShardCount {
+		return 0, 0, fmt.Errorf("bad shard range %q: shard IDs are below %d, the largest shard count", r, store.MaxShardCount)
 	}
 	return lo, hi, nil
 }

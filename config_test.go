@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shardtop/shardtop/store"
 )
 
 const secretToken = "MTIzNDU2Nzg5.secret-token-never-shown.0123456789abcdef"
@@ -276,4 +278,103 @@ func TestConfigNeverShowsTheToken(t *testing.T) {
 			t.Errorf("error does not name the file and line: %s", msg)
 		}
 	}
+}
+
+// TestConfigBounds: every integer and duration key has an upper bound.
+// shard_count = 9223372036854775807 used to panic in the manager
+// (makeslice: len out of range), 4294967296 ran out of memory, and
+// max_concurrency = 1000000 made every /metrics scrape 50 MB.
+func TestConfigBounds(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"shard_count = 9223372036854775807\n", "c.toml:1: shard_count: must be 0 (Discord's recommendation) up to 65536, got 9223372036854775807"},
+		{"# big\nshard_count = 4294967296\n", "c.toml:2: shard_count: must be 0 (Discord's recommendation) up to 65536, got 4294967296"},
+		{"shard_count = 65537\n", "c.toml:1: shard_count: must be 0 (Discord's recommendation) up to 65536, got 65537"},
+		{"max_concurrency = 1000000\n", "c.toml:1: max_concurrency: must be 0 (from Discord) up to 1024, got 1000000"},
+		{"max_concurrency = 1025\n", "c.toml:1: max_concurrency: must be 0 (from Discord) up to 1024, got 1025"},
+		{"shard_count = 16\nshard_ids = [65536]\n", "c.toml:2: shard_ids: shard ID 65536 is not below 65536, the largest shard count"},
+		{"shard_count = 16\nshard_ids = [9223372036854775807]\n", "c.toml:2: shard_ids: shard ID 9223372036854775807 is not below 65536"},
+		{"shard_count = 16\nshard_ids = \"0-9223372036854775807\"\n", "c.toml:2: shard_ids: bad shard range \"0-9223372036854775807\": shard IDs are below 65536"},
+		{"shard_count = 16\nshard_ids = [\"65530-65536\"]\n", "c.toml:2: shard_ids: bad shard range \"65530-65536\": shard IDs are below 65536"},
+		{"split_count = 9223372036854775807\n", "c.toml:1: split_count: must be at least 2 and at most 64, got 9223372036854775807"},
+		{"intents = 9223372036854775807\n", "c.toml:1: intents: must be a non-negative intent bit set of at most 2147483647"},
+		{"large_threshold = 9223372036854775807\n", "c.toml:1: large_threshold: must be between 50 and 250"},
+		{"identify_window = \"2562047h\"\n", "c.toml:1: identify_window: must be positive and at most 1h0m0s, got 2562047h0m0s"},
+		{"identify_margin = \"2562047h\"\n", "c.toml:1: identify_margin: must not be negative nor above 1m0s, got 2562047h0m0s"},
+		{"refresh = \"2562047h\"\n", "c.toml:1: refresh: must be at least 10ms and at most 1m0s, got 2562047h0m0s"},
+	} {
+		_, err := ParseConfig("c.toml", tc.text)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want a *ConfigError containing %q", tc.text, err, tc.want)
+		}
+	}
+	// The bounds themselves are accepted: no real bot is refused.
+	cfg, err := ParseConfig("c.toml", "shard_count = 65536\nshard_ids = \"65000-65535\"\nmax_concurrency = 1024\nsplit_count = 64\n"+
+		"identify_window = \"1h\"\nidentify_margin = \"1m\"\nrefresh = \"1m\"\nintents = 2147483647\n")
+	if err != nil || cfg.ShardCount != store.MaxShardCount || cfg.MaxConcurrency != store.MaxMaxConcurrency || len(cfg.ShardIDs) != 536 {
+		t.Errorf("the largest values: %v (%d IDs), %v", cfg, len(cfg.ShardIDs), err)
+	}
+}
+
+// TestExtremeValuesNeverPanic feeds every integer and duration key of
+// Config (found by reflection, so a new key is covered too) the extremes a
+// TOML file can hold. Each is either refused with a *ConfigError naming
+// the file, line and key, or accepted within its bound; only
+// session_start_reserve takes any size (the limiter caps it).
+func TestExtremeValuesNeverPanic(t *testing.T) {
+	unbounded := map[string]bool{"session_start_reserve": true}
+	ints := []string{"9223372036854775807", "-9223372036854775808", "4294967296", "2147483648", "-1"}
+	durations := []string{`"2562047h47m16.854775807s"`, `"-2562047h47m16.854775808s"`, `"2562047h"`, `"1000h"`}
+	rt := reflect.TypeFor[Config]()
+	tried := 0
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		key := f.Tag.Get("toml")
+		var values []string
+		switch {
+		case !f.IsExported():
+			continue
+		case f.Type == reflect.TypeFor[Duration]():
+			values = durations
+		case f.Type.Kind() == reflect.Int || f.Type.Kind() == reflect.Int64:
+			values = ints
+		case f.Type == reflect.TypeFor[ShardIDs]():
+			values = []string{"[9223372036854775807]", "[-9223372036854775808]", `"0-9223372036854775807"`, `"9223372036854775806-9223372036854775807"`, `"0-99999999999999999999"`}
+		default:
+			continue
+		}
+		for _, v := range values {
+			tried++
+			text := "# extremes\n" + key + " = " + v + "\n"
+			if key == "shard_ids" {
+				text = "shard_count = 16\n" + text
+			}
+			cfg, err := parseNoPanic(t, text)
+			switch {
+			case err != nil:
+				var ce *ConfigError
+				if !errors.As(err, &ce) || !strings.Contains(err.Error(), "c.toml:") || !strings.Contains(err.Error(), ": "+key+": ") {
+					t.Errorf("%s = %s: error %q does not name c.toml, its line and the key", key, v, err)
+				}
+			case unbounded[key]:
+			default:
+				t.Errorf("%s = %s accepted: %v", key, v, cfg)
+			}
+		}
+	}
+	if tried < 40 {
+		t.Errorf("only %d values tried: the reflection found too few keys", tried)
+	}
+}
+
+// parseNoPanic is ParseConfig("c.toml", text), failing the test on a panic.
+func parseNoPanic(t *testing.T, text string) (cfg Config, err error) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Errorf("ParseConfig(%q) panicked: %v", text, r)
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return ParseConfig("c.toml", text)
 }

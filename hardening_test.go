@@ -1,0 +1,58 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// The tests in this file run the binary on the hostile input of a trial.
+// Each checks the exit status, the message and that no file was harmed.
+
+// deadAPI is a REST base nothing listens on: a test whose shardtop must
+// stop before any request uses it, so that a regression fails fast
+// (connection refused) instead of talking to anything.
+const deadAPI = "http://127.0.0.1:1/api/v10"
+
+// quickExit bounds how long a shardtop that must refuse its input may take.
+const quickExit = 15 * time.Second
+
+// assertNoPanic fails if stderr shows a Go panic or a runtime error.
+func assertNoPanic(t *testing.T, stderr string) {
+	t.Helper()
+	for _, s := range []string{"panic:", "goroutine ", "fatal error:"} {
+		if strings.Contains(stderr, s) {
+			t.Errorf("stderr shows a crash (%q):\n%s", s, stderr)
+		}
+	}
+}
+
+// TestHugeConfigValuesExit2: shard_count = 9223372036854775807 panicked
+// (makeslice) with exit 2 as if it were a config error, 4294967296 ran out
+// of memory, 10000000 grew to 23.7 GB, and max_concurrency = 1000000 made
+// every /metrics scrape 50 MB. Each is now a config error naming the file,
+// line and key, before anything is allocated or asked.
+func TestHugeConfigValuesExit2(t *testing.T) {
+	for _, tc := range []struct{ key, value, want string }{
+		{"shard_count", "9223372036854775807", "shard_count: must be 0 (Discord's recommendation) up to 65536, got 9223372036854775807"},
+		{"shard_count", "4294967296", "shard_count: must be 0 (Discord's recommendation) up to 65536, got 4294967296"},
+		{"shard_count", "10000000", "shard_count: must be 0 (Discord's recommendation) up to 65536, got 10000000"},
+		{"max_concurrency", "1000000", "max_concurrency: must be 0 (from Discord) up to 1024, got 1000000"},
+		{"split_count", "9223372036854775807", "split_count: must be at least 2 and at most 64"},
+	} {
+		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
+			t.Parallel()
+			cfgPath, _ := writeSimConfig(t, t.TempDir(), deadAPI, tc.key+" = "+tc.value+"\n")
+			p := startProc(t, "-config", cfgPath, "--headless")
+			code := p.exitCode(t, quickExit)
+			stderr := p.stderr.String()
+			// writeSimConfig puts extra on line 9.
+			if code != exitUsage || !strings.Contains(stderr, cfgPath+":9: "+tc.want) {
+				t.Errorf("exit %d, want %d with %q; stderr:\n%s", code, exitUsage, cfgPath+":9: "+tc.want, stderr)
+			}
+			assertNoPanic(t, stderr)
+		})
+	}
+}
