@@ -17,6 +17,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/internal/regularfile"
 	"github.com/shardtop/shardtop/limiter"
 	"github.com/shardtop/shardtop/manager"
 	"github.com/shardtop/shardtop/store"
@@ -67,6 +68,18 @@ const (
 	minRefresh        = 10 * time.Millisecond
 	maxRefresh        = time.Minute
 	maxIntents        = 1<<31 - 1 // intents are a 31-bit set
+)
+
+// Size limits of the files shardtop reads besides the state file (whose
+// limit is store.MaxFileSize). They stop a device or a wrong path from
+// being read into memory.
+const (
+	// MaxConfigFileSize bounds the config file: real ones are a few KB;
+	// even every ID of store.MaxShardCount shards listed in shard_ids
+	// takes under 500 KB.
+	MaxConfigFileSize = 1 << 20
+	// MaxTokenFileSize bounds token_file: a bot token is about 70 bytes.
+	MaxTokenFileSize = 4 << 10
 )
 
 // Config is the program's configuration, as read from a TOML file.
@@ -201,8 +214,10 @@ var ErrNoToken = errors.New("no bot token: set " + tokenEnv + ", token_file or t
 
 // LoadConfig reads the TOML file at path over the defaults and validates it.
 // Every problem is a *ConfigError (several are joined with errors.Join).
+// path must be a regular file (a symbolic link to one is followed) of at
+// most MaxConfigFileSize bytes; a missing file matches fs.ErrNotExist.
 func LoadConfig(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := regularfile.Read(path, MaxConfigFileSize)
 	if err != nil {
 		return Config{}, &ConfigError{File: path, Err: err}
 	}
@@ -392,13 +407,14 @@ func (c *Config) resolvePaths() {
 
 // ResolveToken returns the bot token from DISCORD_TOKEN, else token_file,
 // else token, and warnings about files readable by group or others.
+// token_file must be a regular file of at most MaxTokenFileSize bytes.
 // getenv is os.Getenv outside tests.
 func (c Config) ResolveToken(getenv func(string) string) (token string, warnings []string, err error) {
 	if t := strings.TrimSpace(getenv(tokenEnv)); t != "" {
 		return t, nil, nil
 	}
 	if c.TokenFile != "" {
-		data, err := os.ReadFile(c.TokenFile)
+		data, err := regularfile.Read(c.TokenFile, MaxTokenFileSize)
 		if err != nil {
 			return "", nil, c.errorAt("token_file", err)
 		}

@@ -378,3 +378,42 @@ func parseNoPanic(t *testing.T, text string) (cfg Config, err error) {
 	}()
 	return ParseConfig("c.toml", text)
 }
+
+// TestTokenFileRegularAndBounded: token_file is read only if it is a
+// regular file of at most MaxTokenFileSize bytes.
+func TestTokenFileRegularAndBounded(t *testing.T) {
+	dir := t.TempDir()
+	noEnv := func(string) string { return "" }
+	cfg := DefaultConfig()
+	big := writeFile(t, dir, "big-token", strings.Repeat("x", MaxTokenFileSize+1), 0o600)
+	cfg.TokenFile = big
+	var ce *ConfigError
+	if _, _, err := cfg.ResolveToken(noEnv); !errors.As(err, &ce) || ce.Key != "token_file" || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "4 KiB") {
+		t.Errorf("token_file over the limit: %v; want a *ConfigError naming token_file, %s and the 4 KiB limit", err, big)
+	}
+	cfg.TokenFile = dir
+	if _, _, err := cfg.ResolveToken(noEnv); !errors.As(err, &ce) || ce.Key != "token_file" || !strings.Contains(err.Error(), "directory") {
+		t.Errorf("token_file that is a directory: %v", err)
+	}
+}
+
+// TestLoadConfigTooLarge: the config file is read up to MaxConfigFileSize;
+// a larger one is an error naming it and the limit.
+func TestLoadConfigTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "big.toml", "# padding\n"+strings.Repeat("#", MaxConfigFileSize), 0o600)
+	_, err := LoadConfig(p)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.File != p || !strings.Contains(err.Error(), "1 MiB") {
+		t.Errorf("LoadConfig of a file over 1 MiB: %v; want a *ConfigError naming %s and the limit", err, p)
+	}
+	// A link to a regular config is followed: users link configs into place.
+	link := filepath.Join(dir, "link.toml")
+	target := writeFile(t, dir, "real.toml", "shard_count = 3\n", 0o600)
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := LoadConfig(link); err != nil || cfg.ShardCount != 3 {
+		t.Errorf("LoadConfig through a link: %v, %v", cfg, err)
+	}
+}

@@ -3,7 +3,11 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -54,5 +58,50 @@ func TestHugeConfigValuesExit2(t *testing.T) {
 			}
 			assertNoPanic(t, stderr)
 		})
+	}
+}
+
+// TestConfigFileNotRegular: a named pipe as -config hung shardtop (and it
+// ignored SIGTERM), /dev/zero was read until out of memory, /dev/null was
+// read as an empty config. Each is refused at once with exit 2, naming the
+// file and what it is; so is a named pipe as token_file.
+func TestConfigFileNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "config.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokenFifo := filepath.Join(dir, "token.fifo")
+	if err := syscall.Mkfifo(tokenFifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withTokenFifo := writeFile(t, dir, "token-fifo.toml", fmt.Sprintf("api_url = %q\ntoken_file = %q\n", deadAPI, tokenFifo), 0o600)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"fifo config", []string{"-config", fifo}, []string{fifo, "named pipe"}},
+		{"device config", []string{"-config", "/dev/null"}, []string{"/dev/null", "character device"}},
+		{"directory config", []string{"-config", dir}, []string{dir, "directory"}},
+		{"fifo token_file", []string{"-config", withTokenFifo}, []string{withTokenFifo + ":2: token_file:", tokenFifo, "named pipe"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startProc(t, append(tc.args, "--headless")...)
+			code := p.exitCode(t, quickExit)
+			stderr := p.stderr.String()
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitUsage, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr does not contain %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the named pipe was changed: %v %v", fi, err)
 	}
 }
