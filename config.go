@@ -406,28 +406,115 @@ func (c *Config) resolvePaths() {
 }
 
 // ResolveToken returns the bot token from DISCORD_TOKEN, else token_file,
-// else token, and warnings about files readable by group or others.
-// token_file must be a regular file of at most MaxTokenFileSize bytes.
-// getenv is os.Getenv outside tests.
-func (c Config) ResolveToken(getenv func(string) string) (token string, warnings []string, err error) {
-	if t := strings.TrimSpace(getenv(tokenEnv)); t != "" {
-		return t, nil, nil
-	}
-	if c.TokenFile != "" {
+// else token; source names where it came from for messages ("DISCORD_TOKEN",
+// "token_file PATH" or "token in FILE:LINE"), never showing the token; and
+// warnings, about files readable by group or others and about a "Bot "
+// prefix, which is removed (the REST client adds it itself). A token that
+// cannot be one is a *TokenError matching ErrBadToken: Discord bot tokens
+// are printable ASCII without spaces, and a "Bearer " token is an OAuth2
+// access token. getenv is os.Getenv outside tests.
+func (c Config) ResolveToken(getenv func(string) string) (token, source string, warnings []string, err error) {
+	var raw string
+	switch {
+	case strings.TrimSpace(getenv(tokenEnv)) != "":
+		raw, source = getenv(tokenEnv), tokenEnv
+	case c.TokenFile != "":
 		data, err := regularfile.Read(c.TokenFile, MaxTokenFileSize)
 		if err != nil {
-			return "", nil, c.errorAt("token_file", err)
+			return "", "", nil, c.errorAt("token_file", err)
 		}
-		t := strings.TrimSpace(string(data))
-		if t == "" {
-			return "", nil, c.errorAt("token_file", fmt.Errorf("%s is empty", c.TokenFile))
+		raw, source = string(data), "token_file "+c.TokenFile
+		if strings.TrimSpace(raw) == "" {
+			return "", "", nil, c.errorAt("token_file", fmt.Errorf("%s is empty", c.TokenFile))
 		}
-		return t, permissionWarning(c.TokenFile, "token file"), nil
+		warnings = permissionWarning(c.TokenFile, "token file")
+	case c.Token != "":
+		raw, source = c.Token, "token in the config"
+		if c.file != "" {
+			source = "token in " + c.file
+			if line := c.lineOf("token"); line > 0 {
+				source += ":" + strconv.Itoa(line)
+			}
+		}
+		warnings = permissionWarning(c.file, "config file holding the token")
+	default:
+		return "", "", nil, ErrNoToken
 	}
-	if c.Token != "" {
-		return c.Token, permissionWarning(c.file, "config file holding the token"), nil
+	token, warning, err := checkToken(raw)
+	if err != nil {
+		return "", "", nil, &TokenError{Source: source, Err: err}
 	}
-	return "", nil, ErrNoToken
+	if warning != "" {
+		warnings = append(warnings, "the bot token from "+source+" "+warning)
+	}
+	return token, source, warnings, nil
+}
+
+// ErrBadToken means the bot token cannot be a Discord bot token. The error
+// is a *TokenError naming where the token came from.
+var ErrBadToken = errors.New("not a bot token")
+
+// TokenError is a malformed bot token. It names the token's source, as
+// ResolveToken reports it, and never the token.
+type TokenError struct {
+	Source string // "DISCORD_TOKEN", "token_file PATH" or "token in FILE:LINE"
+	Err    error  // what is wrong, matching ErrBadToken
+}
+
+// Error formats the problem as "bot token from SOURCE: problem".
+func (e *TokenError) Error() string { return "bot token from " + e.Source + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *TokenError) Unwrap() error { return e.Err }
+
+// checkToken trims raw and checks that it can be a bot token. It removes a
+// pasted "Bot " prefix, saying so in warning (the text after "the bot token
+// from SOURCE"). Errors never quote the token.
+func checkToken(raw string) (token, warning string, err error) {
+	token = strings.TrimSpace(raw)
+	if prefix, ok := cutPrefixFold(token, "Bearer "); ok {
+		return "", "", fmt.Errorf("%w: it starts with %q, so it is an OAuth2 access token; shardtop needs the bot token from the Bot page of the application in the Discord Developer Portal", ErrBadToken, prefix)
+	}
+	if strings.EqualFold(token, "Bot") {
+		token = "" // the prefix alone, trimmed of its space
+	}
+	if prefix, ok := cutPrefixFold(token, "Bot "); ok {
+		token = strings.TrimSpace(token[len(prefix):])
+		warning = fmt.Sprintf("starts with %q, which shardtop adds itself: it was removed; remove it there too", prefix)
+	}
+	if token == "" {
+		return "", "", fmt.Errorf("%w: it is empty", ErrBadToken)
+	}
+	for i := 0; i < len(token); i++ {
+		if b := token[i]; b <= ' ' || b > '~' {
+			return "", "", fmt.Errorf("%w: it contains %s (character %d of %d); Discord bot tokens are printable ASCII without spaces",
+				ErrBadToken, describeByte(b), i+1, len(token))
+		}
+	}
+	return token, warning, nil
+}
+
+// cutPrefixFold reports whether s starts with prefix, ignoring case, and
+// returns the prefix as written in s.
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[:len(prefix)], true
+	}
+	return "", false
+}
+
+// describeByte names a byte that cannot be in a token, without showing it
+// (it may be part of the secret).
+func describeByte(b byte) string {
+	switch {
+	case b == '\n' || b == '\r':
+		return "a line break"
+	case b == ' ' || b == '\t':
+		return "a space or tab"
+	case b < ' ' || b == 0x7f:
+		return "a control character"
+	}
+	return "a non-ASCII character"
 }
 
 // permissionWarning warns when a file holding the token is readable by group or others.

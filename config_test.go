@@ -195,14 +195,14 @@ func TestResolveToken(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.TokenFile = private
 	cfg.Token = "config-token"
-	if tok, w, err := cfg.ResolveToken(env); err != nil || tok != "env-token" || len(w) != 0 {
-		t.Errorf("DISCORD_TOKEN first: %q %v %v", tok, w, err)
+	if tok, src, w, err := cfg.ResolveToken(env); err != nil || tok != "env-token" || src != tokenEnv || len(w) != 0 {
+		t.Errorf("DISCORD_TOKEN first: %q from %q %v %v", tok, src, w, err)
 	}
-	if tok, w, err := cfg.ResolveToken(noEnv); err != nil || tok != secretToken || len(w) != 0 {
-		t.Errorf("token_file second: %q %v %v", tok, w, err)
+	if tok, src, w, err := cfg.ResolveToken(noEnv); err != nil || tok != secretToken || src != "token_file "+private || len(w) != 0 {
+		t.Errorf("token_file second: %q from %q %v %v", tok, src, w, err)
 	}
 	cfg.TokenFile = shared
-	tok, w, err := cfg.ResolveToken(noEnv)
+	tok, _, w, err := cfg.ResolveToken(noEnv)
 	if err != nil || tok != secretToken || len(w) != 1 || !strings.Contains(w[0], shared) || !strings.Contains(w[0], "chmod 600") {
 		t.Errorf("shared token file must warn: %q %v %v", tok, w, err)
 	}
@@ -214,17 +214,20 @@ func TestResolveToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, w, err = fromFile.ResolveToken(noEnv)
+	tok, src, w, err := fromFile.ResolveToken(noEnv)
 	if err != nil || tok != secretToken || len(w) != 1 || !strings.Contains(w[0], cfgFile) {
 		t.Errorf("token in a world-readable config must warn: %v %v", w, err)
 	}
+	if src != "token in "+cfgFile+":1" {
+		t.Errorf("source of the config's token = %q, want it to name %s:1", src, cfgFile)
+	}
 
 	cfg = DefaultConfig()
-	if _, _, err := cfg.ResolveToken(noEnv); !errors.Is(err, ErrNoToken) {
+	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.Is(err, ErrNoToken) {
 		t.Errorf("no token: %v, want ErrNoToken", err)
 	}
 	cfg.TokenFile = filepath.Join(dir, "missing")
-	if _, _, err := cfg.ResolveToken(noEnv); err == nil || !strings.Contains(err.Error(), "token_file") {
+	if _, _, _, err := cfg.ResolveToken(noEnv); err == nil || !strings.Contains(err.Error(), "token_file") {
 		t.Errorf("missing token file: %v", err)
 	}
 }
@@ -379,6 +382,76 @@ func parseNoPanic(t *testing.T, text string) (cfg Config, err error) {
 	return ParseConfig("c.toml", text)
 }
 
+// TestResolveTokenRefusesMalformed: a token with a line break used to
+// reach the HTTP client ("invalid header field value for Authorization",
+// exit 1). A token that cannot be a bot token is refused by ResolveToken,
+// naming its source and never showing it; a pasted "Bot " is removed with
+// a warning, and an OAuth2 "Bearer " token is explained.
+func TestResolveTokenRefusesMalformed(t *testing.T) {
+	dir := t.TempDir()
+	envOf := func(v string) func(string) string {
+		return func(k string) string {
+			if k == tokenEnv {
+				return v
+			}
+			return ""
+		}
+	}
+	noEnv := envOf("")
+	cfg := DefaultConfig()
+	for _, tc := range []struct{ raw, what string }{
+		{secretToken + "\nX-Evil: 1", "a line break"},
+		{secretToken + "\r\nX-Evil: 1", "a line break"},
+		{"MTIz secret-token", "a space or tab"},
+		{"MTIz\tsecret-token", "a space or tab"},
+		{"MTIz\x00secret-token", "a control character"},
+		{"MTIz\x7fsecret-token", "a control character"},
+		{"MTIzé-secret-token", "a non-ASCII character"},
+		{"Bearer " + secretToken, "OAuth2 access token"},
+		{"bearer " + secretToken, "OAuth2 access token"},
+		{"Bot \n", "empty"},
+	} {
+		_, _, _, err := cfg.ResolveToken(envOf(tc.raw))
+		var te *TokenError
+		if !errors.As(err, &te) || !errors.Is(err, ErrBadToken) || te.Source != tokenEnv ||
+			!strings.Contains(err.Error(), "bot token from DISCORD_TOKEN") || !strings.Contains(err.Error(), tc.what) {
+			t.Errorf("DISCORD_TOKEN=%q: %v; want a *TokenError from DISCORD_TOKEN saying %q", tc.raw, err, tc.what)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, "secret-token") || strings.Contains(msg, "X-Evil") || strings.Contains(msg, "MTIz") {
+			t.Errorf("the error shows the token: %s", msg)
+		}
+	}
+
+	// The same checks for token_file and token, each named.
+	file := writeFile(t, dir, "token", secretToken+"\nsecond line\n", 0o600)
+	cfg.TokenFile = file
+	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.Is(err, ErrBadToken) || !strings.Contains(err.Error(), "bot token from token_file "+file+": ") ||
+		strings.Contains(err.Error(), "secret-token") {
+		t.Errorf("token_file with two lines: %v", err)
+	}
+	inConfig, err := ParseConfig(filepath.Join(dir, "c.toml"), "# bot\n\ntoken = \"MTIz\\tsecret-token\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := inConfig.ResolveToken(noEnv); !errors.Is(err, ErrBadToken) ||
+		!strings.Contains(err.Error(), "bot token from token in "+filepath.Join(dir, "c.toml")+":3: ") || strings.Contains(err.Error(), "secret-token") {
+		t.Errorf("token with a tab in the config: %v", err)
+	}
+
+	// A pasted "Bot " prefix: removed, with a warning naming the source.
+	for _, raw := range []string{"Bot " + secretToken, "  bot  " + secretToken + "\n"} {
+		tok, src, w, err := DefaultConfig().ResolveToken(envOf(raw))
+		if err != nil || tok != secretToken || src != tokenEnv || len(w) != 1 ||
+			!strings.Contains(w[0], "bot token from DISCORD_TOKEN starts with") || !strings.Contains(w[0], "removed") {
+			t.Errorf("DISCORD_TOKEN=%q: %q from %q, warnings %q, %v; want the token without the prefix and a warning", raw, tok, src, w, err)
+		}
+		if strings.Contains(strings.Join(w, ""), "secret-token") {
+			t.Errorf("the warning shows the token: %q", w)
+		}
+	}
+}
+
 // TestTokenFileRegularAndBounded: token_file is read only if it is a
 // regular file of at most MaxTokenFileSize bytes.
 func TestTokenFileRegularAndBounded(t *testing.T) {
@@ -388,11 +461,11 @@ func TestTokenFileRegularAndBounded(t *testing.T) {
 	big := writeFile(t, dir, "big-token", strings.Repeat("x", MaxTokenFileSize+1), 0o600)
 	cfg.TokenFile = big
 	var ce *ConfigError
-	if _, _, err := cfg.ResolveToken(noEnv); !errors.As(err, &ce) || ce.Key != "token_file" || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "4 KiB") {
+	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.As(err, &ce) || ce.Key != "token_file" || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "4 KiB") {
 		t.Errorf("token_file over the limit: %v; want a *ConfigError naming token_file, %s and the 4 KiB limit", err, big)
 	}
 	cfg.TokenFile = dir
-	if _, _, err := cfg.ResolveToken(noEnv); !errors.As(err, &ce) || ce.Key != "token_file" || !strings.Contains(err.Error(), "directory") {
+	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.As(err, &ce) || ce.Key != "token_file" || !strings.Contains(err.Error(), "directory") {
 		t.Errorf("token_file that is a directory: %v", err)
 	}
 }

@@ -244,8 +244,9 @@ func TestRefusedTokenExits2(t *testing.T) {
 	sim := startSimProc(t, "--shards", "1", "--token", "the-right-token")
 	cfgPath, _ := writeSimConfig(t, t.TempDir(), sim.api, "")
 	code, out, errOut := runProc(t, "-config", cfgPath, "--headless")
-	if code != exitUsage || !strings.Contains(errOut, "refused the bot token (401)") {
-		t.Errorf("exit %d, want %d with a 401 message; stderr:\n%s", code, exitUsage, errOut)
+	// The message names where the token came from: token is line 3 of the config.
+	if want := "refused the bot token from token in " + cfgPath + ":3 (401)"; code != exitUsage || !strings.Contains(errOut, want) {
+		t.Errorf("exit %d, want %d with %q; stderr:\n%s", code, exitUsage, want, errOut)
 	}
 	assertNoToken(t, "output", out, errOut)
 
@@ -256,7 +257,7 @@ func TestRefusedTokenExits2(t *testing.T) {
 	cmd := exec.Command(shardtopBin, "-config", bare, "--headless")
 	cmd.Env = append(childEnv(), tokenEnv+"="+e2eToken)
 	outB, err := cmd.CombinedOutput()
-	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(string(outB), "401") {
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(string(outB), "refused the bot token from DISCORD_TOKEN (401)") {
 		t.Errorf("DISCORD_TOKEN: %v, want exit 2 with a 401; output:\n%s", err, outB)
 	}
 	assertNoToken(t, "output", string(outB))

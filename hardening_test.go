@@ -105,3 +105,62 @@ func TestConfigFileNotRegular(t *testing.T) {
 		t.Errorf("the named pipe was changed: %v %v", fi, err)
 	}
 }
+
+// TestMalformedTokenExit2: DISCORD_TOKEN=$'abc\nX-Evil: 1' reached the HTTP
+// client (exit 1, `invalid header field value for "Authorization"`). A
+// token that cannot be a bot token is bad input: exit 2, naming where it
+// came from, never showing it.
+func TestMalformedTokenExit2(t *testing.T) {
+	dir := t.TempDir()
+	bare := writeFile(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\n", deadAPI), 0o600)
+	bearerFile := writeFile(t, dir, "bearer-token", "Bearer "+e2eToken+"\n", 0o600)
+	bearer := writeFile(t, dir, "bearer.toml", fmt.Sprintf("api_url = %q\ntoken_file = %q\n", deadAPI, bearerFile), 0o600)
+	for _, tc := range []struct {
+		name, config string
+		env          []string
+		want         []string
+	}{
+		{"newline in DISCORD_TOKEN", bare, []string{tokenEnv + "=" + e2eToken + "\nX-Evil: 1"}, []string{"bot token from DISCORD_TOKEN", "line break"}},
+		{"space in DISCORD_TOKEN", bare, []string{tokenEnv + "=" + e2eToken + " x"}, []string{"bot token from DISCORD_TOKEN", "space"}},
+		{"Bearer in token_file", bearer, nil, []string{"bot token from token_file " + bearerFile, "OAuth2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startProcEnv(t, tc.env, "-config", tc.config, "--headless")
+			code := p.exitCode(t, quickExit)
+			stderr := p.stderr.String()
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitUsage, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr does not contain %q:\n%s", w, stderr)
+				}
+			}
+			if strings.Contains(stderr, "X-Evil") || strings.Contains(stderr, "header field") {
+				t.Errorf("the token reached the HTTP client or is shown:\n%s", stderr)
+			}
+			assertNoToken(t, "output", p.stdout.String(), stderr)
+		})
+	}
+}
+
+// TestBotPrefixedTokenWorks: a token pasted with its "Bot " prefix got a
+// plain 401. The prefix is removed, with a warning that names the source,
+// and the shards connect.
+func TestBotPrefixedTokenWorks(t *testing.T) {
+	t.Parallel()
+	sim := startSimProc(t, "--shards", "1", "--token", e2eToken)
+	dir := t.TempDir()
+	bare := writeFile(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\nidentify_window = \"100ms\"\n", sim.api), 0o600)
+	p := startProcEnv(t, []string{tokenEnv + "=Bot " + e2eToken}, "-config", bare, "--headless", "--log-format", "json")
+	waitAllReady(t, p, 30*time.Second)
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exitCode(t, 10*time.Second); code != exitOK {
+		t.Fatalf("exit %d, want 0; stderr:\n%s", code, p.stderr)
+	}
+	if !strings.Contains(p.stderr.String(), `the bot token from DISCORD_TOKEN starts with \"Bot \"`) {
+		t.Errorf("no warning about the prefix:\n%s", p.stderr)
+	}
+	assertNoToken(t, "output", p.stdout.String(), p.stderr.String())
+}
