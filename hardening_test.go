@@ -164,3 +164,31 @@ func TestBotPrefixedTokenWorks(t *testing.T) {
 	}
 	assertNoToken(t, "output", p.stdout.String(), p.stderr.String())
 }
+
+// TestDemoRefusesStateFlags: --demo --state-file x ran the demo on x (its
+// sessions useless once its simulator ends, and a real bot's sessions in x
+// overwritten), while --demo -config was refused. Both state flags are
+// refused with --demo now, and x is not created.
+func TestDemoRefusesStateFlags(t *testing.T) {
+	x := filepath.Join(t.TempDir(), "x.toml")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--demo", "--state-file", x}, "-demo keeps its sessions in a temporary file"},
+		{[]string{"--demo", "--fresh-state"}, "-demo always starts without saved sessions; drop -fresh-state"},
+	} {
+		p := startProc(t, append(tc.args, "--headless")...)
+		code := p.exitCode(t, quickExit)
+		if code != exitUsage || !strings.Contains(p.stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, want %d with %q; stderr:\n%s", tc.args, code, exitUsage, tc.want, p.stderr)
+		}
+	}
+	if _, err := os.Lstat(x); err == nil {
+		t.Errorf("%s was created", x)
+	}
+	_, _, stderr := runProc(t, "--help")
+	if !strings.Contains(stderr, "not with -demo") {
+		t.Errorf("the help does not say which flags -demo refuses:\n%s", stderr)
+	}
+}
