@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// The tests in this file run the binary on the hostile input of a trial.
-// Each checks the exit status, the message and that no file was harmed.
+// The tests in this file run the binary on the hostile input of a trial:
+// extreme config values, files that are not regular files, malformed
+// tokens. Each checks the exit status, the message and that no file was
+// harmed.
 
 // deadAPI is a REST base nothing listens on: a test whose shardtop must
 // stop before any request uses it, so that a regression fails fast
@@ -103,6 +106,100 @@ func TestConfigFileNotRegular(t *testing.T) {
 	}
 	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
 		t.Errorf("the named pipe was changed: %v %v", fi, err)
+	}
+}
+
+// TestStateFileNotRegular: --state-file on a device node with
+// --fresh-state moved the device aside and wrote a regular file in its
+// place (as root, /dev/null for the whole system), a named pipe hung
+// shardtop, and a symbolic link at STATE.lock made shardtop write its PID
+// into the file it points to. Each is now exit 1 naming the path, and
+// nothing is changed.
+func TestStateFileNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath, _ := writeSimConfig(t, dir, deadAPI, "")
+
+	fifo := filepath.Join(dir, "state.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	victim := writeFile(t, dir, "SOMEFILE", "precious\n", 0o600)
+	linked := filepath.Join(dir, "linked.toml")
+	if err := os.Symlink(victim, linked+".lock"); err != nil {
+		t.Fatal(err)
+	}
+	type tcase struct {
+		name, path string
+		args, want []string
+	}
+	cases := []tcase{
+		{"fifo", fifo, []string{"--state-file", fifo, "--fresh-state"}, []string{fifo, "named pipe"}},
+		{"lock symlink", linked + ".lock", []string{"--state-file", linked}, []string{linked + ".lock", "symbolic link"}},
+	}
+	// A device node like /dev/null, made in the test's directory so that
+	// nothing else is at stake; only root can make one.
+	device := filepath.Join(dir, "null.toml")
+	if runtime.GOOS != "linux" {
+		t.Logf("no device node case on %s", runtime.GOOS)
+	} else if err := syscall.Mknod(device, syscall.S_IFCHR|0o600, 1<<8|3); err != nil { // major 1, minor 3: /dev/null
+		t.Logf("no device node case: mknod: %v", err)
+	} else {
+		cases = append(cases, tcase{"device", device, []string{"--state-file", device, "--fresh-state"}, []string{device, "character device"}})
+	}
+	before := map[string]os.FileInfo{}
+	for _, tc := range cases {
+		fi, err := os.Lstat(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[tc.path] = fi
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProc(t, append([]string{"-config", cfgPath, "--headless"}, tc.args...)...)
+			code := p.exitCode(t, quickExit)
+			stderr := p.stderr.String()
+			if code != exitFailure {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitFailure, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr does not contain %q:\n%s", w, stderr)
+				}
+			}
+			fi, err := os.Lstat(tc.path)
+			if err != nil || fi.Mode() != before[tc.path].Mode() || !os.SameFile(fi, before[tc.path]) {
+				t.Errorf("%s was moved or replaced: %v %v", tc.path, fi, err)
+			}
+			if m, _ := filepath.Glob(tc.path + ".corrupt-*"); len(m) > 0 {
+				t.Errorf("%s was moved aside: %v", tc.path, m)
+			}
+		})
+	}
+	if got := readFileString(t, victim); got != "precious\n" {
+		t.Errorf("the lock link's target was written: %q", got)
+	}
+}
+
+// TestEmptyStateFileStarts: `touch state.toml` was reported as a corrupt
+// state file (exit 1); it is no sessions, and the run saves its own.
+func TestEmptyStateFileStarts(t *testing.T) {
+	t.Parallel()
+	sim := startSimProc(t, "--shards", "2", "--window", "100ms", "--token", e2eToken)
+	dir := t.TempDir()
+	cfgPath, statePath := writeSimConfig(t, dir, sim.api, "")
+	writeFile(t, dir, "state.toml", "", 0o600)
+	p := startProc(t, "-config", cfgPath, "--headless", "--log-format", "json")
+	waitAllReady(t, p, 30*time.Second)
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exitCode(t, 10*time.Second); code != exitOK {
+		t.Fatalf("exit %d with an empty state file, want 0; stderr:\n%s", code, p.stderr)
+	}
+	if n := len(readSessions(t, statePath)); n != 2 {
+		t.Errorf("state file holds %d sessions, want 2", n)
+	}
+	if m, _ := filepath.Glob(statePath + ".corrupt-*"); len(m) > 0 {
+		t.Errorf("the empty file was treated as corrupt: %v", m)
 	}
 }
 
