@@ -55,6 +55,7 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 		token    string
 		warnings []string
 	)
+	var tokenSource string // where the token came from, for a 401
 	if o.demo {
 		sim, err := startDemoSim()
 		if err != nil {
@@ -80,7 +81,7 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 			fmt.Fprintln(stderr, "shardtop: bad config:", err)
 			return exitUsage
 		}
-		token, warnings, err = cfg.ResolveToken(getenv)
+		token, tokenSource, warnings, err = cfg.ResolveToken(getenv)
 		if err != nil {
 			fmt.Fprintln(stderr, "shardtop:", err, "(or try --demo)")
 			return exitUsage
@@ -163,7 +164,7 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 		// Subscribe before Open so that the first queued and identifying states are logged too.
 		events, unsub = m.Subscribe(eventBuffer)
 	}
-	code, opened := openManager(ctx, m, stderr)
+	code, opened := openManager(ctx, m, stderr, tokenSource)
 	if opened {
 		if o.headless {
 			code = runHeadless(ctx, m, events, logger)
@@ -241,14 +242,19 @@ func savedSessions(s manager.Snapshot) (saved, total int) {
 }
 
 // openManager opens m and reports a failure on stderr with the exit status
-// it calls for: a token Discord refuses is bad configuration.
-func openManager(ctx context.Context, m *manager.Manager, stderr io.Writer) (int, bool) {
+// it calls for: a token Discord refuses is bad configuration, and the
+// message names tokenSource, where ResolveToken found it.
+func openManager(ctx context.Context, m *manager.Manager, stderr io.Writer, tokenSource string) (int, bool) {
 	err := m.Open(ctx)
 	switch {
 	case err == nil:
 		return exitOK, true
 	case errors.Is(err, manager.ErrUnauthorized):
-		fmt.Fprintln(stderr, "shardtop: Discord refused the bot token (401); check DISCORD_TOKEN, token_file or token")
+		from := ""
+		if tokenSource != "" {
+			from = " from " + tokenSource
+		}
+		fmt.Fprintf(stderr, "shardtop: Discord refused the bot token%s (401); check it (shardtop takes the first of DISCORD_TOKEN, token_file, token)\n", from)
 		return exitUsage, false
 	case ctx.Err() != nil:
 		return exitOK, false // a signal during start-up: a normal stop

@@ -47,8 +47,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logFormat, "log-format", "", "log format: text or json (overrides log_format)")
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log_level)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (overrides metrics_addr)")
-	fs.StringVar(&o.stateFile, "state-file", "", "session state `file` (overrides state_file; --demo uses a temporary one)")
-	fs.BoolVar(&o.freshState, "fresh-state", false, "if the state file is corrupt, move it aside (kept as FILE.corrupt-TIME) and start without saved sessions")
+	fs.StringVar(&o.stateFile, "state-file", "", "session state `file` (overrides state_file; not with -demo, whose sessions end with its simulator)")
+	fs.BoolVar(&o.freshState, "fresh-state", false, "if the state file is corrupt, move it aside (kept as FILE.corrupt-TIME) and start without saved sessions (not with -demo, which always starts without)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage:\n  shardtop [flags]        supervise a bot's shards (TUI)\n  shardtop sim [flags]    run the Discord simulator\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -59,9 +59,13 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (the only subcommand is sim, which comes first)", fs.Arg(0))
 	}
+	stateFileSet := false
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "config" {
+		switch f.Name {
+		case "config":
 			o.configSet = true
+		case "state-file":
+			stateFileSet = true
 		}
 	})
 	if o.logFormat != "" && o.logFormat != "text" && o.logFormat != "json" {
@@ -74,6 +78,15 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.demo && o.configSet {
 		return o, errors.New("-demo runs without a config file; drop -config")
+	}
+	// The demo's sessions die with its in-process simulator, so a state
+	// file could only hold useless sessions, or have a real bot's
+	// sessions overwritten by them.
+	if o.demo && stateFileSet {
+		return o, errors.New("-demo keeps its sessions in a temporary file, as they end with its simulator; drop -state-file")
+	}
+	if o.demo && o.freshState {
+		return o, errors.New("-demo always starts without saved sessions; drop -fresh-state")
 	}
 	return o, nil
 }

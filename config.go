@@ -17,8 +17,10 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/internal/regularfile"
 	"github.com/shardtop/shardtop/limiter"
 	"github.com/shardtop/shardtop/manager"
+	"github.com/shardtop/shardtop/store"
 )
 
 // Defaults of the config file. Every key's default lives here and only here;
@@ -39,11 +41,45 @@ const (
 	tokenEnv = "DISCORD_TOKEN"
 )
 
-// Limits of values Discord or the program accept.
+// Limits of values Discord or the program accept. Every integer and
+// duration key has an upper bound, so that no value a TOML file can hold
+// makes shardtop allocate without end, overflow or panic; each bound is far
+// above what a real bot uses:
+//   - shard_count is at most store.MaxShardCount (65536; Discord's largest
+//     bots run tens of thousands) and shard_ids are below it;
+//   - max_concurrency is at most store.MaxMaxConcurrency (1024; Discord
+//     gives 1, 16, 32, 64, up to a few hundred to the largest bots);
+//   - split_count is at most 64: a shard closed with 4011 has outgrown 2500
+//     guilds, and halving it (the default 2) is the usual answer;
+//   - identify_window is at most an hour (Discord's is 5 s) and
+//     identify_margin a minute (it absorbs network jitter), so their sum
+//     cannot overflow;
+//   - refresh is at most a minute: a slower TUI looks frozen.
+//
+// intents and large_threshold have Discord's own ranges, and
+// session_start_reserve needs no bound: the limiter caps it at the daily
+// total minus one.
 const (
 	minLargeThreshold = 50
 	maxLargeThreshold = 250
+	maxSplitCount     = 64
+	maxIdentifyWindow = time.Hour
+	maxIdentifyMargin = time.Minute
 	minRefresh        = 10 * time.Millisecond
+	maxRefresh        = time.Minute
+	maxIntents        = 1<<31 - 1 // intents are a 31-bit set
+)
+
+// Size limits of the files shardtop reads besides the state file (whose
+// limit is store.MaxFileSize). They stop a device or a wrong path from
+// being read into memory.
+const (
+	// MaxConfigFileSize bounds the config file: real ones are a few KB;
+	// even every ID of store.MaxShardCount shards listed in shard_ids
+	// takes under 500 KB.
+	MaxConfigFileSize = 1 << 20
+	// MaxTokenFileSize bounds token_file: a bot token is about 70 bytes.
+	MaxTokenFileSize = 4 << 10
 )
 
 // Config is the program's configuration, as read from a TOML file.
@@ -178,8 +214,10 @@ var ErrNoToken = errors.New("no bot token: set " + tokenEnv + ", token_file or t
 
 // LoadConfig reads the TOML file at path over the defaults and validates it.
 // Every problem is a *ConfigError (several are joined with errors.Join).
+// path must be a regular file (a symbolic link to one is followed) of at
+// most MaxConfigFileSize bytes; a missing file matches fs.ErrNotExist.
 func LoadConfig(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := regularfile.Read(path, MaxConfigFileSize)
 	if err != nil {
 		return Config{}, &ConfigError{File: path, Err: err}
 	}
@@ -293,11 +331,11 @@ func (c *Config) validate() []error {
 	if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("api_url", "must be an http:// or https:// URL, got %q", c.APIURL)
 	}
-	if c.Intents < 0 || c.Intents >= 1<<31 {
-		bad("intents", "must be a non-negative intent bit set, got %d", c.Intents)
+	if c.Intents < 0 || c.Intents > maxIntents {
+		bad("intents", "must be a non-negative intent bit set of at most %d, got %d", maxIntents, c.Intents)
 	}
-	if c.ShardCount < 0 {
-		bad("shard_count", "must be 0 (Discord's recommendation) or more, got %d", c.ShardCount)
+	if c.ShardCount < 0 || c.ShardCount > store.MaxShardCount {
+		bad("shard_count", "must be 0 (Discord's recommendation) up to %d, got %d", store.MaxShardCount, c.ShardCount)
 	}
 	if len(c.ShardIDs) > 0 {
 		if c.ShardCount == 0 {
@@ -310,8 +348,8 @@ func (c *Config) validate() []error {
 			}
 		}
 	}
-	if c.MaxConcurrency < 0 {
-		bad("max_concurrency", "must be 0 (from Discord) or more, got %d", c.MaxConcurrency)
+	if c.MaxConcurrency < 0 || c.MaxConcurrency > store.MaxMaxConcurrency {
+		bad("max_concurrency", "must be 0 (from Discord) up to %d, got %d", store.MaxMaxConcurrency, c.MaxConcurrency)
 	}
 	switch gateway.Compression(c.Compression) {
 	case gateway.CompressionZstdStream, gateway.CompressionZlibStream, gateway.CompressionNone:
@@ -324,14 +362,14 @@ func (c *Config) validate() []error {
 	if c.StateFile == "" {
 		bad("state_file", "must not be empty")
 	}
-	if c.SplitCount < 2 {
-		bad("split_count", "must be at least 2, got %d", c.SplitCount)
+	if c.SplitCount < 2 || c.SplitCount > maxSplitCount {
+		bad("split_count", "must be at least 2 and at most %d, got %d", maxSplitCount, c.SplitCount)
 	}
-	if c.IdentifyWindow <= 0 {
-		bad("identify_window", "must be positive, got %s", c.IdentifyWindow)
+	if c.IdentifyWindow <= 0 || c.IdentifyWindow > Duration(maxIdentifyWindow) {
+		bad("identify_window", "must be positive and at most %s, got %s", maxIdentifyWindow, c.IdentifyWindow)
 	}
-	if c.IdentifyMargin < 0 {
-		bad("identify_margin", "must not be negative, got %s", c.IdentifyMargin)
+	if c.IdentifyMargin < 0 || c.IdentifyMargin > Duration(maxIdentifyMargin) {
+		bad("identify_margin", "must not be negative nor above %s, got %s", maxIdentifyMargin, c.IdentifyMargin)
 	}
 	if c.SessionStartReserve < 0 {
 		bad("session_start_reserve", "must not be negative, got %d", c.SessionStartReserve)
@@ -347,8 +385,8 @@ func (c *Config) validate() []error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format", "must be text or json, got %q", c.LogFormat)
 	}
-	if c.Refresh < Duration(minRefresh) {
-		bad("refresh", "must be at least %s, got %s", minRefresh, c.Refresh)
+	if c.Refresh < Duration(minRefresh) || c.Refresh > Duration(maxRefresh) {
+		bad("refresh", "must be at least %s and at most %s, got %s", minRefresh, maxRefresh, c.Refresh)
 	}
 	return errs
 }
@@ -368,27 +406,115 @@ func (c *Config) resolvePaths() {
 }
 
 // ResolveToken returns the bot token from DISCORD_TOKEN, else token_file,
-// else token, and warnings about files readable by group or others.
-// getenv is os.Getenv outside tests.
-func (c Config) ResolveToken(getenv func(string) string) (token string, warnings []string, err error) {
-	if t := strings.TrimSpace(getenv(tokenEnv)); t != "" {
-		return t, nil, nil
-	}
-	if c.TokenFile != "" {
-		data, err := os.ReadFile(c.TokenFile)
+// else token; source names where it came from for messages ("DISCORD_TOKEN",
+// "token_file PATH" or "token in FILE:LINE"), never showing the token; and
+// warnings, about files readable by group or others and about a "Bot "
+// prefix, which is removed (the REST client adds it itself). A token that
+// cannot be one is a *TokenError matching ErrBadToken: Discord bot tokens
+// are printable ASCII without spaces, and a "Bearer " token is an OAuth2
+// access token. getenv is os.Getenv outside tests.
+func (c Config) ResolveToken(getenv func(string) string) (token, source string, warnings []string, err error) {
+	var raw string
+	switch {
+	case strings.TrimSpace(getenv(tokenEnv)) != "":
+		raw, source = getenv(tokenEnv), tokenEnv
+	case c.TokenFile != "":
+		data, err := regularfile.Read(c.TokenFile, MaxTokenFileSize)
 		if err != nil {
-			return "", nil, c.errorAt("token_file", err)
+			return "", "", nil, c.errorAt("token_file", err)
 		}
-		t := strings.TrimSpace(string(data))
-		if t == "" {
-			return "", nil, c.errorAt("token_file", fmt.Errorf("%s is empty", c.TokenFile))
+		raw, source = string(data), "token_file "+c.TokenFile
+		if strings.TrimSpace(raw) == "" {
+			return "", "", nil, c.errorAt("token_file", fmt.Errorf("%s is empty", c.TokenFile))
 		}
-		return t, permissionWarning(c.TokenFile, "token file"), nil
+		warnings = permissionWarning(c.TokenFile, "token file")
+	case c.Token != "":
+		raw, source = c.Token, "token in the config"
+		if c.file != "" {
+			source = "token in " + c.file
+			if line := c.lineOf("token"); line > 0 {
+				source += ":" + strconv.Itoa(line)
+			}
+		}
+		warnings = permissionWarning(c.file, "config file holding the token")
+	default:
+		return "", "", nil, ErrNoToken
 	}
-	if c.Token != "" {
-		return c.Token, permissionWarning(c.file, "config file holding the token"), nil
+	token, warning, err := checkToken(raw)
+	if err != nil {
+		return "", "", nil, &TokenError{Source: source, Err: err}
 	}
-	return "", nil, ErrNoToken
+	if warning != "" {
+		warnings = append(warnings, "the bot token from "+source+" "+warning)
+	}
+	return token, source, warnings, nil
+}
+
+// ErrBadToken means the bot token cannot be a Discord bot token. The error
+// is a *TokenError naming where the token came from.
+var ErrBadToken = errors.New("not a bot token")
+
+// TokenError is a malformed bot token. It names the token's source, as
+// ResolveToken reports it, and never the token.
+type TokenError struct {
+	Source string // "DISCORD_TOKEN", "token_file PATH" or "token in FILE:LINE"
+	Err    error  // what is wrong, matching ErrBadToken
+}
+
+// Error formats the problem as "bot token from SOURCE: problem".
+func (e *TokenError) Error() string { return "bot token from " + e.Source + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *TokenError) Unwrap() error { return e.Err }
+
+// checkToken trims raw and checks that it can be a bot token. It removes a
+// pasted "Bot " prefix, saying so in warning (the text after "the bot token
+// from SOURCE"). Errors never quote the token.
+func checkToken(raw string) (token, warning string, err error) {
+	token = strings.TrimSpace(raw)
+	if prefix, ok := cutPrefixFold(token, "Bearer "); ok {
+		return "", "", fmt.Errorf("%w: it starts with %q, so it is an OAuth2 access token; shardtop needs the bot token from the Bot page of the application in the Discord Developer Portal", ErrBadToken, prefix)
+	}
+	if strings.EqualFold(token, "Bot") {
+		token = "" // the prefix alone, trimmed of its space
+	}
+	if prefix, ok := cutPrefixFold(token, "Bot "); ok {
+		token = strings.TrimSpace(token[len(prefix):])
+		warning = fmt.Sprintf("starts with %q, which shardtop adds itself: it was removed; remove it there too", prefix)
+	}
+	if token == "" {
+		return "", "", fmt.Errorf("%w: it is empty", ErrBadToken)
+	}
+	for i := 0; i < len(token); i++ {
+		if b := token[i]; b <= ' ' || b > '~' {
+			return "", "", fmt.Errorf("%w: it contains %s (character %d of %d); Discord bot tokens are printable ASCII without spaces",
+				ErrBadToken, describeByte(b), i+1, len(token))
+		}
+	}
+	return token, warning, nil
+}
+
+// cutPrefixFold reports whether s starts with prefix, ignoring case, and
+// returns the prefix as written in s.
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[:len(prefix)], true
+	}
+	return "", false
+}
+
+// describeByte names a byte that cannot be in a token, without showing it
+// (it may be part of the secret).
+func describeByte(b byte) string {
+	switch {
+	case b == '\n' || b == '\r':
+		return "a line break"
+	case b == ' ' || b == '\t':
+		return "a space or tab"
+	case b < ' ' || b == 0x7f:
+		return "a control character"
+	}
+	return "a non-ASCII character"
 }
 
 // permissionWarning warns when a file holding the token is readable by group or others.
@@ -443,9 +569,6 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // range strings: shard_ids = [0, 1, "4-7"] or shard_ids = "0-15".
 type ShardIDs []int
 
-// maxShardRange bounds one range so a typo cannot allocate gigabytes.
-const maxShardRange = 1 << 20
-
 // UnmarshalTOML accepts an integer, a range string, or an array of both.
 func (s *ShardIDs) UnmarshalTOML(v any) error {
 	var items []any
@@ -457,20 +580,23 @@ func (s *ShardIDs) UnmarshalTOML(v any) error {
 	}
 	seen := make(map[int]bool)
 	var ids []int
-	add := func(id int) error {
+	add := func(id int64) error {
 		if id < 0 {
 			return fmt.Errorf("shard ID %d is negative", id)
 		}
-		if !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
+		if id >= store.MaxShardCount {
+			return fmt.Errorf("shard ID %d is not below %d, the largest shard count", id, store.MaxShardCount)
+		}
+		if !seen[int(id)] {
+			seen[int(id)] = true
+			ids = append(ids, int(id))
 		}
 		return nil
 	}
 	for _, it := range items {
 		switch x := it.(type) {
 		case int64:
-			if err := add(int(x)); err != nil {
+			if err := add(x); err != nil {
 				return err
 			}
 		case string:
@@ -480,7 +606,7 @@ func (s *ShardIDs) UnmarshalTOML(v any) error {
 					return err
 				}
 				for id := lo; id <= hi; id++ {
-					if err := add(id); err != nil {
+					if err := add(int64(id)); err != nil {
 						return err
 					}
 				}
@@ -505,8 +631,12 @@ func parseRange(r string) (lo, hi int, err error) {
 			return 0, 0, fmt.Errorf("bad shard range %q: want N or N-M", r)
 		}
 	}
-	if lo < 0 || hi < lo || hi-lo >= maxShardRange {
+	if lo < 0 || hi < lo {
 		return 0, 0, fmt.Errorf("bad shard range %q: want 0 <= N <= M", r)
+	}
+	// Checked before the range is expanded, so it cannot allocate much.
+	if hi >= store.MaxShardCount {
+		return 0, 0, fmt.Errorf("bad shard range %q: shard IDs are below %d, the largest shard count", r, store.MaxShardCount)
 	}
 	return lo, hi, nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shardtop/shardtop/store"
 )
 
 const secretToken = "MTIzNDU2Nzg5.secret-token-never-shown.0123456789abcdef"
@@ -193,14 +195,14 @@ func TestResolveToken(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.TokenFile = private
 	cfg.Token = "config-token"
-	if tok, w, err := cfg.ResolveToken(env); err != nil || tok != "env-token" || len(w) != 0 {
-		t.Errorf("DISCORD_TOKEN first: %q %v %v", tok, w, err)
+	if tok, src, w, err := cfg.ResolveToken(env); err != nil || tok != "env-token" || src != tokenEnv || len(w) != 0 {
+		t.Errorf("DISCORD_TOKEN first: %q from %q %v %v", tok, src, w, err)
 	}
-	if tok, w, err := cfg.ResolveToken(noEnv); err != nil || tok != secretToken || len(w) != 0 {
-		t.Errorf("token_file second: %q %v %v", tok, w, err)
+	if tok, src, w, err := cfg.ResolveToken(noEnv); err != nil || tok != secretToken || src != "token_file "+private || len(w) != 0 {
+		t.Errorf("token_file second: %q from %q %v %v", tok, src, w, err)
 	}
 	cfg.TokenFile = shared
-	tok, w, err := cfg.ResolveToken(noEnv)
+	tok, _, w, err := cfg.ResolveToken(noEnv)
 	if err != nil || tok != secretToken || len(w) != 1 || !strings.Contains(w[0], shared) || !strings.Contains(w[0], "chmod 600") {
 		t.Errorf("shared token file must warn: %q %v %v", tok, w, err)
 	}
@@ -212,17 +214,20 @@ func TestResolveToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, w, err = fromFile.ResolveToken(noEnv)
+	tok, src, w, err := fromFile.ResolveToken(noEnv)
 	if err != nil || tok != secretToken || len(w) != 1 || !strings.Contains(w[0], cfgFile) {
 		t.Errorf("token in a world-readable config must warn: %v %v", w, err)
 	}
+	if src != "token in "+cfgFile+":1" {
+		t.Errorf("source of the config's token = %q, want it to name %s:1", src, cfgFile)
+	}
 
 	cfg = DefaultConfig()
-	if _, _, err := cfg.ResolveToken(noEnv); !errors.Is(err, ErrNoToken) {
+	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.Is(err, ErrNoToken) {
 		t.Errorf("no token: %v, want ErrNoToken", err)
 	}
 	cfg.TokenFile = filepath.Join(dir, "missing")
-	if _, _, err := cfg.ResolveToken(noEnv); err == nil || !strings.Contains(err.Error(), "token_file") {
+	if _, _, _, err := cfg.ResolveToken(noEnv); err == nil || !strings.Contains(err.Error(), "token_file") {
 		t.Errorf("missing token file: %v", err)
 	}
 }
@@ -275,5 +280,213 @@ func TestConfigNeverShowsTheToken(t *testing.T) {
 		if !strings.Contains(msg, "c.toml:") {
 			t.Errorf("error does not name the file and line: %s", msg)
 		}
+	}
+}
+
+// TestConfigBounds: every integer and duration key has an upper bound.
+// shard_count = 9223372036854775807 used to panic in the manager
+// (makeslice: len out of range), 4294967296 ran out of memory, and
+// max_concurrency = 1000000 made every /metrics scrape 50 MB.
+func TestConfigBounds(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"shard_count = 9223372036854775807\n", "c.toml:1: shard_count: must be 0 (Discord's recommendation) up to 65536, got 9223372036854775807"},
+		{"# big\nshard_count = 4294967296\n", "c.toml:2: shard_count: must be 0 (Discord's recommendation) up to 65536, got 4294967296"},
+		{"shard_count = 65537\n", "c.toml:1: shard_count: must be 0 (Discord's recommendation) up to 65536, got 65537"},
+		{"max_concurrency = 1000000\n", "c.toml:1: max_concurrency: must be 0 (from Discord) up to 1024, got 1000000"},
+		{"max_concurrency = 1025\n", "c.toml:1: max_concurrency: must be 0 (from Discord) up to 1024, got 1025"},
+		{"shard_count = 16\nshard_ids = [65536]\n", "c.toml:2: shard_ids: shard ID 65536 is not below 65536, the largest shard count"},
+		{"shard_count = 16\nshard_ids = [9223372036854775807]\n", "c.toml:2: shard_ids: shard ID 9223372036854775807 is not below 65536"},
+		{"shard_count = 16\nshard_ids = \"0-9223372036854775807\"\n", "c.toml:2: shard_ids: bad shard range \"0-9223372036854775807\": shard IDs are below 65536"},
+		{"shard_count = 16\nshard_ids = [\"65530-65536\"]\n", "c.toml:2: shard_ids: bad shard range \"65530-65536\": shard IDs are below 65536"},
+		{"split_count = 9223372036854775807\n", "c.toml:1: split_count: must be at least 2 and at most 64, got 9223372036854775807"},
+		{"intents = 9223372036854775807\n", "c.toml:1: intents: must be a non-negative intent bit set of at most 2147483647"},
+		{"large_threshold = 9223372036854775807\n", "c.toml:1: large_threshold: must be between 50 and 250"},
+		{"identify_window = \"2562047h\"\n", "c.toml:1: identify_window: must be positive and at most 1h0m0s, got 2562047h0m0s"},
+		{"identify_margin = \"2562047h\"\n", "c.toml:1: identify_margin: must not be negative nor above 1m0s, got 2562047h0m0s"},
+		{"refresh = \"2562047h\"\n", "c.toml:1: refresh: must be at least 10ms and at most 1m0s, got 2562047h0m0s"},
+	} {
+		_, err := ParseConfig("c.toml", tc.text)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want a *ConfigError containing %q", tc.text, err, tc.want)
+		}
+	}
+	// The bounds themselves are accepted: no real bot is refused.
+	cfg, err := ParseConfig("c.toml", "shard_count = 65536\nshard_ids = \"65000-65535\"\nmax_concurrency = 1024\nsplit_count = 64\n"+
+		"identify_window = \"1h\"\nidentify_margin = \"1m\"\nrefresh = \"1m\"\nintents = 2147483647\n")
+	if err != nil || cfg.ShardCount != store.MaxShardCount || cfg.MaxConcurrency != store.MaxMaxConcurrency || len(cfg.ShardIDs) != 536 {
+		t.Errorf("the largest values: %v (%d IDs), %v", cfg, len(cfg.ShardIDs), err)
+	}
+}
+
+// TestExtremeValuesNeverPanic feeds every integer and duration key of
+// Config (found by reflection, so a new key is covered too) the extremes a
+// TOML file can hold. Each is either refused with a *ConfigError naming
+// the file, line and key, or accepted within its bound; only
+// session_start_reserve takes any size (the limiter caps it).
+func TestExtremeValuesNeverPanic(t *testing.T) {
+	unbounded := map[string]bool{"session_start_reserve": true}
+	ints := []string{"9223372036854775807", "-9223372036854775808", "4294967296", "2147483648", "-1"}
+	durations := []string{`"2562047h47m16.854775807s"`, `"-2562047h47m16.854775808s"`, `"2562047h"`, `"1000h"`}
+	rt := reflect.TypeFor[Config]()
+	tried := 0
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		key := f.Tag.Get("toml")
+		var values []string
+		switch {
+		case !f.IsExported():
+			continue
+		case f.Type == reflect.TypeFor[Duration]():
+			values = durations
+		case f.Type.Kind() == reflect.Int || f.Type.Kind() == reflect.Int64:
+			values = ints
+		case f.Type == reflect.TypeFor[ShardIDs]():
+			values = []string{"[9223372036854775807]", "[-9223372036854775808]", `"0-9223372036854775807"`, `"9223372036854775806-9223372036854775807"`, `"0-99999999999999999999"`}
+		default:
+			continue
+		}
+		for _, v := range values {
+			tried++
+			text := "# extremes\n" + key + " = " + v + "\n"
+			if key == "shard_ids" {
+				text = "shard_count = 16\n" + text
+			}
+			cfg, err := parseNoPanic(t, text)
+			switch {
+			case err != nil:
+				var ce *ConfigError
+				if !errors.As(err, &ce) || !strings.Contains(err.Error(), "c.toml:") || !strings.Contains(err.Error(), ": "+key+": ") {
+					t.Errorf("%s = %s: error %q does not name c.toml, its line and the key", key, v, err)
+				}
+			case unbounded[key]:
+			default:
+				t.Errorf("%s = %s accepted: %v", key, v, cfg)
+			}
+		}
+	}
+	if tried < 40 {
+		t.Errorf("only %d values tried: the reflection found too few keys", tried)
+	}
+}
+
+// parseNoPanic is ParseConfig("c.toml", text), failing the test on a panic.
+func parseNoPanic(t *testing.T, text string) (cfg Config, err error) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Errorf("ParseConfig(%q) panicked: %v", text, r)
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return ParseConfig("c.toml", text)
+}
+
+// TestResolveTokenRefusesMalformed: a token with a line break used to
+// reach the HTTP client ("invalid header field value for Authorization",
+// exit 1). A token that cannot be a bot token is refused by ResolveToken,
+// naming its source and never showing it; a pasted "Bot " is removed with
+// a warning, and an OAuth2 "Bearer " token is explained.
+func TestResolveTokenRefusesMalformed(t *testing.T) {
+	dir := t.TempDir()
+	envOf := func(v string) func(string) string {
+		return func(k string) string {
+			if k == tokenEnv {
+				return v
+			}
+			return ""
+		}
+	}
+	noEnv := envOf("")
+	cfg := DefaultConfig()
+	for _, tc := range []struct{ raw, what string }{
+		{secretToken + "\nX-Evil: 1", "a line break"},
+		{secretToken + "\r\nX-Evil: 1", "a line break"},
+		{"MTIz secret-token", "a space or tab"},
+		{"MTIz\tsecret-token", "a space or tab"},
+		{"MTIz\x00secret-token", "a control character"},
+		{"MTIz\x7fsecret-token", "a control character"},
+		{"MTIzé-secret-token", "a non-ASCII character"},
+		{"Bearer " + secretToken, "OAuth2 access token"},
+		{"bearer " + secretToken, "OAuth2 access token"},
+		{"Bot \n", "empty"},
+	} {
+		_, _, _, err := cfg.ResolveToken(envOf(tc.raw))
+		var te *TokenError
+		if !errors.As(err, &te) || !errors.Is(err, ErrBadToken) || te.Source != tokenEnv ||
+			!strings.Contains(err.Error(), "bot token from DISCORD_TOKEN") || !strings.Contains(err.Error(), tc.what) {
+			t.Errorf("DISCORD_TOKEN=%q: %v; want a *TokenError from DISCORD_TOKEN saying %q", tc.raw, err, tc.what)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, "secret-token") || strings.Contains(msg, "X-Evil") || strings.Contains(msg, "MTIz") {
+			t.Errorf("the error shows the token: %s", msg)
+		}
+	}
+
+	// The same checks for token_file and token, each named.
+	file := writeFile(t, dir, "token", secretToken+"\nsecond line\n", 0o600)
+	cfg.TokenFile = file
+	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.Is(err, ErrBadToken) || !strings.Contains(err.Error(), "bot token from token_file "+file+": ") ||
+		strings.Contains(err.Error(), "secret-token") {
+		t.Errorf("token_file with two lines: %v", err)
+	}
+	inConfig, err := ParseConfig(filepath.Join(dir, "c.toml"), "# bot\n\ntoken = \"MTIz\\tsecret-token\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := inConfig.ResolveToken(noEnv); !errors.Is(err, ErrBadToken) ||
+		!strings.Contains(err.Error(), "bot token from token in "+filepath.Join(dir, "c.toml")+":3: ") || strings.Contains(err.Error(), "secret-token") {
+		t.Errorf("token with a tab in the config: %v", err)
+	}
+
+	// A pasted "Bot " prefix: removed, with a warning naming the source.
+	for _, raw := range []string{"Bot " + secretToken, "  bot  " + secretToken + "\n"} {
+		tok, src, w, err := DefaultConfig().ResolveToken(envOf(raw))
+		if err != nil || tok != secretToken || src != tokenEnv || len(w) != 1 ||
+			!strings.Contains(w[0], "bot token from DISCORD_TOKEN starts with") || !strings.Contains(w[0], "removed") {
+			t.Errorf("DISCORD_TOKEN=%q: %q from %q, warnings %q, %v; want the token without the prefix and a warning", raw, tok, src, w, err)
+		}
+		if strings.Contains(strings.Join(w, ""), "secret-token") {
+			t.Errorf("the warning shows the token: %q", w)
+		}
+	}
+}
+
+// TestTokenFileRegularAndBounded: token_file is read only if it is a
+// regular file of at most MaxTokenFileSize bytes.
+func TestTokenFileRegularAndBounded(t *testing.T) {
+	dir := t.TempDir()
+	noEnv := func(string) string { return "" }
+	cfg := DefaultConfig()
+	big := writeFile(t, dir, "big-token", strings.Repeat("x", MaxTokenFileSize+1), 0o600)
+	cfg.TokenFile = big
+	var ce *ConfigError
+	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.As(err, &ce) || ce.Key != "token_file" || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "4 KiB") {
+		t.Errorf("token_file over the limit: %v; want a *ConfigError naming token_file, %s and the 4 KiB limit", err, big)
+	}
+	cfg.TokenFile = dir
+	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.As(err, &ce) || ce.Key != "token_file" || !strings.Contains(err.Error(), "directory") {
+		t.Errorf("token_file that is a directory: %v", err)
+	}
+}
+
+// TestLoadConfigTooLarge: the config file is read up to MaxConfigFileSize;
+// a larger one is an error naming it and the limit.
+func TestLoadConfigTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "big.toml", "# padding\n"+strings.Repeat("#", MaxConfigFileSize), 0o600)
+	_, err := LoadConfig(p)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.File != p || !strings.Contains(err.Error(), "1 MiB") {
+		t.Errorf("LoadConfig of a file over 1 MiB: %v; want a *ConfigError naming %s and the limit", err, p)
+	}
+	// A link to a regular config is followed: users link configs into place.
+	link := filepath.Join(dir, "link.toml")
+	target := writeFile(t, dir, "real.toml", "shard_count = 3\n", 0o600)
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := LoadConfig(link); err != nil || cfg.ShardCount != 3 {
+		t.Errorf("LoadConfig through a link: %v, %v", cfg, err)
 	}
 }

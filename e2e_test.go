@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/shardtop/shardtop/store"
 )
 
@@ -152,14 +154,16 @@ func TestHeadlessRestartResumesEverySession(t *testing.T) {
 // TestHeadlessDemo is §5's headless test: `--demo --headless` with Discord's
 // real 5 s window (16 shards at concurrency 4: about 15 s), SIGTERM once all
 // shards are READY, exit 0 and a state file with every session. It also
-// scrapes the metrics endpoint of the running process.
+// scrapes the metrics endpoint of the running process. The demo refuses
+// --state-file, so its temporary state file is found under TMPDIR, read
+// while it runs, and must be gone once it has stopped.
 func TestHeadlessDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the demo uses Discord's real 5 s identify window (~15 s)")
 	}
 	t.Parallel()
-	statePath := filepath.Join(t.TempDir(), "demo-state.toml")
-	p := startProc(t, "--demo", "--headless", "--log-format", "json", "--state-file", statePath, "--metrics-addr", "127.0.0.1:0")
+	tmp := t.TempDir()
+	p := startProcEnv(t, []string{"TMPDIR=" + tmp}, "--demo", "--headless", "--log-format", "json", "--metrics-addr", "127.0.0.1:0")
 	var addr string
 	waitFor(t, 10*time.Second, "the metrics address in the log", func() (bool, string) {
 		if l := findLog(p.stderr.String(), "metrics listening"); l != nil {
@@ -184,19 +188,50 @@ func TestHeadlessDemo(t *testing.T) {
 		}
 	}
 
+	// Every READY is saved within the store's flush interval.
+	var statePath string
+	var sessions []demoRecord
+	waitFor(t, 10*time.Second, "16 sessions in the demo's state file under TMPDIR", func() (bool, string) {
+		paths, _ := filepath.Glob(filepath.Join(tmp, "shardtop-demo-*", "state.toml"))
+		if len(paths) != 1 {
+			return false, fmt.Sprintf("state files: %v", paths)
+		}
+		statePath = paths[0]
+		var err error
+		sessions, err = demoSessions(statePath)
+		return err == nil && len(sessions) == 16, fmt.Sprintf("%s: %d sessions, %v", statePath, len(sessions), err)
+	})
+	for _, s := range sessions {
+		if s.Count != 16 || s.SessionID == "" || s.Sequence <= 0 {
+			t.Errorf("bad session record %+v", s)
+		}
+	}
+
 	p.signal(t, syscall.SIGTERM)
 	if code := p.exitCode(t, 10*time.Second); code != exitOK {
 		t.Fatalf("exit %d after SIGTERM, want 0; stderr:\n%s", code, p.stderr)
 	}
-	sessions := readSessions(t, statePath)
-	if len(sessions) != 16 {
-		t.Errorf("state file holds %d sessions, want 16", len(sessions))
+	if l := findLog(p.stderr.String(), "stopped: sessions saved"); l == nil || l["state_file"] != statePath {
+		t.Errorf("no \"stopped: sessions saved\" line naming %s:\n%s", statePath, p.stderr)
 	}
-	for _, s := range sessions {
-		if s.ShardCount != 16 || s.SessionID == "" || s.Sequence <= 0 {
-			t.Errorf("bad session record %+v", s)
-		}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) > 0 {
+		t.Errorf("the demo left files behind: %v", left)
 	}
+}
+
+// demoRecord is the part of a state file record TestHeadlessDemo checks.
+type demoRecord struct {
+	ID, Count int
+	SessionID string `toml:"session_id"`
+	Sequence  int64
+}
+
+// demoSessions reads the records of the running demo's state file without
+// locking it (the demo holds the lock).
+func demoSessions(path string) ([]demoRecord, error) {
+	var doc struct{ Shard []demoRecord }
+	_, err := toml.DecodeFile(path, &doc)
+	return doc.Shard, err
 }
 
 // waitAllReady waits for the headless "all shards ready" JSON log line and returns it.
@@ -244,8 +279,9 @@ func TestRefusedTokenExits2(t *testing.T) {
 	sim := startSimProc(t, "--shards", "1", "--token", "the-right-token")
 	cfgPath, _ := writeSimConfig(t, t.TempDir(), sim.api, "")
 	code, out, errOut := runProc(t, "-config", cfgPath, "--headless")
-	if code != exitUsage || !strings.Contains(errOut, "refused the bot token (401)") {
-		t.Errorf("exit %d, want %d with a 401 message; stderr:\n%s", code, exitUsage, errOut)
+	// The message names where the token came from: token is line 3 of the config.
+	if want := "refused the bot token from token in " + cfgPath + ":3 (401)"; code != exitUsage || !strings.Contains(errOut, want) {
+		t.Errorf("exit %d, want %d with %q; stderr:\n%s", code, exitUsage, want, errOut)
 	}
 	assertNoToken(t, "output", out, errOut)
 
@@ -256,7 +292,7 @@ func TestRefusedTokenExits2(t *testing.T) {
 	cmd := exec.Command(shardtopBin, "-config", bare, "--headless")
 	cmd.Env = append(childEnv(), tokenEnv+"="+e2eToken)
 	outB, err := cmd.CombinedOutput()
-	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(string(outB), "401") {
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(string(outB), "refused the bot token from DISCORD_TOKEN (401)") {
 		t.Errorf("DISCORD_TOKEN: %v, want exit 2 with a 401; output:\n%s", err, outB)
 	}
 	assertNoToken(t, "output", string(outB))

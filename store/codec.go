@@ -79,6 +79,11 @@ func decode(path string, data []byte) ([]ShardState, error) {
 			Err: &corruptError{msg: fmt.Sprintf(format, args...)}}
 	}
 
+	if len(doc) == 0 {
+		// An empty file (touch state.toml) or one of only blanks and
+		// comments holds no sessions; nothing in it could be lost.
+		return nil, nil
+	}
 	for k := range doc {
 		if k != "version" && k != "shard" {
 			return nil, bad(0, k, "unknown key (this file has only version and [[shard]] tables)")

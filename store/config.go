@@ -72,7 +72,8 @@ func WithFlushInterval(d time.Duration) Option {
 // aside, to path+".corrupt-<UTC timestamp>" (never overwriting an existing
 // file), and start with no sessions instead of failing. [File.MovedAside]
 // reports the new name. Without this option such a file is an error and is
-// left untouched.
+// left untouched. A path that is not a regular file (a device, named pipe,
+// directory) is never moved: it stays an error matching [ErrNotRegular].
 func WithStartFresh() Option {
 	return func(c *config) { c.startFresh = true }
 }

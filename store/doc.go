@@ -41,6 +41,15 @@
 // each write replaces the state file's inode) and writes its PID there. A
 // second supervisor on the same state file gets [ErrLocked].
 //
+// # Links and special files
+//
+// A state file that is a symbolic link is resolved once by [OpenFile]: the
+// file it points to is locked, read and replaced by every write, and the
+// link stays. The lock file itself is never followed. A state or lock path
+// that is not a regular file (a device, named pipe, directory or socket)
+// is refused with [ErrNotRegular] and left alone, and a state file larger
+// than [MaxFileSize] is refused as corrupt without being read.
+//
 // # Other backends
 //
 // Consumers declare the interface they need (the manager does); *File is

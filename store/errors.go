@@ -44,8 +44,10 @@ func (e *LockedError) Error() string {
 func (e *LockedError) Unwrap() error { return ErrLocked }
 
 // FileError is returned by [OpenFile] when the state file exists but cannot
-// be read or is invalid. Content problems wrap [ErrCorrupt]; TOML syntax
-// errors also wrap the toml.ParseError; read failures wrap the *fs.PathError.
+// be read or is invalid. Content problems wrap [ErrCorrupt] (so does a file
+// larger than [MaxFileSize]); TOML syntax errors also wrap the
+// toml.ParseError; read failures wrap the *fs.PathError, which matches
+// [ErrNotRegular] for a path that is not a regular file.
 type FileError struct {
 	Path  string // the state file
 	Line  int    // 1-based line of the problem, 0 if unknown

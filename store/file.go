@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/shardtop/shardtop/internal/regularfile"
 )
 
 // File is a state store backed by a TOML file. It is safe for concurrent
@@ -46,21 +48,27 @@ type File struct {
 }
 
 // OpenFile locks the state file at path, reads it and starts the background
-// writer. A missing file is an empty state; the file is created by the first
-// write. If another holder has the lock, the error is a *[LockedError]
-// matching [ErrLocked]. If the file cannot be read or is invalid, the error
-// is a *[FileError] and the file is left untouched, unless [WithStartFresh]
-// was given.
+// writer. A missing file, or one with no content but blanks and comments,
+// is an empty state; the file is created by the first write. If another
+// holder has the lock, the error is a *[LockedError] matching [ErrLocked].
+// If the file cannot be read or is invalid, the error is a *[FileError]
+// and the file is left untouched, unless [WithStartFresh] was given. If
+// path or its lock file is not a regular file, the error matches
+// [ErrNotRegular] and nothing is touched, whatever the options.
+//
+// If path is a symbolic link, the file it points to is the state file: it
+// is locked (its own path+".lock"), read and replaced by every write, and
+// the link stays. A link to a file that does not exist yet is an error:
+// shardtop would otherwise replace the link by a file of its own.
 func OpenFile(path string, opts ...Option) (*File, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
 		o(&cfg)
 	}
-	abs, err := filepath.Abs(path)
+	path, err := resolve(path)
 	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", path, err)
+		return nil, err
 	}
-	path = abs
 	log := cfg.logger.With("component", "store", "path", path)
 
 	lock, err := lockFile(path, path+".lock", cfg.fileMode)
@@ -81,7 +89,9 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 
 	states, err := read(path)
 	if err != nil {
-		if !cfg.startFresh {
+		// Moving a device or pipe aside and writing a file in its place
+		// would break whatever else uses it (think /dev/null as root).
+		if !cfg.startFresh || errors.Is(err, ErrNotRegular) {
 			lock.release()
 			return nil, err
 		}
@@ -103,11 +113,52 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 	return f, nil
 }
 
+// resolve makes path absolute and, if it is a symbolic link, returns the
+// file it points to, so that writes replace that file and not the link. It
+// refuses a path that exists and is not a regular file before any lock
+// file is created beside it (a state file in /dev would put one there).
+func resolve(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("store: %s: %w", path, err)
+	}
+	fi, err := os.Lstat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return abs, nil
+	}
+	if err != nil {
+		return "", &FileError{Path: abs, Err: err}
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		target, err := filepath.EvalSymlinks(abs)
+		if errors.Is(err, fs.ErrNotExist) {
+			dest, _ := os.Readlink(abs)
+			return "", &FileError{Path: abs, Err: fmt.Errorf("is a symbolic link to %s, which does not exist; create it (an empty file will do) or name the real file as the state file", dest)}
+		}
+		if err != nil {
+			return "", &FileError{Path: abs, Err: err}
+		}
+		if fi, err = os.Stat(target); err != nil {
+			return "", &FileError{Path: target, Err: err}
+		}
+		abs = target
+	}
+	if err := regularfile.Check(abs, fi); err != nil {
+		return "", &FileError{Path: abs, Err: err}
+	}
+	return abs, nil
+}
+
 // read returns the records in path; a missing file is no records.
 func read(path string) ([]ShardState, error) {
-	data, err := os.ReadFile(path)
+	data, err := regularfile.Read(path, MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
+	}
+	if errors.Is(err, regularfile.ErrTooLarge) {
+		// No state file shardtop writes is that large: the content is wrong.
+		return nil, &FileError{Path: path, Err: &corruptError{
+			msg: fmt.Sprintf("larger than %s, the limit of a state file", regularfile.Size(MaxFileSize)), cause: regularfile.ErrTooLarge}}
 	}
 	if err != nil {
 		return nil, &FileError{Path: path, Err: err}
@@ -181,7 +232,8 @@ func (f *File) Load() []ShardState {
 // identical to the stored one changes nothing. It
 // returns an error matching [ErrInvalidState] if s could not be read back
 // (count <= 0, ID outside [0, count), empty session ID, negative sequence,
-// invalid UTF-8, a resume URL that is not ws:// or wss://), and [ErrClosed]
+// invalid UTF-8, a resume URL that is not ws:// or wss://, a count above
+// [MaxShardCount]), and [ErrClosed]
 // after Close.
 func (f *File) Put(s ShardState) error {
 	if fe := validate(s); fe != nil {

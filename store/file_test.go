@@ -743,3 +743,49 @@ func TestConcurrentUse(t *testing.T) {
 	defer g.Close()
 	assertStates(t, g.Load(), final)
 }
+
+// TestEmptyStateFile: `touch state.toml` (or a file of blanks and
+// comments) is no sessions, not a corrupt file, and stays as it is until
+// there is something to write.
+func TestEmptyStateFile(t *testing.T) {
+	for _, content := range []string{"", "\n\n  \t\n", "# sessions go here\n\n# nothing yet\n", header} {
+		path := statePath(t)
+		writeRaw(t, path, content)
+		f, err := OpenFile(path)
+		if err != nil {
+			t.Fatalf("OpenFile of %q: %v", content, err)
+		}
+		if got := f.Load(); len(got) != 0 {
+			t.Errorf("%q: %d records", content, len(got))
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		assertRaw(t, path, content)
+		assertNoCorruptFiles(t, path)
+	}
+}
+
+// TestCountAboveMaxShardCount: no shardtop runs more than MaxShardCount
+// shards, so a record beyond it is refused by Put and by the reader.
+func TestCountAboveMaxShardCount(t *testing.T) {
+	path := statePath(t)
+	f := mustOpen(t, path)
+	at := ShardState{ShardID: MaxShardCount - 1, ShardCount: MaxShardCount, SessionID: "s", Sequence: 1}
+	mustPut(t, f, at)
+	over := ShardState{ShardID: 0, ShardCount: MaxShardCount + 1, SessionID: "s", Sequence: 1}
+	if err := f.Put(over); !errors.Is(err, ErrInvalidState) || !strings.Contains(err.Error(), "65536") {
+		t.Errorf("Put of count %d: %v; want ErrInvalidState naming the bound", over.ShardCount, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	content := header + "version = 1\n[[shard]]\nid = 0\ncount = 9223372036854775807\nsession_id = \"x\"\nsequence = 1\n"
+	writeRaw(t, path, content)
+	_, err := OpenFile(path)
+	var fe *FileError
+	if !errors.As(err, &fe) || !errors.Is(err, ErrCorrupt) || fe.Line != 5 || fe.Key != "count" || !strings.Contains(err.Error(), "at most 65536") {
+		t.Fatalf("OpenFile: %v; want a *FileError at line 5, key count, naming the bound", err)
+	}
+	assertRaw(t, path, content)
+}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+
+	"github.com/shardtop/shardtop/internal/regularfile"
 )
 
 // fileLock is an exclusive flock on a lock file. flock locks belong to the
@@ -18,11 +20,31 @@ import (
 type fileLock struct{ f *os.File }
 
 // lockFile takes the lock on lockPath without waiting and records our PID in
-// it. statePath is only for the error message.
+// it. statePath is only for the error message. lockPath must be a regular
+// file or missing: the PID is written into it, so a symbolic link there
+// would have us overwrite whatever file it points to.
 func lockFile(statePath, lockPath string, mode fs.FileMode) (*fileLock, error) {
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, mode)
+	// Lstat first so a device is never even opened; O_NOFOLLOW and the
+	// Stat of the opened file close the gap to a swap in between.
+	// O_NONBLOCK keeps a named pipe from blocking the open.
+	if fi, err := os.Lstat(lockPath); err == nil {
+		if err := regularfile.Check(lockPath, fi); err != nil {
+			return nil, fmt.Errorf("store: lock file: %w", err)
+		}
+	}
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, mode)
+	if errors.Is(err, syscall.ELOOP) {
+		err = &fs.PathError{Op: "open", Path: lockPath, Err: fmt.Errorf("%w: it is a symbolic link", ErrNotRegular)}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("store: open lock file: %w", err)
+		return nil, fmt.Errorf("store: lock file: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = regularfile.Check(lockPath, fi)
+		}
+		return nil, fmt.Errorf("store: lock file: %w", err)
 	}
 	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		pid := readPID(f)

@@ -47,6 +47,8 @@ func validate(s ShardState) *fieldError {
 	switch {
 	case s.ShardCount <= 0:
 		return &fieldError{"count", fmt.Sprintf("must be greater than 0, got %d", s.ShardCount)}
+	case s.ShardCount > MaxShardCount:
+		return &fieldError{"count", fmt.Sprintf("must be at most %d (MaxShardCount), got %d", MaxShardCount, s.ShardCount)}
 	case s.ShardID < 0 || s.ShardID >= s.ShardCount:
 		return &fieldError{"id", fmt.Sprintf("must be in [0, count) = [0, %d), got %d", s.ShardCount, s.ShardID)}
 	case s.SessionID == "":
