@@ -8,6 +8,7 @@ import (
 
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/limiter"
+	"github.com/shardtop/shardtop/store"
 )
 
 // Defaults. Every option's default lives here and only here; the identify
@@ -40,20 +41,6 @@ const (
 	// Identify wait for READY (Discord answers within a second or two), so
 	// that the identify spent is kept as a session.
 	identifyGrace = 3 * time.Second
-
-	// LargestShardCount is the largest shard count the manager accepts, from
-	// an option, from /gateway/bot or for a split or re-shard. The largest
-	// bots run about 20,000 shards (Discord allows 2500 guilds per shard and
-	// recommends about 1000); 65,536 shards would hold over 160 million
-	// guilds, several times every server on Discord. The bound keeps a typo
-	// (10000000) from allocating gigabytes, and caps automatic splits, so a
-	// runaway 4011 loop stops here.
-	LargestShardCount = 1 << 16
-	// LargestMaxConcurrency is the largest max_concurrency (identify buckets)
-	// the manager accepts. Discord gives 1, and 16, 32, 64... to large bots;
-	// more buckets than shards is pointless, and every bucket is a queue in
-	// the limiter and a series in the metrics.
-	LargestMaxConcurrency = 1024
 )
 
 // Option configures a Manager made by New.
@@ -105,12 +92,12 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: WithHTTPClient: nil client", ErrInvalidOption)
 	case c.shardCount < 0:
 		return fmt.Errorf("%w: WithShardCount: %d is negative", ErrInvalidOption, c.shardCount)
-	case c.shardCount > LargestShardCount:
-		return fmt.Errorf("%w: WithShardCount: %d is more than %d, the largest shard count supported", ErrInvalidOption, c.shardCount, LargestShardCount)
+	case c.shardCount > store.MaxShardCount:
+		return fmt.Errorf("%w: WithShardCount: %d is more than %d, the largest shard count supported", ErrInvalidOption, c.shardCount, store.MaxShardCount)
 	case c.maxConcurrency < 0:
 		return fmt.Errorf("%w: WithMaxConcurrency: %d is negative", ErrInvalidOption, c.maxConcurrency)
-	case c.maxConcurrency > LargestMaxConcurrency:
-		return fmt.Errorf("%w: WithMaxConcurrency: %d is more than %d, the largest max_concurrency supported", ErrInvalidOption, c.maxConcurrency, LargestMaxConcurrency)
+	case c.maxConcurrency > store.MaxMaxConcurrency:
+		return fmt.Errorf("%w: WithMaxConcurrency: %d is more than %d, the largest max_concurrency supported", ErrInvalidOption, c.maxConcurrency, store.MaxMaxConcurrency)
 	case c.identifyWindow < 0:
 		return fmt.Errorf("%w: WithIdentifyWindow: %v is negative", ErrInvalidOption, c.identifyWindow)
 	case c.identifyMargin < 0:
@@ -131,8 +118,8 @@ func (c *config) validate() error {
 		if id < 0 {
 			return fmt.Errorf("%w: WithShardIDs: shard %d is negative", ErrInvalidOption, id)
 		}
-		if id >= LargestShardCount {
-			return fmt.Errorf("%w: WithShardIDs: shard %d is not below %d, the largest shard count supported", ErrInvalidOption, id, LargestShardCount)
+		if id >= store.MaxShardCount {
+			return fmt.Errorf("%w: WithShardIDs: shard %d is not below %d, the largest shard count supported", ErrInvalidOption, id, store.MaxShardCount)
 		}
 		if c.shardCount > 0 && id >= c.shardCount {
 			return fmt.Errorf("%w: WithShardIDs: shard %d is outside [0, %d)", ErrInvalidOption, id, c.shardCount)

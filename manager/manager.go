@@ -399,7 +399,7 @@ func (m *Manager) prepare(ctx context.Context) (entries []*entry, identify []int
 	}
 	ids := c.shardIDs
 	if len(ids) == 0 {
-		ids = make([]int, count) // count <= LargestShardCount (validate, fetchGatewayBot)
+		ids = make([]int, count) // count <= store.MaxShardCount (validate, fetchGatewayBot)
 		for i := range ids {
 			ids[i] = i
 		}

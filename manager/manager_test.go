@@ -39,7 +39,7 @@ func TestNewValidatesOptions(t *testing.T) {
 		{"api url", []Option{WithAPIURL("")}, "WithAPIURL"},
 		// Bounds: no value may allocate gigabytes or panic in make.
 		{"huge shard count", []Option{WithShardCount(math.MaxInt)}, "WithShardCount"},
-		{"shard count over the bound", []Option{WithShardCount(LargestShardCount + 1)}, "WithShardCount"},
+		{"shard count over the bound", []Option{WithShardCount(store.MaxShardCount + 1)}, "WithShardCount"},
 		{"huge shard id", []Option{WithShardIDs(math.MaxInt)}, "WithShardIDs"},
 		{"huge max_concurrency", []Option{WithMaxConcurrency(1 << 40)}, "WithMaxConcurrency"},
 	}
@@ -58,7 +58,7 @@ func TestNewValidatesOptions(t *testing.T) {
 // allocated for it, and so are a split or re-shard beyond them.
 func TestBoundsOnDiscordsAnswerAndActions(t *testing.T) {
 	cfg := simConfig()
-	cfg.Shards = LargestShardCount + 1
+	cfg.Shards = store.MaxShardCount + 1
 	sim := startSim(t, cfg)
 	m := newTestManager(t, sim, cfg.IdentifyWindow)
 	if err := m.Open(ctxT(t, 5*time.Second)); err == nil || !strings.Contains(err.Error(), "shards = 65537") {
@@ -80,8 +80,8 @@ func TestBoundsOnDiscordsAnswerAndActions(t *testing.T) {
 	if err := m.SplitShard(ctx, 0, 2); err != nil { // the claim was given back
 		t.Fatalf("SplitShard after a refused one: %v", err)
 	}
-	if err := m.Reshard(ctx, LargestShardCount+1); !errors.Is(err, ErrInvalidOption) {
-		t.Fatalf("Reshard(%d): %v, want ErrInvalidOption", LargestShardCount+1, err)
+	if err := m.Reshard(ctx, store.MaxShardCount+1); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("Reshard(%d): %v, want ErrInvalidOption", store.MaxShardCount+1, err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/limiter"
+	"github.com/shardtop/shardtop/store"
 )
 
 // cleanupTimeout bounds ending shards after a swap or an abort, which must
@@ -32,9 +33,9 @@ func (m *Manager) SplitShard(ctx context.Context, id, k int) error {
 	if err != nil {
 		return err
 	}
-	if k > LargestShardCount/e.key.Count {
+	if k > store.MaxShardCount/e.key.Count {
 		m.unclaim(id)
-		return &ShardError{Key: e.key, Op: "split", Err: fmt.Errorf("%w: into %d would make more than %d shards, the largest shard count supported", ErrInvalidOption, k, LargestShardCount)}
+		return &ShardError{Key: e.key, Op: "split", Err: fmt.Errorf("%w: into %d would make more than %d shards, the largest shard count supported", ErrInvalidOption, k, store.MaxShardCount)}
 	}
 	end, err := m.split(ctx, e, k)
 	m.unclaim(id)
@@ -70,8 +71,8 @@ func (m *Manager) split(ctx context.Context, old *entry, k int) (Event, error) {
 // new shard is READY; the old shards are then ended (1000) and their records
 // deleted. A manager limited by WithShardIDs cannot re-shard the whole bot.
 func (m *Manager) Reshard(ctx context.Context, count int) error {
-	if count < 0 || count > LargestShardCount {
-		return fmt.Errorf("manager: reshard: %w: count %d is outside [0, %d]", ErrInvalidOption, count, LargestShardCount)
+	if count < 0 || count > store.MaxShardCount {
+		return fmt.Errorf("manager: reshard: %w: count %d is outside [0, %d]", ErrInvalidOption, count, store.MaxShardCount)
 	}
 	if count == 0 {
 		gb, err := m.refreshGatewayBot(ctx)
@@ -322,7 +323,7 @@ func (m *Manager) releaseQueued(lim *limiter.Limiter, news []*entry) {
 
 // startAutoSplit splits e, which failed with 4011, on a manager goroutine.
 // If a new shard is refused with 4011 too, it splits further (k times the
-// split count) up to LargestShardCount.
+// split count) up to store.MaxShardCount.
 func (m *Manager) startAutoSplit(e *entry) {
 	id := e.key.ID
 	m.mu.Lock()
@@ -339,7 +340,7 @@ func (m *Manager) startAutoSplit(e *entry) {
 		k := m.cfg.splitCount
 		for {
 			end, err := m.split(m.ctx, e, k)
-			if err != nil && errors.Is(err, gateway.ErrShardingRequired) && m.ctx.Err() == nil && e.key.Count*k*m.cfg.splitCount <= LargestShardCount {
+			if err != nil && errors.Is(err, gateway.ErrShardingRequired) && m.ctx.Err() == nil && e.key.Count*k*m.cfg.splitCount <= store.MaxShardCount {
 				m.publish(end) // still claimed: the next, wider split follows
 				k *= m.cfg.splitCount
 				continue

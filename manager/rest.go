@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/shardtop/shardtop/store"
 )
 
 // GatewayBot is the answer of GET /gateway/bot.
@@ -38,12 +40,12 @@ func (m *Manager) fetchGatewayBot(ctx context.Context) (GatewayBot, error) {
 		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has no url")
 	case gb.Shards < 1:
 		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has shards = %d", gb.Shards)
-	case gb.Shards > LargestShardCount:
-		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has shards = %d, more than %d (the largest shard count supported)", gb.Shards, LargestShardCount)
+	case gb.Shards > store.MaxShardCount:
+		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has shards = %d, more than %d (the largest shard count supported)", gb.Shards, store.MaxShardCount)
 	case gb.SessionStartLimit.MaxConcurrency < 1:
 		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has max_concurrency = %d", gb.SessionStartLimit.MaxConcurrency)
-	case gb.SessionStartLimit.MaxConcurrency > LargestMaxConcurrency:
-		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has max_concurrency = %d, more than %d (the largest supported)", gb.SessionStartLimit.MaxConcurrency, LargestMaxConcurrency)
+	case gb.SessionStartLimit.MaxConcurrency > store.MaxMaxConcurrency:
+		return gb, fmt.Errorf("manager: GET /gateway/bot: answer has max_concurrency = %d, more than %d (the largest supported)", gb.SessionStartLimit.MaxConcurrency, store.MaxMaxConcurrency)
 	}
 	return gb, nil
 }
