@@ -64,16 +64,15 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 		}
 		defer sim.Close()
 		cfg, token = demoConfig(sim)
-		if o.stateFile == "" {
-			dir, err := os.MkdirTemp("", "shardtop-demo-")
-			if err != nil {
-				fmt.Fprintln(stderr, "shardtop: demo:", err)
-				return exitFailure
-			}
-			// The demo's sessions die with its in-process simulator: keeping them is pointless.
-			defer os.RemoveAll(dir)
-			cfg.StateFile = filepath.Join(dir, "state.toml")
+		// The demo's sessions die with its in-process simulator: keeping
+		// them is pointless (parseOptions refuses --state-file with it).
+		dir, err := os.MkdirTemp("", "shardtop-demo-")
+		if err != nil {
+			fmt.Fprintln(stderr, "shardtop: demo:", err)
+			return exitFailure
 		}
+		defer os.RemoveAll(dir)
+		cfg.StateFile = filepath.Join(dir, "state.toml")
 	} else {
 		var err error
 		cfg, err = loadConfig(o)
@@ -83,7 +82,11 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 		}
 		token, tokenSource, warnings, err = cfg.ResolveToken(getenv)
 		if err != nil {
-			fmt.Fprintln(stderr, "shardtop:", err, "(or try --demo)")
+			hint := ""
+			if errors.Is(err, ErrNoToken) {
+				hint = " (or try --demo, which needs none)"
+			}
+			fmt.Fprintln(stderr, "shardtop:", err.Error()+hint)
 			return exitUsage
 		}
 	}

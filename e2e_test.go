@@ -211,8 +211,8 @@ func TestHeadlessDemo(t *testing.T) {
 	if code := p.exitCode(t, 10*time.Second); code != exitOK {
 		t.Fatalf("exit %d after SIGTERM, want 0; stderr:\n%s", code, p.stderr)
 	}
-	if l := findLog(p.stderr.String(), "stopped: sessions saved"); l == nil || l["state_file"] != statePath {
-		t.Errorf("no \"stopped: sessions saved\" line naming %s:\n%s", statePath, p.stderr)
+	if l := findLog(p.stderr.String(), "stopped: 16 of 16 sessions saved"); l == nil || l["state_file"] != statePath {
+		t.Errorf("no \"stopped: 16 of 16 sessions saved\" line naming %s:\n%s", statePath, p.stderr)
 	}
 	if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) > 0 {
 		t.Errorf("the demo left files behind: %v", left)
@@ -329,8 +329,8 @@ func TestCorruptStateFile(t *testing.T) {
 	if len(aside) != 1 || readFileString(t, aside[0]) != corrupt {
 		t.Fatalf("corrupt file not kept beside the state file: %v", aside)
 	}
-	if !strings.Contains(p.stderr.String(), aside[0]) {
-		t.Errorf("the log does not say where the corrupt file went:\n%s", p.stderr)
+	if n := strings.Count(p.stderr.String(), aside[0]); n != 1 {
+		t.Errorf("the log says where the corrupt file went %d times, want once:\n%s", n, p.stderr)
 	}
 	if n := len(readSessions(t, statePath)); n != 2 {
 		t.Errorf("new state file holds %d sessions, want 2", n)

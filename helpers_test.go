@@ -48,9 +48,7 @@ func childEnv() []string {
 	var env []string
 	gorace := false
 	for _, kv := range os.Environ() {
-		// A developer's SHARDTOP_SIM_CONTROL_TOKEN would make the sims these
-		// tests start demand it of their own control requests.
-		if !strings.HasPrefix(kv, tokenEnv+"=") && !strings.HasPrefix(kv, "SHARDTOP_SIM_CONTROL_TOKEN=") {
+		if !strings.HasPrefix(kv, tokenEnv+"=") {
 			env = append(env, kv)
 		}
 		gorace = gorace || strings.HasPrefix(kv, "GORACE=")

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"os"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The TUI without a terminal (a service, a pipe, CI) says what to do
@@ -16,5 +20,48 @@ func TestTUIWithoutTerminalSuggestsHeadless(t *testing.T) {
 	}
 	if st := sim.stats(t); st.Identifies != 0 {
 		t.Errorf("the sim saw %d identifies: shards were started before the terminal was checked", st.Identifies)
+	}
+}
+
+// A saved resume_url that nothing answers (edited by hand, or a region
+// gone) is given up after a few dials: the shard resumes its session
+// through the gateway URL, no identify. Each failed dial is logged once.
+func TestUnreachableResumeURLResumesThroughGateway(t *testing.T) {
+	sim := startSimProc(t, "--shards", "2", "--window", "100ms", "--heartbeat", "5s", "--token", e2eToken)
+	cfgPath, statePath := writeSimConfig(t, t.TempDir(), sim.api, "")
+	first := startProc(t, "-config", cfgPath, "--headless", "--log-format", "json")
+	waitAllReady(t, first, 30*time.Second)
+	first.signal(t, syscall.SIGTERM)
+	if code := first.exitCode(t, 10*time.Second); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, first.stderr)
+	}
+	saved := readFileString(t, statePath)
+	edited := regexp.MustCompile(`resume_url = "[^"]*"`).ReplaceAllString(saved, `resume_url = "ws://127.0.0.1:1/x"`)
+	if edited == saved {
+		t.Fatalf("no resume_url in the state file:\n%s", saved)
+	}
+	if err := os.WriteFile(statePath, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := sim.stats(t)
+
+	second := startProc(t, "-config", cfgPath, "--headless", "--log-format", "json")
+	ready := waitAllReady(t, second, 30*time.Second)
+	if ready["identifies"] != float64(0) || ready["resumes"] != float64(2) {
+		t.Errorf("ready line %v, want 2 resumes and no identify", ready)
+	}
+	if after := sim.stats(t); after.Identifies != before.Identifies || after.Resumes != before.Resumes+2 {
+		t.Errorf("sim stats %+v (before %+v): want 2 more resumes, no identify", after, before)
+	}
+	second.signal(t, syscall.SIGTERM)
+	if code := second.exitCode(t, 10*time.Second); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, second.stderr)
+	}
+	// 3 failed dials per shard, each said once (as the shard's reconnect).
+	if n := strings.Count(second.stderr.String(), "127.0.0.1:1"); n != 6 {
+		t.Errorf("the unreachable resume URL appears %d times in the log, want 6 (3 dials x 2 shards, once each):\n%s", n, second.stderr)
+	}
+	if strings.Contains(readFileString(t, statePath), "127.0.0.1:1") {
+		t.Errorf("the state file still holds the unreachable resume URL")
 	}
 }

@@ -101,7 +101,9 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 			return nil, fmt.Errorf("store: start fresh: %w (while setting aside: %w)", merr, err)
 		}
 		f.movedTo, f.startErr = moved, err
-		log.Warn("state file unusable; moved aside, starting with no sessions",
+		// Info: MovedAside tells the caller, which says it to the user (the
+		// program does, once); a warning here said it twice.
+		log.Info("state file unusable; moved aside, starting with no sessions",
 			"moved_to", moved, "err", err)
 	}
 	for _, s := range states {
