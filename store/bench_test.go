@@ -72,7 +72,7 @@ func BenchmarkEncode10k(b *testing.B) {
 	for b.Loop() {
 		buf.Reset()
 		var err error
-		if docs, err = encode(&buf, states, docs); err != nil {
+		if docs, err = encode(&buf, states, bucketTimes{}, docs); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,10 +19,36 @@ const header = "# shardtop session state. Written by shardtop; edit only while i
 // formatVersion is the only version this package reads and writes.
 const formatVersion = 1
 
-// fileDoc and shardDoc are the file's shape for the encoder.
+// fileDoc, shardDoc and bucketDoc are the file's shape for the encoder.
 type fileDoc struct {
-	Version int        `toml:"version"`
-	Shard   []shardDoc `toml:"shard"`
+	Version int         `toml:"version"`
+	Shard   []shardDoc  `toml:"shard"`
+	Bucket  []bucketDoc `toml:"bucket,omitempty"`
+}
+
+type bucketDoc struct {
+	ID             int       `toml:"id"`
+	MaxConcurrency int       `toml:"max_concurrency"`
+	LastIdentify   time.Time `toml:"last_identify"`
+}
+
+// bucketTimes is each identify bucket's last identify: at[i] for bucket i
+// of conc buckets, zero where none is known. The zero value is none.
+type bucketTimes struct {
+	conc int
+	at   []time.Time
+}
+
+func (b bucketTimes) equal(o bucketTimes) bool {
+	if b.conc != o.conc || len(b.at) != len(o.at) {
+		return false
+	}
+	for i := range b.at {
+		if !b.at[i].Equal(o.at[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 type shardDoc struct {
@@ -34,9 +61,10 @@ type shardDoc struct {
 	Guilds    int       `toml:"guilds"`
 }
 
-// encode appends the file for states (already sorted) to buf. docs is
-// scratch space reused between calls; the grown slice is returned.
-func encode(buf *bytes.Buffer, states []ShardState, docs []shardDoc) ([]shardDoc, error) {
+// encode appends the file for states (already sorted) and the buckets'
+// last identifies to buf. docs is scratch space reused between calls; the
+// grown slice is returned.
+func encode(buf *bytes.Buffer, states []ShardState, buckets bucketTimes, docs []shardDoc) ([]shardDoc, error) {
 	docs = docs[:0]
 	for _, s := range states {
 		docs = append(docs, shardDoc{
@@ -48,7 +76,13 @@ func encode(buf *bytes.Buffer, states []ShardState, docs []shardDoc) ([]shardDoc
 	buf.WriteString(header)
 	enc := toml.NewEncoder(buf)
 	enc.Indent = ""
-	err := enc.Encode(fileDoc{Version: formatVersion, Shard: docs})
+	var bdocs []bucketDoc
+	for i, at := range buckets.at {
+		if !at.IsZero() {
+			bdocs = append(bdocs, bucketDoc{ID: i, MaxConcurrency: buckets.conc, LastIdentify: at.UTC()})
+		}
+	}
+	err := enc.Encode(fileDoc{Version: formatVersion, Shard: docs, Bucket: bdocs})
 	clear(docs) // drop string references held by the scratch space
 	return docs, err
 }
@@ -64,7 +98,20 @@ var shardKeys = []struct {
 
 // decode parses and validates a state file. Errors are *FileError naming
 // path and, where it can be found, the line.
-func decode(path string, data []byte) ([]ShardState, error) {
+func decode(path string, data []byte) ([]ShardState, bucketTimes, error) {
+	states, err := decodeShards(path, data)
+	if err != nil {
+		return nil, bucketTimes{}, err
+	}
+	buckets, err := decodeBuckets(path, data)
+	if err != nil {
+		return nil, bucketTimes{}, err
+	}
+	return states, buckets, nil
+}
+
+// decodeShards reads the version and the [[shard]] tables.
+func decodeShards(path string, data []byte) ([]ShardState, error) {
 	var doc map[string]any
 	if _, err := toml.Decode(string(data), &doc); err != nil {
 		var pe toml.ParseError
@@ -85,8 +132,8 @@ func decode(path string, data []byte) ([]ShardState, error) {
 		return nil, nil
 	}
 	for k := range doc {
-		if k != "version" && k != "shard" {
-			return nil, bad(0, k, "unknown key (this file has only version and [[shard]] tables)")
+		if k != "version" && k != "shard" && k != "bucket" {
+			return nil, bad(0, k, "unknown key (this file has only version, [[shard]] and [[bucket]] tables)")
 		}
 	}
 	v, ok := doc["version"]
@@ -168,6 +215,71 @@ func decode(path string, data []byte) ([]ShardState, error) {
 	return states, nil
 }
 
+// bucketKeys are the keys of a [[bucket]] table, all required.
+var bucketKeys = []string{"id", "max_concurrency", "last_identify"}
+
+// decodeBuckets reads the [[bucket]] tables: the last identify of each
+// identify bucket, all of one max_concurrency.
+func decodeBuckets(path string, data []byte) (bucketTimes, error) {
+	var doc struct {
+		Bucket []map[string]any `toml:"bucket"`
+	}
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		// decodeShards read the same text: only the shape can be wrong.
+		return bucketTimes{}, &FileError{Path: path, Key: "bucket", Err: &corruptError{
+			msg: "must be an array of tables ([[bucket]])", cause: err}}
+	}
+	bad := func(entry int, key, format string, args ...any) error {
+		return &FileError{Path: path, Line: lineOfIn(data, "bucket", entry, key), Entry: entry, Table: "bucket", Key: key,
+			Err: &corruptError{msg: fmt.Sprintf(format, args...)}}
+	}
+	var b bucketTimes
+	first := make(map[int]int, len(doc.Bucket))
+	for i, t := range doc.Bucket {
+		entry := i + 1
+		for k := range t {
+			if !slices.Contains(bucketKeys, k) {
+				return bucketTimes{}, bad(entry, k, "unknown key")
+			}
+		}
+		for _, k := range bucketKeys {
+			if _, ok := t[k]; !ok {
+				return bucketTimes{}, bad(entry, "", "missing key %q", k)
+			}
+		}
+		conc, err := intKey(t, "max_concurrency")
+		if err == nil && (conc < 1 || conc > MaxMaxConcurrency) {
+			err = fmt.Errorf("must be from 1 to %d, got %d", MaxMaxConcurrency, conc)
+		}
+		if err != nil {
+			return bucketTimes{}, bad(entry, "max_concurrency", "%v", err)
+		}
+		if b.conc != 0 && conc != b.conc {
+			return bucketTimes{}, bad(entry, "max_concurrency", "is %d, but [[bucket]] #1 has %d: all buckets are of one max_concurrency", conc, b.conc)
+		}
+		if b.conc == 0 {
+			b.conc, b.at = conc, make([]time.Time, conc)
+		}
+		id, err := intKey(t, "id")
+		if err == nil && (id < 0 || id >= conc) {
+			err = fmt.Errorf("must be in [0, max_concurrency) = [0, %d), got %d", conc, id)
+		}
+		if err != nil {
+			return bucketTimes{}, bad(entry, "id", "%v", err)
+		}
+		if prev, dup := first[id]; dup {
+			return bucketTimes{}, bad(entry, "id", "duplicate bucket %d (already in [[bucket]] #%d)", id, prev)
+		}
+		first[id] = entry
+		at, ok := t["last_identify"].(time.Time)
+		if !ok || isLocalTime(at) || at.Year() < 1 || at.Year() > 9999 {
+			return bucketTimes{}, bad(entry, "last_identify", "must be a date-time with offset (like 2026-11-22T05:00:00Z), got %s", tomlType(t["last_identify"]))
+		}
+		b.at[id] = at
+	}
+	return b, nil
+}
+
 func knownShardKey(k string) bool {
 	for _, sk := range shardKeys {
 		if sk.name == k {
@@ -240,7 +352,10 @@ func tomlValue(v any) string {
 // per key name for all [[shard]] tables), so this scans the text. It is a
 // best effort for files in the usual one-key-per-line form and returns 0
 // when it cannot tell; errors then still name the entry and key.
-func lineOf(data []byte, entry int, key string) int {
+func lineOf(data []byte, entry int, key string) int { return lineOfIn(data, "shard", entry, key) }
+
+// lineOfIn is lineOf for the entry-th table of the array of tables named table.
+func lineOfIn(data []byte, table string, entry int, key string) int {
 	cur, shards := 0, 0 // cur: current table; 0 top level, -1 some other table
 	for i, line := range strings.Split(string(data), "\n") {
 		t := strings.TrimSpace(line)
@@ -250,7 +365,7 @@ func lineOf(data []byte, entry int, key string) int {
 		case strings.HasPrefix(t, "[["):
 			name, _, _ := strings.Cut(t[2:], "]]")
 			cur = -1
-			if unquote(name) == "shard" {
+			if unquote(name) == table {
 				shards++
 				cur = shards
 			}

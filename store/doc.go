@@ -22,6 +22,16 @@
 // optional when reading (files written before it existed read as 0) and
 // always written.
 //
+// The file also keeps, per identify bucket (shard_id % max_concurrency),
+// when the bucket last sent an identify, so that a supervisor restarted
+// within one identify window waits it out instead of earning op 9
+// ([File.LastIdentifies], [File.SetLastIdentifies]):
+//
+//	[[bucket]]
+//	id = 0
+//	max_concurrency = 16
+//	last_identify = 2026-11-22T05:00:01.250Z
+//
 // Records are keyed by (shard ID, shard count), because during a re-shard the
 // same ID exists under two counts for a while. The file never holds the bot
 // token: [ShardState] has no field for it.

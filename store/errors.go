@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -51,7 +52,8 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 type FileError struct {
 	Path  string // the state file
 	Line  int    // 1-based line of the problem, 0 if unknown
-	Entry int    // 1-based index of the [[shard]] table at fault, 0 if none
+	Entry int    // 1-based index of the [[shard]] (or Table) table at fault, 0 if none
+	Table string // the array of tables Entry counts in: "" for [[shard]], "bucket"
 	Key   string // TOML key at fault, "" if none
 	Err   error  // what is wrong
 }
@@ -67,7 +69,7 @@ func (e *FileError) Error() string {
 	}
 	b.WriteString(": ")
 	if e.Entry > 0 {
-		fmt.Fprintf(&b, "[[shard]] #%d: ", e.Entry)
+		fmt.Fprintf(&b, "[[%s]] #%d: ", cmp.Or(e.Table, "shard"), e.Entry)
 	}
 	if e.Key != "" {
 		fmt.Fprintf(&b, "key %q: ", e.Key)

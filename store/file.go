@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,10 +41,11 @@ type File struct {
 
 	mu        sync.Mutex
 	states    map[key]ShardState
-	gen       uint64    // bumped by every change
-	written   uint64    // gen that the file on disk holds
-	lastWrite time.Time // end of the last write attempt
-	writeErr  error     // error of the last write attempt, nil once one succeeds
+	buckets   bucketTimes // the identify buckets' last identifies
+	gen       uint64      // bumped by every change
+	written   uint64      // gen that the file on disk holds
+	lastWrite time.Time   // end of the last write attempt
+	writeErr  error       // error of the last write attempt, nil once one succeeds
 	closed    bool
 }
 
@@ -87,7 +89,7 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 	}
 	removeTemps(path, log)
 
-	states, err := read(path)
+	states, buckets, err := read(path)
 	if err != nil {
 		// Moving a device or pipe aside and writing a file in its place
 		// would break whatever else uses it (think /dev/null as root).
@@ -109,6 +111,7 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 	for _, s := range states {
 		f.states[keyOf(s)] = s
 	}
+	f.buckets = buckets
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	go f.run()
 	log.Debug("opened", "shards", len(states))
@@ -152,18 +155,18 @@ func resolve(path string) (string, error) {
 }
 
 // read returns the records in path; a missing file is no records.
-func read(path string) ([]ShardState, error) {
+func read(path string) ([]ShardState, bucketTimes, error) {
 	data, err := regularfile.Read(path, MaxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, bucketTimes{}, nil
 	}
 	if errors.Is(err, regularfile.ErrTooLarge) {
 		// No state file shardtop writes is that large: the content is wrong.
-		return nil, &FileError{Path: path, Err: &corruptError{
+		return nil, bucketTimes{}, &FileError{Path: path, Err: &corruptError{
 			msg: fmt.Sprintf("larger than %s, the limit of a state file", regularfile.Size(MaxFileSize)), cause: regularfile.ErrTooLarge}}
 	}
 	if err != nil {
-		return nil, &FileError{Path: path, Err: err}
+		return nil, bucketTimes{}, &FileError{Path: path, Err: err}
 	}
 	return decode(path, data)
 }
@@ -279,6 +282,51 @@ func (f *File) Delete(shardID, shardCount int) error {
 	return nil
 }
 
+// LastIdentifies returns the max_concurrency and, by identify bucket
+// (shard_id % max_concurrency), the time of each bucket's last identify as
+// saved by SetLastIdentifies or read from the file: zero where none is
+// saved. maxConcurrency is 0 and at nil when none is. at is a copy.
+func (f *File) LastIdentifies() (maxConcurrency int, at []time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.buckets.conc, slices.Clone(f.buckets.at)
+}
+
+// SetLastIdentifies replaces the buckets' last identifies (at[i] for bucket
+// i of maxConcurrency, zero where there was none) and schedules a write
+// like Put, so that the next run can wait out a window this one began.
+// Unchanged values change nothing. It returns an error matching
+// [ErrInvalidState] if maxConcurrency is outside [1, MaxMaxConcurrency] or
+// at does not have maxConcurrency times of a year in [1, 9999], and
+// [ErrClosed] after Close.
+func (f *File) SetLastIdentifies(maxConcurrency int, at []time.Time) error {
+	if maxConcurrency < 1 || maxConcurrency > MaxMaxConcurrency || len(at) != maxConcurrency {
+		return fmt.Errorf("store: last identifies: %w: %d times for max_concurrency %d (must be from 1 to %d)",
+			ErrInvalidState, len(at), maxConcurrency, MaxMaxConcurrency)
+	}
+	b := bucketTimes{conc: maxConcurrency, at: make([]time.Time, len(at))}
+	for i, t := range at {
+		if !t.IsZero() && (t.UTC().Year() < 1 || t.UTC().Year() > 9999) {
+			return fmt.Errorf("store: last identify of bucket %d: %w: year %d is outside [1, 9999]", i, ErrInvalidState, t.UTC().Year())
+		}
+		b.at[i] = t.Round(0).UTC() // files say Z; no monotonic reading
+	}
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return ErrClosed
+	}
+	if f.buckets.equal(b) {
+		f.mu.Unlock()
+		return nil
+	}
+	f.buckets = b
+	f.gen++
+	f.mu.Unlock()
+	f.poke()
+	return nil
+}
+
 // Flush writes the records now if anything changed since the last
 // successful write, ignoring the flush interval, and returns once they are
 // durable. If an earlier background write failed, the state is still
@@ -381,11 +429,12 @@ func (f *File) flush(ctx context.Context) error {
 	for _, s := range f.states {
 		snap = append(snap, s)
 	}
+	buckets := f.buckets // never mutated: SetLastIdentifies replaces it
 	f.mu.Unlock()
 	sortStates(snap)
 
 	start := time.Now()
-	n, err := f.writeFile(snap)
+	n, err := f.writeFile(snap, buckets)
 	if err != nil {
 		err = fmt.Errorf("store: write %s: %w", f.path, err)
 	}
@@ -418,10 +467,10 @@ func (f *File) flush(ctx context.Context) error {
 // writeFile replaces the state file atomically: temp file in the same
 // directory, write, fsync, rename over, fsync the directory. The caller
 // holds writeSem. It returns the file's size.
-func (f *File) writeFile(states []ShardState) (int, error) {
+func (f *File) writeFile(states []ShardState, buckets bucketTimes) (int, error) {
 	f.buf.Reset()
 	var err error
-	if f.docs, err = encode(&f.buf, states, f.docs); err != nil {
+	if f.docs, err = encode(&f.buf, states, buckets, f.docs); err != nil {
 		return 0, fmt.Errorf("encode: %w", err)
 	}
 	dir := filepath.Dir(f.path)

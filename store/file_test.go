@@ -699,7 +699,7 @@ func TestWriteErrorKeptAndRetried(t *testing.T) {
 	if err := f.Flush(context.Background()); err != nil {
 		t.Fatalf("Flush after recovery: %v", err)
 	}
-	states, err := read(path)
+	states, _, err := read(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func TestSIGKILL(t *testing.T) {
 			if cmd.ProcessState != nil {
 				return true
 			}
-			states, err := read(path)
+			states, _, err := read(path)
 			if err != nil {
 				t.Fatalf("round %d: reading while the helper writes: %v", round, err)
 			}
