@@ -40,6 +40,15 @@ type Store interface {
 	Flush(ctx context.Context) error
 }
 
+// IdentifyHistory is what a Store may also keep: when each identify bucket
+// last sent an identify. A manager whose store has it saves the times with
+// the sessions and, on Open, waits out what is left of each window, so a
+// restart within one identify window earns no op 9. *store.File has it.
+type IdentifyHistory interface {
+	LastIdentifies() (maxConcurrency int, at []time.Time)
+	SetLastIdentifies(maxConcurrency int, at []time.Time) error
+}
+
 // Role is what a shard does in the set.
 type Role uint8
 
@@ -414,6 +423,7 @@ func (m *Manager) prepare(ctx context.Context) (entries []*entry, identify []int
 	limOpts = append(limOpts, limiter.WithWindow(c.identifyWindow), limiter.WithMargin(c.identifyMargin),
 		limiter.WithReserve(c.reserve), limiter.WithLogger(c.logger.With("component", "limiter")))
 	lim := limiter.New(conc, limOpts...)
+	m.seedIdentifies(lim, conc)
 
 	// Saved sessions: those of the configured shards, or of the split
 	// layout that replaced them; the rest are deleted.
@@ -590,10 +600,12 @@ func (m *Manager) worker() {
 		m.jobMu.Lock()
 		batch, m.jobs = m.jobs, batch[:0]
 		m.jobMu.Unlock()
+		persisted := false
 		for i, j := range batch {
 			switch j.kind {
 			case jobPersist:
 				m.persist(j.e)
+				persisted = true
 			case jobFailed:
 				if h := m.cfg.onClose; h != nil && m.ctx.Err() == nil {
 					// On its own goroutine: the handler may call Close,
@@ -605,6 +617,55 @@ func (m *Manager) worker() {
 			}
 			batch[i] = job{}
 		}
+		if persisted {
+			// A READY follows an identify (or a resume): the bucket's time
+			// goes to the file with the session.
+			m.saveIdentifies()
+		}
+	}
+}
+
+// seedIdentifies tells lim when the previous run's buckets last
+// identified, as the store kept it. Saved under another max_concurrency the
+// buckets do not map: every bucket then waits for the latest of them.
+func (m *Manager) seedIdentifies(lim *limiter.Limiter, conc int) {
+	h, ok := m.cfg.store.(IdentifyHistory)
+	if !ok {
+		return
+	}
+	savedConc, at := h.LastIdentifies()
+	if savedConc == conc {
+		for b, t := range at {
+			lim.SeedLastIdentify(b, t)
+		}
+		return
+	}
+	var latest time.Time
+	for _, t := range at {
+		if t.After(latest) {
+			latest = t
+		}
+	}
+	for b := range conc {
+		lim.SeedLastIdentify(b, latest)
+	}
+}
+
+// saveIdentifies hands the buckets' last identifies to the store, if it
+// keeps them (the store writes only what changed).
+func (m *Manager) saveIdentifies() {
+	h, ok := m.cfg.store.(IdentifyHistory)
+	if !ok {
+		return
+	}
+	m.mu.RLock()
+	lim, conc := m.lim, m.maxConc
+	m.mu.RUnlock()
+	if lim == nil {
+		return
+	}
+	if err := h.SetLastIdentifies(conc, lim.LastIdentifies(nil)); err != nil && !errors.Is(err, store.ErrClosed) {
+		m.log.Warn("store: save the buckets' last identifies", "err", err)
 	}
 }
 
@@ -679,6 +740,9 @@ func (m *Manager) sampler() {
 				if doPersist && st.State == gateway.StateReady && e.roleOf() != RoleRetiring {
 					m.persist(e)
 				}
+			}
+			if doPersist {
+				m.saveIdentifies() // identifies that got no READY count too
 			}
 		}
 	}
@@ -840,6 +904,7 @@ func (m *Manager) Close(ctx context.Context) error {
 		}
 	}
 	if st := m.cfg.store; st != nil && wasOpen {
+		m.saveIdentifies()
 		if err := st.Flush(ctx); err != nil {
 			all = append(all, fmt.Errorf("manager: close: flush store: %w", err))
 		}

@@ -1147,3 +1147,41 @@ func TestCloseKeepsAnIdentifyInFlight(t *testing.T) {
 		t.Fatalf("%d identifies, want 2", s.Identifies)
 	}
 }
+
+// A restart within one identify window waits out what is left of it: the
+// buckets' last identifies are saved with the sessions. Here the second run
+// has no session to resume (they were deleted), so it identifies at once in
+// buckets the first run has just used: without the saved times, op 9.
+func TestRestartWithinIdentifyWindowWaitsItOut(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.MaxConcurrency = 2, 2
+	cfg.IdentifyWindow = 500 * time.Millisecond
+	sim := startSim(t, cfg)
+	path := filepath.Join(t.TempDir(), "state.toml")
+
+	st := openStore(t, path)
+	first := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(st))
+	openReady(t, first)
+	if err := first.Close(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for id := range 2 {
+		if err := st.Delete(id, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st = openStore(t, path)
+	defer st.Close()
+	if conc, at := st.LastIdentifies(); conc != 2 || at[0].IsZero() || at[1].IsZero() {
+		t.Fatalf("state file keeps last identifies %d %v, want both buckets", conc, at)
+	}
+	second := newTestManager(t, sim, cfg.IdentifyWindow, WithStore(st))
+	openReady(t, second)
+	if s := sim.Stats(); s.Identifies != 4 || s.IdentifyViolations != 0 {
+		t.Fatalf("identifies %d, violations %d; want 4 and none", s.Identifies, s.IdentifyViolations)
+	}
+}
