@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -63,5 +64,45 @@ func TestUnreachableResumeURLResumesThroughGateway(t *testing.T) {
 	}
 	if strings.Contains(readFileString(t, statePath), "127.0.0.1:1") {
 		t.Errorf("the state file still holds the unreachable resume URL")
+	}
+}
+
+// Two runs a moment apart, the first stopped inside its first identify
+// window: the second resumes what the first had and waits out the rest of
+// the window before identifying the others. Before the buckets' last
+// identifies were saved, it identified at once and got op 9.
+func TestQuickRestartKeepsTheIdentifyWindow(t *testing.T) {
+	sim := startSimProc(t, "--shards", "4", "--max-concurrency", "2", "--window", "2s", "--heartbeat", "5s", "--token", e2eToken)
+	dir := t.TempDir()
+	cfgPath := writeFile(t, dir, "shardtop.toml", fmt.Sprintf("api_url = %q\ntoken = %q\nidentify_window = \"2s\"\nstate_file = \"state.toml\"\n", sim.api, e2eToken), 0o600)
+	first := startProc(t, "-config", cfgPath, "--headless", "--log-format", "json")
+	waitFor(t, 20*time.Second, "the first wave READY", func() (bool, string) {
+		n := 0
+		for _, l := range jsonLogLines(first.stderr.String()) {
+			if l["msg"] == "shard ready" {
+				n++
+			}
+		}
+		return n == 2, first.stderr.String()
+	})
+	first.signal(t, syscall.SIGTERM)
+	if code := first.exitCode(t, 10*time.Second); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, first.stderr)
+	}
+	if findLog(first.stderr.String(), "stopped: 2 of 4 sessions saved; 2 shards had none yet and will identify") == nil {
+		t.Errorf("the shutdown line does not say what was saved:\n%s", first.stderr)
+	}
+
+	second := startProc(t, "-config", cfgPath, "--headless", "--log-format", "json")
+	ready := waitAllReady(t, second, 30*time.Second)
+	if ready["identifies"] != float64(2) || ready["resumes"] != float64(2) {
+		t.Errorf("second run's ready line %v, want 2 resumes and 2 identifies", ready)
+	}
+	if st := sim.stats(t); st.IdentifyViolations != 0 || st.Identifies != 4 {
+		t.Errorf("sim stats %+v: want 4 identifies and no violation", st)
+	}
+	second.signal(t, syscall.SIGTERM)
+	if code := second.exitCode(t, 10*time.Second); code != exitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, second.stderr)
 	}
 }
