@@ -145,3 +145,31 @@ func TestLocalCloseIsLastClose(t *testing.T) {
 		t.Fatalf("after Close: last close %d %q at %v, want 4000 (session kept resumable)", st.LastCloseCode, st.LastCloseReason, st.LastCloseAt)
 	}
 }
+
+// A shard stopped while still queued closed no connection: no close code
+// is recorded, and the reason says it had no session.
+func TestCloseWhileQueuedRecordsNoClose(t *testing.T) {
+	g := &queueGate{entered: make(chan struct{})}
+	s := New(testToken, 0, 1, WithURL("ws://127.0.0.1:1"), WithIdentifyGate(g))
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered
+	if _, err := s.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.LastCloseCode != 0 || st.LastCloseReason != "" {
+		t.Fatalf("closed while queued: last close %d %q, want none", st.LastCloseCode, st.LastCloseReason)
+	}
+}
+
+// queueGate keeps every shard queued until its ctx ends.
+type queueGate struct{ entered chan struct{} }
+
+func (g *queueGate) Approach(ctx context.Context, _ int, _ time.Duration) error {
+	close(g.entered)
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (g *queueGate) Acquire(ctx context.Context, _ int) error { return ctx.Err() }
+func (g *queueGate) Release(int, bool)                        {}

@@ -701,16 +701,27 @@ func (s *Shard) giveUpResumeURL(url string, dialFailed bool) bool {
 	return gaveUp
 }
 
-// finishStopped ends the loop after Close or End. The close code it went
-// out with is the shard's last close, as a remote one would be.
+// finishStopped ends the loop after Close or End. When a connection was
+// up, the close code it went out with is the shard's last close, as a
+// remote one would be; a shard stopped while queued or waiting to
+// reconnect closed nothing.
 func (s *Shard) finishStopped() {
 	code := s.commitCloseCode()
-	if code == websocket.CloseNormalClosure {
-		s.dropSession()
-		s.transition(StateClosed, "ended: session ended", code, nil)
-		return
+	wire := code
+	switch s.State() {
+	case StateIdle, StateQueued, StateReconnecting:
+		wire = 0
 	}
-	s.transition(StateClosed, "closed: session kept resumable", code, nil)
+	_, _, hasSession := s.hasSession()
+	switch {
+	case code == websocket.CloseNormalClosure:
+		s.dropSession()
+		s.transition(StateClosed, "ended: session ended", wire, nil)
+	case hasSession:
+		s.transition(StateClosed, "closed: session kept resumable", wire, nil)
+	default:
+		s.transition(StateClosed, "closed: no session yet", wire, nil)
+	}
 }
 
 func (s *Shard) identifyPayload() ([]byte, error) {
