@@ -10,9 +10,10 @@ import (
 	"github.com/charmbracelet/x/ansi"
 )
 
-// sanitize makes text from the network safe to print: control characters
-// (escape sequences could drive the terminal) become spaces, invalid UTF-8
-// and other unprintable runes become '?'.
+// sanitize makes text from the network safe to print: escape sequences
+// (they could drive the terminal) are removed whole, so no "[31m" debris is
+// left to read; other control characters become spaces, invalid UTF-8 and
+// other unprintable runes become '?'.
 func sanitize(s string) string {
 	clean := true
 	for i := 0; i < len(s); i++ {
@@ -23,6 +24,9 @@ func sanitize(s string) string {
 	}
 	if clean {
 		return s
+	}
+	if strings.IndexByte(s, 0x1b) >= 0 {
+		s = ansi.Strip(s)
 	}
 	var b strings.Builder
 	b.Grow(len(s))

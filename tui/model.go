@@ -726,7 +726,9 @@ func (m *Model) statusLine() string {
 	case modeConfirm:
 		return fit(m.st.prompt.Render(m.confirmPrompt()+" [y/n]"), w)
 	case modeFilter:
-		line := sanitize(m.input.View())
+		// Not sanitized: the view holds the cursor's styling, and the
+		// text input keeps control characters out of its value.
+		line := m.input.View()
 		if m.input.Value() == "" {
 			line += m.st.dim.Render(" 3  3/16  10-20  ready  !ready  joining")
 		}
