@@ -59,6 +59,20 @@ func fit(s string, width int) string {
 	return ansi.Truncate(s, width, "…")
 }
 
+// cutAtWord shortens plain text s to width cells at a word boundary when
+// one is not too far back, ending with "…": "4000 closed: session…"
+// rather than "4000 closed: session ke…".
+func cutAtWord(s string, width int) string {
+	if ansi.StringWidth(s) <= width || width < 2 {
+		return s
+	}
+	t := ansi.Truncate(s, width-1, "")
+	if i := strings.LastIndexByte(t, ' '); i >= width/2 {
+		t = strings.TrimRight(t[:i], " :,;")
+	}
+	return t + "…"
+}
+
 // writeCell writes s padded (or cut) to exactly w cells; s is plain text.
 func writeCell(b *strings.Builder, s string, w int, right bool) {
 	sw := len(s)
@@ -163,6 +177,27 @@ func appendCountdown(dst []byte, left time.Duration) []byte {
 	default:
 		return appendSpan(dst, left)
 	}
+}
+
+// appendRetry formats the wait before a reconnect's next dial, short
+// enough for the STATE cell: "3.2s" under 10 s, then whole seconds up to
+// the default 2 min backoff ("120s"), "now" once due. It rounds up, so it
+// never says 0 while the shard still waits.
+func appendRetry(dst []byte, left time.Duration) []byte {
+	if left <= 0 {
+		return append(dst, "now"...)
+	}
+	if tenths := (left + 100*time.Millisecond - 1) / (100 * time.Millisecond); tenths < 100 {
+		dst = strconv.AppendInt(dst, int64(tenths/10), 10)
+		dst = append(dst, '.')
+		dst = strconv.AppendInt(dst, int64(tenths%10), 10)
+		return append(dst, 's')
+	}
+	if secs := (left + time.Second - 1) / time.Second; secs <= 120 {
+		dst = strconv.AppendInt(dst, int64(secs), 10)
+		return append(dst, 's')
+	}
+	return appendSpan(dst, left)
 }
 
 // appendRate formats events per second: "0", "3.5", "812", "12.4k".
