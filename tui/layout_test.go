@@ -389,3 +389,21 @@ func TestCloseReadsNaturally(t *testing.T) {
 		t.Errorf("cancelled re-shard: %q", line)
 	}
 }
+
+// TestActionResultComesWithItsSnapshot: "✓ closed 0/16" showed while the
+// row still said ready until the next tick.
+func TestActionResultComesWithItsSnapshot(t *testing.T) {
+	lipglossASCII(t)
+	f := newFake(fixture())
+	m := newTestModel(t, f, 120, 40, WithRefresh(time.Hour))
+	selectKey(t, m, 0, 16)
+	msg := press(m, "c")()
+	f.mu.Lock()
+	f.snap.Shards[0].State = gateway.StateClosed // what the close did
+	f.mu.Unlock()
+	m.Update(msg)
+	screen := strings.Join(screenLines(t, m), "\n")
+	if !strings.Contains(screen, "✓ closed 0/16") || !regexp.MustCompile(`(?m)^> 0/16 +closed `).MatchString(screen) {
+		t.Errorf("the result and the table disagree:\n%s", screen)
+	}
+}

@@ -243,6 +243,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.tick()
 	case actionDoneMsg:
 		delete(m.pending, msg.action)
+		// The table shows the result with the message, not a tick later.
+		m.refresh()
 		if msg.err != nil {
 			m.setStatus(statusErr, "✗ "+msg.action.String()+": "+sanitize(msg.err.Error()))
 		} else {
