@@ -650,7 +650,8 @@ func (m *Model) scrollToCursor() {
 	m.offset = max(0, min(m.offset, len(m.rows)-vis))
 }
 
-// updateKeys enables the bindings that apply now; the help shows only those.
+// updateKeys enables the bindings that apply now: the help line shows only
+// those, the full help dims the others.
 func (m *Model) updateKeys() {
 	k := &m.keys
 	normal := m.mode == modeNormal

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/charmbracelet/bubbles/key"
+
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/manager"
 )
