@@ -92,7 +92,15 @@ func (p logPane) eventLine(ev *manager.Event) string {
 		b.WriteString(p.st.state(ev.To).Render(ev.To.String()))
 		if ev.CloseCode != 0 || ev.Reason != "" {
 			b.WriteString(" (")
-			b.WriteString(closeText(ev.CloseCode, ev.Reason))
+			// "ready → closed (4000, session kept resumable)", not
+			// "(4000 closed: session kept resumable)": the arrow said closed.
+			if rest, ok := strings.CutPrefix(ev.Reason, ev.To.String()+": "); ok && ev.CloseCode != 0 {
+				b.WriteString(strconv.Itoa(ev.CloseCode))
+				b.WriteString(", ")
+				b.WriteString(sanitize(rest))
+			} else {
+				b.WriteString(closeText(ev.CloseCode, ev.Reason))
+			}
 			b.WriteByte(')')
 		}
 	case manager.EventSplitStarted, manager.EventSplitDone, manager.EventSplitAborted:
@@ -112,7 +120,10 @@ func (p logPane) eventLine(ev *manager.Event) string {
 	}
 	if ev.Err != nil {
 		b.WriteString(": ")
-		b.WriteString(p.st.bad.Render(sanitize(ev.Err.Error())))
+		// The line names the shard already; the detail of the selected
+		// shard has the error whole.
+		msg := strings.TrimPrefix(ev.Err.Error(), "gateway: shard "+strconv.Itoa(ev.Key.ID)+": ")
+		b.WriteString(p.st.bad.Render(sanitize(msg)))
 	}
 	return b.String()
 }

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -156,6 +157,9 @@ func fixture() manager.Snapshot {
 		if r.id == 5 {
 			info.Since = t0.Add(-3*time.Minute - 20*time.Second) // Ready again after a resume
 		}
+		if r.id == 7 { // its resume URL refused the last dial: the second attempt waits
+			info.RetryAt, info.ReconnectAttempts, info.Reconnects = t0.Add(3200*time.Millisecond), 2, 3
+		}
 		s.Shards = append(s.Shards, info)
 		if r.role != manager.RoleActive {
 			continue
@@ -191,10 +195,46 @@ func fixtureEvents() []manager.Event {
 	return []manager.Event{
 		{Type: manager.EventState, Key: k(7, 16), From: gateway.StateReady, To: gateway.StateReconnecting, CloseCode: 4000, Reason: "unknown error", At: t0.Add(-10 * time.Second)},
 		{Type: manager.EventSplitStarted, Key: k(3, 16), At: t0.Add(-9 * time.Second)},
+		{Type: manager.EventState, Key: k(7, 16), From: gateway.StateReconnecting, To: gateway.StateConnecting, Reason: "dialing to resume", At: t0.Add(-8 * time.Second)},
+		{Type: manager.EventState, Key: k(7, 16), From: gateway.StateConnecting, To: gateway.StateReconnecting, Reason: "dial failed", At: t0.Add(-7 * time.Second),
+			Err: errors.New("gateway: shard 7: dial: dial tcp 127.0.0.1:43121: connect: connection refused")},
 		{Type: manager.EventState, Key: k(3, 32), Role: manager.RoleJoining, From: gateway.StateIdentifying, To: gateway.StateReady, At: t0.Add(-5 * time.Second)},
 		{Type: manager.EventState, Key: k(9, 16), From: gateway.StateIdentifying, To: gateway.StateFailed, CloseCode: 4011, Reason: "sharding required", At: t0.Add(-2 * time.Second)},
 		{Type: manager.EventState, Key: k(2, 16), From: gateway.StateReconnecting, To: gateway.StateResuming, At: t0.Add(-1 * time.Second)},
 	}
+}
+
+// startupEvents is the log of the fixture's start-up, before fixtureEvents:
+// n events of shards going through identify.
+func startupEvents(n int) []manager.Event {
+	steps := []struct {
+		from, to gateway.State
+		reason   string
+	}{
+		{gateway.StateQueued, gateway.StateConnecting, "identify slot near: dialing"},
+		{gateway.StateConnecting, gateway.StateIdentifying, "identify slot granted"},
+		{gateway.StateIdentifying, gateway.StateReady, "READY"},
+	}
+	var out []manager.Event
+	for i := range n {
+		st := steps[i%len(steps)]
+		id := i / len(steps)
+		out = append(out, manager.Event{Type: manager.EventState, Key: manager.ShardKey{ID: id, Count: 16},
+			From: st.from, To: st.to, Reason: st.reason, At: t0.Add(-time.Duration(90-id*5) * time.Second)})
+	}
+	return out
+}
+
+// earlier is the fixture a refresh before: its backlog was longer, so
+// the bars show how far each bucket has drained.
+func earlier() manager.Snapshot {
+	s := fixture()
+	b := s.Limiter.Buckets
+	b[0].Waiting = []int{20, 24, 8, 4}
+	b[2].Waiting = []int{22, 6}
+	b[3].Waiting = []int{23, 27, 19}
+	s.Limiter.Waiting = 9
+	return s
 }
 
 // manyShards is a bot of n shards (count n) with mixed states.

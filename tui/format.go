@@ -10,9 +10,10 @@ import (
 	"github.com/charmbracelet/x/ansi"
 )
 
-// sanitize makes text from the network safe to print: control characters
-// (escape sequences could drive the terminal) become spaces, invalid UTF-8
-// and other unprintable runes become '?'.
+// sanitize makes text from the network safe to print: escape sequences
+// (they could drive the terminal) are removed whole, so no "[31m" debris is
+// left to read; other control characters become spaces, invalid UTF-8 and
+// other unprintable runes become '?'.
 func sanitize(s string) string {
 	clean := true
 	for i := 0; i < len(s); i++ {
@@ -23,6 +24,9 @@ func sanitize(s string) string {
 	}
 	if clean {
 		return s
+	}
+	if strings.IndexByte(s, 0x1b) >= 0 {
+		s = ansi.Strip(s)
 	}
 	var b strings.Builder
 	b.Grow(len(s))
@@ -53,6 +57,20 @@ func fit(s string, width int) string {
 		return s
 	}
 	return ansi.Truncate(s, width, "…")
+}
+
+// cutAtWord shortens plain text s to width cells at a word boundary when
+// one is not too far back, ending with "…": "4000 closed: session…"
+// rather than "4000 closed: session ke…".
+func cutAtWord(s string, width int) string {
+	if ansi.StringWidth(s) <= width || width < 2 {
+		return s
+	}
+	t := ansi.Truncate(s, width-1, "")
+	if i := strings.LastIndexByte(t, ' '); i >= width/2 {
+		t = strings.TrimRight(t[:i], " :,;")
+	}
+	return t + "…"
 }
 
 // writeCell writes s padded (or cut) to exactly w cells; s is plain text.
@@ -159,6 +177,27 @@ func appendCountdown(dst []byte, left time.Duration) []byte {
 	default:
 		return appendSpan(dst, left)
 	}
+}
+
+// appendRetry formats the wait before a reconnect's next dial, short
+// enough for the STATE cell: "3.2s" under 10 s, then whole seconds up to
+// the default 2 min backoff ("120s"), "now" once due. It rounds up, so it
+// never says 0 while the shard still waits.
+func appendRetry(dst []byte, left time.Duration) []byte {
+	if left <= 0 {
+		return append(dst, "now"...)
+	}
+	if tenths := (left + 100*time.Millisecond - 1) / (100 * time.Millisecond); tenths < 100 {
+		dst = strconv.AppendInt(dst, int64(tenths/10), 10)
+		dst = append(dst, '.')
+		dst = strconv.AppendInt(dst, int64(tenths%10), 10)
+		return append(dst, 's')
+	}
+	if secs := (left + time.Second - 1) / time.Second; secs <= 120 {
+		dst = strconv.AppendInt(dst, int64(secs), 10)
+		return append(dst, 's')
+	}
+	return appendSpan(dst, left)
 }
 
 // appendRate formats events per second: "0", "3.5", "812", "12.4k".

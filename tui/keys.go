@@ -2,14 +2,17 @@ package tui
 
 import (
 	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/manager"
 )
 
-// KeyMap is every key binding of the UI. It feeds the help bubble: a binding
-// that does not apply now (to the selected shard, or in the current mode) is
-// disabled, so it neither fires nor shows in the help.
+// KeyMap is every key binding of the UI. It feeds the help: a binding that
+// does not apply now (to the selected shard, or in the current mode) is
+// disabled, so it does not fire and the one-line help leaves it out; the
+// full help (?) lists every binding and dims the disabled ones, and pressing
+// one says in the status line why it does not apply.
 type KeyMap struct {
 	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
 
@@ -42,9 +45,10 @@ func DefaultKeyMap() KeyMap {
 		Split:   key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "split")),
 		Reshard: key.NewBinding(key.WithKeys("R"), key.WithHelp("R", "re-shard")),
 
-		Filter:      key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
-		SortNext:    key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "sort column")),
-		SortReverse: key.NewBinding(key.WithKeys("I"), key.WithHelp("I", "reverse sort")),
+		Filter: key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
+		// Short labels: the one-line help of a running shard fits 80 columns.
+		SortNext:    key.NewBinding(key.WithKeys("S"), key.WithHelp("S", "sort")),
+		SortReverse: key.NewBinding(key.WithKeys("I"), key.WithHelp("I", "reverse")),
 		ClearFilter: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear filter")),
 
 		Confirm: key.NewBinding(key.WithKeys("y", "Y"), key.WithHelp("y", "confirm")),
@@ -57,23 +61,53 @@ func DefaultKeyMap() KeyMap {
 	}
 }
 
-// ShortHelp implements help.KeyMap: the enabled bindings on one line.
+// ShortHelp implements help.KeyMap: the bindings of the one-line help, in
+// order; the UI shows the enabled ones and always keeps the last two (help
+// and quit) on the line.
 func (k KeyMap) ShortHelp() []key.Binding {
+	return append(k.shortHelpHead(), k.Help, k.Quit)
+}
+
+func (k KeyMap) shortHelpHead() []key.Binding {
 	return []key.Binding{
 		k.Confirm, k.Cancel, k.Apply,
 		k.Open, k.Close, k.Resume, k.Restart, k.Split, k.Reshard,
-		k.Filter, k.ClearFilter, k.SortNext, k.SortReverse, k.Help, k.Quit,
+		k.Filter, k.ClearFilter, k.SortNext, k.SortReverse,
 	}
 }
 
-// FullHelp implements help.KeyMap: the enabled bindings in columns.
+// FullHelp implements help.KeyMap: every binding in columns (moving, shard
+// actions, the view, answers to a question or the filter, the program).
 func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
 		{k.Open, k.Close, k.Resume, k.Restart, k.Split, k.Reshard},
-		{k.Filter, k.ClearFilter, k.SortNext, k.SortReverse, k.Confirm, k.Cancel, k.Apply},
+		{k.Filter, k.ClearFilter, k.SortNext, k.SortReverse},
+		{k.Confirm, k.Cancel, k.Apply},
 		{k.Help, k.Quit},
 	}
+}
+
+// all returns every binding shown in the help, in the order of FullHelp, so
+// that a key bound twice (esc) is found in its normal-mode meaning first.
+func (k *KeyMap) all() []*key.Binding {
+	return []*key.Binding{
+		&k.Up, &k.Down, &k.PageUp, &k.PageDown, &k.Top, &k.Bottom,
+		&k.Open, &k.Close, &k.Resume, &k.Restart, &k.Split, &k.Reshard,
+		&k.Filter, &k.ClearFilter, &k.SortNext, &k.SortReverse,
+		&k.Confirm, &k.Cancel, &k.Apply,
+		&k.Help, &k.Quit,
+	}
+}
+
+// matchesDisabled reports whether msg is one of b's keys while b is
+// disabled.
+func matchesDisabled(msg tea.KeyMsg, b key.Binding) bool {
+	if b.Enabled() {
+		return false
+	}
+	b.SetEnabled(true) // b is a copy
+	return key.Matches(msg, b)
 }
 
 // shardActions says which per-shard actions apply to a shard.

@@ -13,6 +13,7 @@ import (
 	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/shardtop/shardtop/manager"
@@ -69,6 +70,18 @@ func (a action) String() string {
 	return opNames[a.op].verb + " " + a.key.String()
 }
 
+// noun names a as a thing: "split of 3/16 into 3/32, 19/32", "re-shard to
+// 32 shards".
+func (a action) noun() string {
+	switch a.op {
+	case opSplit:
+		return "split of " + a.key.String() + " into " + strings.Join(splitKeys(a.key, a.arg), ", ")
+	case opReshard:
+		return "re-shard " + actionTarget(a)
+	}
+	return a.String()
+}
+
 // tickMsg asks the model to pull a snapshot.
 type tickMsg struct{}
 
@@ -78,15 +91,36 @@ type actionDoneMsg struct {
 	err    error
 }
 
-// statusKind colours the status line.
+// statusKind colours the status line and says how long a message stays.
 type statusKind uint8
 
 const (
-	statusNone statusKind = iota
-	statusBusy
+	statusNone statusKind = iota // no message
+	statusInfo                   // a notice: a cancelled question, why a key does not apply
+	statusBusy                   // an action runs: shown until it ends
 	statusOK
 	statusErr
 )
+
+// How long a status message stays before it fades (is cleared at the next
+// refresh): a success says little once read, an error is worth longer.
+const (
+	statusOKFade   = 6 * time.Second
+	statusInfoFade = 10 * time.Second
+	statusErrFade  = 30 * time.Second
+)
+
+func (k statusKind) fadeAfter() time.Duration {
+	switch k {
+	case statusOK:
+		return statusOKFade
+	case statusInfo:
+		return statusInfoFade
+	case statusErr:
+		return statusErrFade
+	}
+	return 0 // never
+}
 
 // Model is the root Bubble Tea model: it owns every piece of UI state.
 // Make one with New; it implements tea.Model.
@@ -111,6 +145,9 @@ type Model struct {
 	sortBuf []sortItem
 	shardW  int   // widest "id/count"
 	buckets []int // every identify bucket, busiest first
+	peaks   []int // per bucket, the most waiting since it was last empty
+	// notes keeps, per shard, what events said that snapshots do not.
+	notes map[manager.ShardKey]*shardNote
 
 	cursor int // index into rows
 	offset int // first visible row
@@ -131,6 +168,7 @@ type Model struct {
 
 	status     string
 	statusKind statusKind
+	statusAt   time.Time // when status was set, for its fading
 	quitting   bool
 }
 
@@ -157,12 +195,17 @@ func New(mgr Manager, opts ...Option) (*Model, error) {
 		help:    help.New(),
 		log:     newEventRing(cfg.logSize),
 		pending: make(map[action]struct{}),
+		notes:   make(map[manager.ShardKey]*shardNote),
 		cursor:  -1,
 		input:   newFilterInput(),
 	}
 	if cfg.keys != nil {
 		m.keys = *cfg.keys
 	}
+	m.help.Styles.ShortKey = m.st.helpKey
+	m.help.Styles.ShortDesc = m.st.helpDesc
+	m.help.Styles.ShortSeparator = m.st.dim
+	m.help.Styles.Ellipsis = m.st.dim
 	m.ctx, m.cancel = context.WithCancel(cfg.ctx)
 	m.events, m.unsubscribe = mgr.Subscribe(cfg.eventBuffer)
 	m.updateKeys()
@@ -200,6 +243,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.tick()
 	case actionDoneMsg:
 		delete(m.pending, msg.action)
+		// The table shows the result with the message, not a tick later.
+		m.refresh()
 		if msg.err != nil {
 			m.setStatus(statusErr, "✗ "+msg.action.String()+": "+sanitize(msg.err.Error()))
 		} else {
@@ -257,7 +302,7 @@ func (m *Model) updateKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 			return m, cmd
 		case key.Matches(msg, k.Cancel):
 			m.mode = modeNormal
-			m.setStatus(statusNone, "cancelled: "+m.confirm.String())
+			m.setStatus(statusInfo, m.confirm.noun()+" cancelled")
 			m.updateKeys()
 		}
 		return m, nil
@@ -342,6 +387,14 @@ func (m *Model) updateKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.ask(action{op: opSplit, key: m.sel, arg: m.cfg.splitCount})
 	case key.Matches(msg, k.Reshard):
 		m.ask(action{op: opReshard, arg: m.snap.RecommendedShards})
+	default:
+		// A key that does not apply now says why instead of doing nothing.
+		for _, b := range m.keys.all() {
+			if matchesDisabled(msg, *b) {
+				m.setStatus(statusInfo, b.Help().Key+": "+m.whyNot(b))
+				break
+			}
+		}
 	}
 	return m, nil
 }
@@ -389,13 +442,23 @@ func (m *Model) run(a action) tea.Cmd {
 }
 
 func (m *Model) setStatus(kind statusKind, text string) {
-	m.statusKind, m.status = kind, text
+	m.statusKind, m.status, m.statusAt = kind, text, m.cfg.now()
+}
+
+// fadeStatus clears a status message that has been shown long enough.
+func (m *Model) fadeStatus(now time.Time) {
+	if d := m.statusKind.fadeAfter(); d > 0 && now.Sub(m.statusAt) >= d {
+		m.statusKind, m.status = statusNone, ""
+	}
 }
 
 // refresh pulls a snapshot, drains the events and rebuilds the rows.
 func (m *Model) refresh() {
 	m.mgr.SnapshotInto(&m.snap)
 	m.drainEvents()
+	m.fadeStatus(m.cfg.now())
+	m.updatePeaks()
+	m.pruneNotes()
 	maxID, maxCount := 0, 0
 	for i := range m.snap.Shards {
 		maxID = max(maxID, m.snap.Shards[i].Key.ID)
@@ -419,8 +482,63 @@ func (m *Model) drainEvents() {
 				return
 			}
 			m.log.push(ev)
+			m.note(&ev)
 		default:
 			return
+		}
+	}
+}
+
+// note keeps what ev says about its shard: its error in full, and when it
+// closed.
+func (m *Model) note(ev *manager.Event) {
+	if ev.Err == nil && ev.CloseCode == 0 {
+		return
+	}
+	n := m.notes[ev.Key]
+	if n == nil {
+		n = &shardNote{}
+		m.notes[ev.Key] = n
+	}
+	if ev.Err != nil {
+		n.errAt, n.err = ev.At, sanitize(ev.Err.Error())
+	}
+	if ev.CloseCode != 0 {
+		n.closeAt, n.closeCode = ev.At, ev.CloseCode
+	}
+}
+
+// pruneNotes forgets the notes of shards gone from the snapshot (retired by
+// a split), once there are more notes than shards could explain: a note
+// may come before the snapshot lists its shard.
+func (m *Model) pruneNotes() {
+	if len(m.notes) <= 2*len(m.snap.Shards)+64 {
+		return
+	}
+	for k := range m.notes {
+		if _, found := slices.BinarySearchFunc(m.snap.Shards, k, func(si manager.ShardInfo, k manager.ShardKey) int {
+			if si.Key.ID != k.ID {
+				return si.Key.ID - k.ID
+			}
+			return si.Key.Count - k.Count
+		}); !found {
+			delete(m.notes, k)
+		}
+	}
+}
+
+// updatePeaks follows each bucket's largest backlog since it was last
+// empty, the scale of its bar.
+func (m *Model) updatePeaks() {
+	bks := m.snap.Limiter.Buckets
+	if len(m.peaks) != len(bks) {
+		m.peaks = make([]int, len(bks)) // max_concurrency changed: start again
+	}
+	for i := range bks {
+		if n := len(bks[i].Waiting); n == 0 {
+			m.peaks[i] = 0
+		} else {
+			m.peaks[i] = max(m.peaks[i], n)
 		}
 	}
 }
@@ -438,10 +556,11 @@ func (m *Model) rebuildBuckets() {
 // backlog is the identify backlog panel of the current snapshot.
 func (m *Model) backlog(now time.Time) backlog {
 	selBucket := -1
+	var selKey manager.ShardKey
 	if info := m.selected(); info != nil && m.snap.MaxConcurrency > 0 {
-		selBucket = info.Bucket
+		selBucket, selKey = info.Bucket, info.Key
 	}
-	return backlog{st: m.st, lim: &m.snap.Limiter, order: m.buckets, selBucket: selBucket, now: now}
+	return backlog{st: m.st, lim: &m.snap.Limiter, order: m.buckets, peaks: m.peaks, selBucket: selBucket, selKey: selKey, now: now}
 }
 
 func (m *Model) setFilter(f filter) {
@@ -531,7 +650,8 @@ func (m *Model) scrollToCursor() {
 	m.offset = max(0, min(m.offset, len(m.rows)-vis))
 }
 
-// updateKeys enables the bindings that apply now; the help shows only those.
+// updateKeys enables the bindings that apply now: the help line shows only
+// those, the full help dims the others.
 func (m *Model) updateKeys() {
 	k := &m.keys
 	normal := m.mode == modeNormal
@@ -611,57 +731,74 @@ func (m *Model) busyShard(key manager.ShardKey) bool {
 	return false
 }
 
-// frame is the vertical layout of one screen.
+// frame is the vertical layout of one screen, top to bottom.
 type frame struct {
-	headerH, tableH, panelH int
-	backlogH, logH          int
-	sideBySide              bool
-	help                    string
+	headerH, tableH int
+	detail          []string // the selected shard, rendered
+	backlogH, logH  int
+	status, help    []string // rendered
 }
 
 const (
-	sideBySideWidth  = 110 // from this width the panels sit side by side
-	maxPanelH        = 12
 	panelFoldHeight  = 14 // below this many spare lines, the panels fold away
 	compactHeaderMax = 11 // terminals this short get a one-line header
+	minLogH          = 4  // the log's title and three events
+	minDetailRest    = 6  // the detail shows when this many lines are left for it and the table
+	maxStatusLines   = 3  // a long error wraps this far
 )
 
+// layout shares the height out. The table takes the rows it needs when
+// they all fit, and the log grows into what is left, so no band of empty
+// rows separates them; when the table overflows, the panels keep two
+// fifths of the room. Tiny terminals lose the help, then the header, then
+// the detail and the panels, before the table.
 func (m *Model) layout() frame {
 	var f frame
-	// help.Model lets a line overflow when not even its "…" fits: cut it.
-	lines := strings.Split(m.help.View(m.keys), "\n")
-	for i := range lines {
-		lines[i] = fit(lines[i], m.width)
-	}
+	w, h := m.width, m.height
+	f.help = m.helpLines(w)
+	f.status = m.statusLines(w)
 	f.headerH = 2
-	if m.height <= compactHeaderMax {
+	if h <= compactHeaderMax {
 		f.headerH = 1
 	}
-	// Tiny terminals lose the help, then the header, before the table.
 	const minRest = 3 // the table's title, one row, the status line
-	helpRoom := max(0, m.height-f.headerH-minRest)
-	if len(lines) > helpRoom {
-		lines = lines[:helpRoom]
+	f.headerH = min(f.headerH, max(0, h-minRest))
+	f.help = f.help[:min(len(f.help), max(0, h-f.headerH-minRest))]
+	extra := max(0, h-f.headerH-len(f.help)-minRest)
+	f.status = f.status[:min(len(f.status), 1+extra)]
+	rest := h - f.headerH - len(f.help) - len(f.status)
+
+	if info := m.selected(); info != nil && rest >= minDetailRest {
+		f.detail = m.detail(info).Lines(w)
+		f.detail = f.detail[:min(len(f.detail), rest-minDetailRest+1)]
+		rest -= len(f.detail)
 	}
-	if m.height < f.headerH+minRest {
-		f.headerH = max(0, m.height-minRest)
+	tableNeed := 1 + max(1, len(m.rows))
+	if rest < panelFoldHeight {
+		f.tableH = max(1, rest)
+		return f
 	}
-	f.help = strings.Join(lines, "\n")
-	rest := m.height - f.headerH - 1 - len(lines) // 1: status line
-	if rest >= panelFoldHeight {
-		f.panelH = max(3, min(maxPanelH, rest/3))
-		if m.width >= sideBySideWidth {
-			f.sideBySide = true
-			f.backlogH, f.logH = f.panelH, f.panelH
-		} else {
-			// The backlog takes what it needs, up to half; the log the rest.
-			need := m.backlog(m.cfg.now()).titleLines(m.width) + max(1, len(m.snap.Limiter.Buckets))
-			f.backlogH = min(need, f.panelH/2)
-			f.logH = f.panelH - f.backlogH
+	bl := m.backlog(m.cfg.now())
+	full, least := bl.fullLines(), bl.minLines(w)
+	if tableNeed+full+minLogH <= rest {
+		f.tableH, f.backlogH = tableNeed, full
+	} else {
+		panels := max(least+minLogH, rest*2/5)
+		f.tableH = max(2, min(tableNeed, rest-panels))
+		panels = rest - f.tableH
+		f.backlogH = least
+		if full <= panels/2 {
+			f.backlogH = full
 		}
+		f.backlogH = max(2, min(f.backlogH, panels/2))
 	}
-	f.tableH = max(1, rest-f.panelH)
+	f.logH = rest - f.tableH - f.backlogH
 	return f
+}
+
+// detail is the selected shard's detail pane.
+func (m *Model) detail(info *manager.ShardInfo) detailPane {
+	return detailPane{st: m.st, info: info, note: m.notes[info.Key], now: m.cfg.now(), loc: m.cfg.loc}
 }
 
 // visibleRows is how many shard rows the table shows.
@@ -681,59 +818,60 @@ func (m *Model) View() string {
 	now := m.cfg.now()
 	var b strings.Builder
 	b.Grow(m.width * m.height * 2)
-
-	if f.headerH > 0 {
-		b.WriteString(header{st: m.st, snap: &m.snap, now: now}.Render(m.width, f.headerH))
-		b.WriteByte('\n')
+	line := func(s string) {
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(s)
 	}
 
+	if f.headerH > 0 {
+		line(header{st: m.st, snap: &m.snap, now: now}.Render(m.width, f.headerH))
+	}
 	empty := "no shards yet"
 	if len(m.snap.Shards) > 0 {
 		empty = "no shard matches the filter " + strconv.Quote(m.filter.text)
 	}
-	b.WriteString(shardTable{
+	line(shardTable{
 		st: m.st, shards: m.snap.Shards, rows: m.rows, offset: m.offset, cursor: m.cursor,
 		sortCol: m.sortCol, desc: m.desc, shardW: m.shardW, empty: empty, now: now,
 	}.Render(m.width, f.tableH))
-
-	if f.panelH > 0 {
-		bl := m.backlog(now)
-		lp := logPane{st: m.st, log: &m.log, loc: m.cfg.loc}
-		b.WriteByte('\n')
-		if f.sideBySide {
-			lw := m.width * 2 / 5
-			b.WriteString(joinColumns(bl.Render(lw-1, f.backlogH), lp.Render(m.width-lw-1, f.logH), lw, m.st.dim.Render("│")))
-		} else {
-			b.WriteString(bl.Render(m.width, f.backlogH))
-			b.WriteByte('\n')
-			b.WriteString(lp.Render(m.width, f.logH))
-		}
+	for _, l := range f.detail {
+		line(l)
 	}
-	b.WriteByte('\n')
-	b.WriteString(m.statusLine())
-	if f.help != "" {
-		b.WriteByte('\n')
-		b.WriteString(f.help)
+	if f.backlogH > 0 {
+		line(m.backlog(now).Render(m.width, f.backlogH))
+	}
+	if f.logH > 0 {
+		line(logPane{st: m.st, log: &m.log, loc: m.cfg.loc}.Render(m.width, f.logH))
+	}
+	for _, l := range f.status {
+		line(l)
+	}
+	for _, l := range f.help {
+		line(l)
 	}
 	return b.String()
 }
 
-// statusLine is the prompt, the filter input, or the last action's result,
-// with the filter and row position on the right.
-func (m *Model) statusLine() string {
-	w := m.width
+// statusLines is the prompt, the filter input, or the last action's result,
+// with the filter and row position on the right. A message too long for
+// its line (an error) wraps onto up to maxStatusLines lines.
+func (m *Model) statusLines(w int) []string {
 	switch m.mode {
 	case modeConfirm:
-		return fit(m.st.prompt.Render(m.confirmPrompt()+" [y/n]"), w)
+		return []string{fit(m.st.prompt.Render(m.confirmPrompt()+" [y/n]"), w)}
 	case modeFilter:
-		line := sanitize(m.input.View())
+		// Not sanitized: the view holds the cursor's styling, and the
+		// text input keeps control characters out of its value.
+		line := m.input.View()
 		if m.input.Value() == "" {
 			line += m.st.dim.Render(" 3  3/16  10-20  ready  !ready  joining")
 		}
 		if m.filterErr != nil {
 			line += "  " + m.st.statusErr.Render(sanitize(m.filterErr.Error()))
 		}
-		return fit(line, w)
+		return []string{fit(line, w)}
 	}
 	var right strings.Builder
 	if !m.filter.empty() {
@@ -750,23 +888,37 @@ func (m *Model) statusLine() string {
 	}
 	r := m.st.dim.Render(right.String())
 	rw := ansi.StringWidth(r)
-	left := ""
+	style := lipgloss.NewStyle()
 	switch m.statusKind {
 	case statusOK:
-		left = m.st.statusOK.Render(m.status)
+		style = m.st.statusOK
 	case statusErr:
-		left = m.st.statusErr.Render(m.status)
+		style = m.st.statusErr
 	case statusBusy:
-		left = m.st.statusBusy.Render(m.status)
-	default:
-		left = m.status
+		style = m.st.statusBusy
 	}
-	if rw+2 > w {
-		return fit(left, w)
+	text := m.status
+	switch tw := ansi.StringWidth(text); {
+	case tw+2+rw <= w:
+		left := style.Render(text)
+		return []string{left + strings.Repeat(" ", w-rw-tw) + r}
+	case tw <= w:
+		// The message matters more than the position while it shows.
+		return []string{style.Render(text)}
 	}
-	left = fit(left, w-rw-2)
-	return left + strings.Repeat(" ", w-rw-ansi.StringWidth(left)) + r
+	// Too long even for the full width (an error): it wraps.
+	var lines []string
+	for _, l := range strings.Split(ansi.Wrap(text, w, " "), "\n") {
+		lines = append(lines, style.Render(l))
+	}
+	if len(lines) > maxStatusLines {
+		lines = append(lines[:maxStatusLines-1], fit(strings.Join(lines[maxStatusLines-1:], " "), w))
+	}
+	return lines
 }
+
+// statusLine is the first line of the status (tests).
+func (m *Model) statusLine() string { return m.statusLines(m.width)[0] }
 
 func (m *Model) confirmPrompt() string {
 	a := m.confirm
@@ -781,29 +933,6 @@ func (m *Model) confirmPrompt() string {
 		return "Re-shard all " + active + " active shards to " + strconv.Itoa(a.arg) + " (Discord's recommendation)?"
 	}
 	return a.String() + "?"
-}
-
-// joinColumns puts left and right side by side, left padded to lw cells.
-func joinColumns(left, right string, lw int, sep string) string {
-	ls, rs := strings.Split(left, "\n"), strings.Split(right, "\n")
-	var b strings.Builder
-	for i := 0; i < max(len(ls), len(rs)); i++ {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		l, r := "", ""
-		if i < len(ls) {
-			l = ls[i]
-		}
-		if i < len(rs) {
-			r = rs[i]
-		}
-		b.WriteString(l)
-		writeSpaces(&b, lw-1-ansi.StringWidth(l))
-		b.WriteString(sep)
-		b.WriteString(r)
-	}
-	return b.String()
 }
 
 // maxFilterLen bounds the filter text.

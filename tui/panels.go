@@ -19,28 +19,56 @@ type header struct {
 	now  time.Time
 }
 
-// Render draws the header in height lines (1 or 2).
-func (h header) Render(width, height int) string {
-	s, t := h.snap, &h.snap.Totals
-	var buf []byte
-	seg := func(b *strings.Builder, label, value string) {
+// segment is one labelled figure of a header line. Figures are shown whole
+// or not at all ("ident…" says nothing): when a line is too wide, the
+// segments of the highest drop rank go first.
+type segment struct {
+	text string
+	drop int // 0: always kept
+}
+
+// joinSegments lays out segs with two spaces between them, leaving out
+// whole segments, highest drop rank (then rightmost) first, until the line
+// fits width.
+func joinSegments(segs []segment, width int) string {
+	shown := make([]bool, len(segs))
+	total := -2
+	for i, sg := range segs {
+		shown[i] = true
+		total += 2 + ansi.StringWidth(sg.text)
+	}
+	for total > width {
+		worst := -1
+		for i := len(segs) - 1; i >= 0; i-- {
+			if shown[i] && segs[i].drop > 0 && (worst < 0 || segs[i].drop > segs[worst].drop) {
+				worst = i
+			}
+		}
+		if worst < 0 {
+			break
+		}
+		shown[worst] = false
+		total -= 2 + ansi.StringWidth(segs[worst].text)
+	}
+	var b strings.Builder
+	for i, sg := range segs {
+		if !shown[i] {
+			continue
+		}
 		if b.Len() > 0 {
 			b.WriteString("  ")
 		}
-		if label != "" {
-			b.WriteString(h.st.label.Render(label))
-			b.WriteByte(' ')
-		}
-		b.WriteString(value)
+		b.WriteString(sg.text)
 	}
+	return fit(b.String(), width)
+}
 
-	var l1 strings.Builder
-	l1.WriteString(h.st.title.Render("shardtop"))
-	bot := "-"
-	if s.BotUser.Username != "" {
-		bot = sanitize(s.BotUser.Username)
-	}
-	seg(&l1, "bot", bot)
+// Render draws the header in height lines (1 or 2).
+func (h header) Render(width, height int) string {
+	s, t := h.snap, &h.snap.Totals
+	label := func(l, v string) string { return h.st.label.Render(l) + " " + v }
+	var buf []byte
+
 	ready := strconv.Itoa(t.Ready) + "/" + strconv.Itoa(t.Total)
 	switch {
 	case t.Total > 0 && t.Ready == t.Total:
@@ -48,45 +76,55 @@ func (h header) Render(width, height int) string {
 	case t.Total > 0:
 		ready = h.st.warn.Render(ready)
 	}
-	seg(&l1, "READY", ready)
 	buf = appendRate(buf[:0], t.EventsPerSec)
-	seg(&l1, "ev/s", string(buf))
+	rate := string(buf)
 	buf = appendLatency(buf[:0], t.AvgLatency)
 	buf = append(buf, " avg / "...)
 	buf = appendLatency(buf, t.WorstLatency)
 	buf = append(buf, " worst"...)
-	seg(&l1, "latency", string(buf))
-
-	var l2 strings.Builder
-	seg(&l2, "identify budget", budgetText(h.st, &s.Limiter.Budget, h.now))
-	seg(&l2, "max_concurrency", strconv.Itoa(s.MaxConcurrency))
-	if s.RecommendedShards > 0 {
-		seg(&l2, "recommended", strconv.Itoa(s.RecommendedShards))
-	}
-	if t.DroppedEvents > 0 {
-		seg(&l2, "dropped events", h.st.warn.Render(strconv.FormatUint(t.DroppedEvents, 10)))
-	}
-	// The counters come last and only whole: "ident…" says nothing.
-	for _, c := range [...]struct {
-		label string
-		n     uint64
-	}{{"identifies", t.Identifies}, {"resumes", t.Resumes}} {
-		v := strconv.FormatUint(c.n, 10)
-		if ansi.StringWidth(l2.String())+2+len(c.label)+1+len(v) > width {
-			break
+	// The figures matter most (in a very narrow terminal the latency goes
+	// whole rather than cut), then the program's name; the bot's name
+	// (@name, as Discord shows a user) takes what is left, cut if need be.
+	figures := joinSegments([]segment{
+		{label("READY", ready), 0}, {label("ev/s", rate), 1}, {label("latency", string(buf)), 2},
+	}, width)
+	title := h.st.title.Render("shardtop")
+	line1 := figures
+	if fw := ansi.StringWidth(figures); fw+10 <= width {
+		line1 = title + "  " + figures
+		if name := sanitize(s.BotUser.Username); name != "" {
+			room := width - fw - 10 - 2
+			if room >= 5 {
+				bot := fit("@"+name, room)
+				line1 = title + "  " + bot + "  " + figures
+			}
 		}
-		seg(&l2, c.label, v)
-	}
-
-	line1 := l1.String()
-	if ansi.StringWidth(line1) > width {
-		// Narrow: the figures matter more than the program's name.
-		line1 = strings.TrimPrefix(line1, h.st.title.Render("shardtop")+"  ")
 	}
 	if height <= 1 {
 		return fit(line1, width)
 	}
-	return fit(line1, width) + "\n" + fit(l2.String(), width)
+
+	b := &s.Limiter.Budget
+	low := b.Known && (b.Remaining <= b.Reserve || b.Remaining*10 < b.Total)
+	reserveDrop := 4
+	if low {
+		reserveDrop = 0 // it explains why shards wait
+	}
+	segs := []segment{{text: label("identify budget", budgetText(h.st, b, h.now))}}
+	if b.Known {
+		segs = append(segs, segment{label("reserve", strconv.Itoa(b.Reserve)), reserveDrop})
+	}
+	segs = append(segs, segment{label("max_concurrency", strconv.Itoa(s.MaxConcurrency)), 1})
+	if s.RecommendedShards > 0 {
+		segs = append(segs, segment{label("recommended", strconv.Itoa(s.RecommendedShards)), 2})
+	}
+	if t.DroppedEvents > 0 {
+		segs = append(segs, segment{label("dropped events", h.st.warn.Render(strconv.FormatUint(t.DroppedEvents, 10))), 0})
+	}
+	segs = append(segs,
+		segment{label("identifies", strconv.FormatUint(t.Identifies, 10)), 3},
+		segment{label("resumes", strconv.FormatUint(t.Resumes, 10)), 3})
+	return fit(line1, width) + "\n" + joinSegments(segs, width)
 }
 
 // budgetText is "995/1000, resets in 23h59m" with a warning colour when
@@ -108,79 +146,23 @@ func budgetText(st *styles, b *limiter.BudgetSnapshot, now time.Time) string {
 	return v
 }
 
-// backlog renders the identify queue: a title with the session-start
-// budget, then one line per bucket while they fit (in bucket order), else
-// the selected shard's bucket, the busiest ones and a "+N more" line.
+// backlog renders the identify queue: a title, then one line per bucket
+// while they fit (in bucket order), else a grid of compact cells, else the
+// selected shard's bucket, the busiest ones and a "+N more" line. The
+// session-start budget is the header's: it is not repeated here.
 type backlog struct {
-	st        *styles
-	lim       *limiter.Snapshot
-	order     []int // every bucket index, busiest first, ties by index
-	selBucket int   // the selected shard's bucket, -1 if none
+	st    *styles
+	lim   *limiter.Snapshot
+	order []int // every bucket index, busiest first, ties by index
+	// peaks is, per bucket, the most shards that waited in it since it was
+	// last empty: a bar is what is left of that, so it shrinks as the
+	// bucket drains (3, 2, 1 of 3) instead of staying full as a bar
+	// relative to the busiest bucket did. A bucket that grows raises its
+	// peak; one that empties starts again from zero.
+	peaks     []int
+	selBucket int              // the selected shard's bucket, -1 if none
+	selKey    manager.ShardKey // the selected shard, for the » legend
 	now       time.Time
-}
-
-// titleLines is how many lines the title takes at width: one when the
-// budget fits beside the panel's name, else two.
-func (p backlog) titleLines(width int) int {
-	if _, l2 := p.title(width); l2 != "" {
-		return 2
-	}
-	return 1
-}
-
-// title lays out the name, the waiting count, the budget and the window:
-// all on one line if they fit, the window dropped if that makes the budget
-// fit, else the budget on a line of its own (l2).
-func (p backlog) title(width int) (l1, l2 string) {
-	name := p.st.panelTitle.Render("IDENTIFY BACKLOG")
-	waiting := p.st.dim.Render(strconv.Itoa(p.lim.Waiting) + " waiting")
-	window := ""
-	if p.lim.Window > 0 {
-		window = p.st.dim.Render("window ") + (p.lim.Window + p.lim.Margin).String()
-	}
-	budget := p.budgetText()
-	join := func(parts ...string) string {
-		var b strings.Builder
-		for _, s := range parts {
-			if s == "" {
-				continue
-			}
-			if b.Len() > 0 {
-				b.WriteString("  ")
-			}
-			b.WriteString(s)
-		}
-		return b.String()
-	}
-	if all := join(name, waiting, budget, window); ansi.StringWidth(all) <= width {
-		return all, ""
-	}
-	if short := join(name, waiting, budget); ansi.StringWidth(short) <= width {
-		return short, ""
-	}
-	return fit(join(name, waiting, window), width), fit(budget, width)
-}
-
-// budgetText is "budget 996/1000  reserve 10  reset 23h59m", the figures
-// coloured when the budget runs low.
-func (p backlog) budgetText() string {
-	b := &p.lim.Budget
-	label := func(s string) string { return p.st.dim.Render(s + " ") }
-	if !b.Known {
-		return label("budget") + "unknown"
-	}
-	v := strconv.Itoa(b.Remaining) + "/" + strconv.Itoa(b.Total)
-	switch {
-	case b.Remaining <= b.Reserve:
-		v = p.st.bad.Render(v)
-	case b.Remaining*10 < b.Total:
-		v = p.st.warn.Render(v)
-	}
-	s := label("budget") + v + "  " + label("reserve") + strconv.Itoa(b.Reserve)
-	if !b.ResetAt.IsZero() {
-		s += "  " + label("reset") + string(appendCountdown(nil, b.ResetAt.Sub(p.now)))
-	}
-	return s
 }
 
 // Render draws the panel in exactly height lines.
@@ -189,16 +171,8 @@ func (p backlog) Render(width, height int) string {
 		return ""
 	}
 	var b strings.Builder
-	l1, l2 := p.title(width)
-	b.WriteString(l1)
+	b.WriteString(p.title(width))
 	lines := 1
-	// With two lines only, a bucket says more than the budget (which the
-	// header shows too).
-	if l2 != "" && height >= 3 {
-		b.WriteByte('\n')
-		b.WriteString(l2)
-		lines++
-	}
 	room := height - lines
 	bks := p.lim.Buckets
 	switch {
@@ -216,8 +190,87 @@ func (p backlog) Render(width, height int) string {
 	return b.String()
 }
 
-// compactBar is the bar width of a bucket in the grid.
-const compactBar = 6
+// title is the name, the waiting count, the window and what » marks,
+// dropping the window, then the legend, when they do not fit.
+func (p backlog) title(width int) string {
+	segs := []segment{
+		{p.st.panelTitle.Render("IDENTIFY BACKLOG"), 0},
+		{p.st.dim.Render(strconv.Itoa(p.lim.Waiting) + " waiting"), 0},
+	}
+	if p.lim.Window > 0 {
+		segs = append(segs, segment{p.st.dim.Render("window ") + (p.lim.Window + p.lim.Margin).String(), 2})
+	}
+	if p.selBucket >= 0 && p.selBucket < len(p.lim.Buckets) {
+		segs = append(segs, segment{"» " + p.st.dim.Render("bucket of "+p.selKey.String()), 1})
+	}
+	return joinSegments(segs, width)
+}
+
+// fullLines is how many lines the panel takes with a line per bucket.
+func (p backlog) fullLines() int { return 1 + max(1, len(p.lim.Buckets)) }
+
+// minLines is the fewest lines that show every bucket: the title and the
+// densest grid.
+func (p backlog) minLines(width int) int {
+	if len(p.lim.Buckets) == 0 {
+		return 2
+	}
+	g := p.grid(width, 0)
+	return 1 + (len(p.lim.Buckets)+g.perLine-1)/g.perLine
+}
+
+// gridPlan is the shape of the compact cells: "» b0 ███··· 2 next 3.2s".
+type gridPlan struct {
+	perLine, barW, cellW int
+	labelled             bool // "next " before the countdown
+}
+
+const (
+	gridGap      = 2
+	maxCellBar   = 6
+	minCellBar   = 3
+	countdownMax = 6 // "12m03s"
+)
+
+// grid picks the most readable cells that put every bucket in room lines:
+// "next " labels first, then the longest bar; with room 0 (or when nothing
+// fits) the densest.
+func (p backlog) grid(width, room int) gridPlan {
+	n := len(p.lim.Buckets)
+	digits := len(strconv.Itoa(max(0, n-1)))
+	cntW := len(strconv.Itoa(p.maxWaiting()))
+	var g gridPlan
+	for _, labelled := range []bool{true, false} {
+		for bar := maxCellBar; bar >= minCellBar; bar-- {
+			cellW := 2 + 1 + digits + 1 + bar + 1 + cntW + 1 + countdownMax
+			if labelled {
+				cellW += len("next ")
+			}
+			g = gridPlan{perLine: max(1, (width+gridGap)/(cellW+gridGap)), barW: bar, cellW: cellW, labelled: labelled}
+			if room > 0 && (n+g.perLine-1)/g.perLine <= room {
+				return g
+			}
+		}
+	}
+	return g
+}
+
+func (p backlog) maxWaiting() int {
+	n := 0
+	for i := range p.lim.Buckets {
+		n = max(n, len(p.lim.Buckets[i].Waiting))
+	}
+	return n
+}
+
+// peak is the scale of bucket i's bar: its peak, at least what waits now.
+func (p backlog) peak(i int) int {
+	n := len(p.lim.Buckets[i].Waiting)
+	if i < len(p.peaks) {
+		n = max(n, p.peaks[i])
+	}
+	return max(1, n)
+}
 
 // renderBuckets writes the bucket lines (each after a newline) into room
 // lines and returns how many it wrote. Every bucket gets a full line (with
@@ -226,48 +279,33 @@ const compactBar = 6
 // with a last line for the rest.
 func (p backlog) renderBuckets(b *strings.Builder, width, room int) int {
 	bks := p.lim.Buckets
-	maxWait := 1
-	for i := range bks {
-		maxWait = max(maxWait, len(bks[i].Waiting))
-	}
 	digits := len(strconv.Itoa(len(bks) - 1))
+	fullBar := min(20, max(4, width/5))
 	if len(bks) <= room {
-		barW := min(20, max(4, width/5))
 		for i := range bks {
 			b.WriteByte('\n')
-			b.WriteString(p.bucketLine(i, width, digits, barW, maxWait))
+			b.WriteString(p.bucketLine(i, width, digits, fullBar))
 		}
 		return len(bks)
 	}
-	// A compact cell: "» b0 ███··· 2 next 3.2s", without "next " if
-	// that puts more cells on a line.
-	cntW := len(strconv.Itoa(maxWait))
-	const gap = 2
-	cellW := 2 + 1 + digits + 1 + compactBar + 1 + cntW + 1 + 6
-	perLine := max(1, (width+gap)/(cellW+gap))
-	labelled := (width+gap)/(cellW+len("next ")+gap) == perLine
-	if labelled {
-		cellW += len("next ")
-	}
-	if perLine == 1 {
-		cellW = 0 // full lines read better
-	}
+	g := p.grid(width, room)
+	cntW := len(strconv.Itoa(p.maxWaiting()))
 	cells := func(idx []int, tail string) int {
 		n := 0
-		for start := 0; start < len(idx); start += perLine {
+		for start := 0; start < len(idx); start += g.perLine {
 			b.WriteByte('\n')
 			n++
-			if perLine == 1 {
-				b.WriteString(p.bucketLine(idx[start], width, digits, min(20, max(4, width/5)), maxWait))
+			if g.perLine == 1 { // full lines read better
+				b.WriteString(p.bucketLine(idx[start], width, digits, fullBar))
 				continue
 			}
 			var line strings.Builder
-			row := idx[start:min(len(idx), start+perLine)]
+			row := idx[start:min(len(idx), start+g.perLine)]
 			for k, i := range row {
-				c := p.bucketCell(i, digits, cntW, maxWait, labelled)
+				c := p.bucketCell(i, digits, cntW, g)
 				line.WriteString(c)
 				if k < len(row)-1 || tail != "" {
-					writeSpaces(&line, cellW-ansi.StringWidth(c)+gap)
+					writeSpaces(&line, g.cellW-ansi.StringWidth(c)+gridGap)
 				}
 			}
 			line.WriteString(tail)
@@ -275,7 +313,7 @@ func (p backlog) renderBuckets(b *strings.Builder, width, room int) int {
 		}
 		return n
 	}
-	if len(bks) <= room*perLine {
+	if len(bks) <= room*g.perLine {
 		all := make([]int, len(bks))
 		for i := range all {
 			all[i] = i
@@ -284,47 +322,54 @@ func (p backlog) renderBuckets(b *strings.Builder, width, room int) int {
 	}
 	// The busiest buckets, the selected one always among them so its
 	// countdown is visible, and what the rest hold: on a line of its own,
-	// or in the last cell's place when there is one line only.
-	shown := (room - 1) * perLine
-	if room == 1 {
-		shown = max(1, perLine-1)
-	}
-	pick := slices.Clone(p.order[:shown])
-	if p.selBucket >= 0 && p.selBucket < len(bks) && !slices.Contains(pick, p.selBucket) {
-		pick[len(pick)-1] = p.selBucket
-	}
-	shownWaiting := 0
-	for _, i := range pick {
-		shownWaiting += len(bks[i].Waiting)
-	}
-	more := "+" + strconv.Itoa(len(bks)-len(pick)) + " more buckets"
-	if rest := p.lim.Waiting - shownWaiting; rest > 0 {
-		more += ", " + strconv.Itoa(rest) + " waiting"
-	} else {
-		more += " idle"
-	}
-	more = p.st.dim.Render(more)
-	if room == 1 {
-		if perLine == 1 {
-			more = "" // the one line is the bucket's
+	// or in the last cells' place when there is one line only.
+	pickFor := func(shown int) ([]int, string) {
+		pick := slices.Clone(p.order[:shown])
+		if p.selBucket >= 0 && p.selBucket < len(bks) && !slices.Contains(pick, p.selBucket) {
+			pick[len(pick)-1] = p.selBucket
 		}
-		return cells(pick, more)
+		shownWaiting := 0
+		for _, i := range pick {
+			shownWaiting += len(bks[i].Waiting)
+		}
+		more := "+" + strconv.Itoa(len(bks)-len(pick)) + " more buckets"
+		if rest := p.lim.Waiting - shownWaiting; rest > 0 {
+			more += ", " + strconv.Itoa(rest) + " waiting"
+		} else {
+			more += " idle"
+		}
+		return pick, p.st.dim.Render(more)
 	}
-	n := cells(pick, "")
-	b.WriteByte('\n')
-	b.WriteString(fit("  "+more, width))
-	return n + 1
+	if room > 1 {
+		pick, more := pickFor((room - 1) * g.perLine)
+		n := cells(pick, "")
+		b.WriteByte('\n')
+		b.WriteString(fit("  "+more, width))
+		return n + 1
+	}
+	if g.perLine == 1 {
+		pick, _ := pickFor(1)
+		return cells(pick, "") // the one line is the bucket's
+	}
+	// As many cells as leave room for the tail.
+	shown := g.perLine - 1
+	pick, more := pickFor(shown)
+	for shown > 1 && shown*(g.cellW+gridGap)+ansi.StringWidth(more) > width {
+		shown--
+		pick, more = pickFor(shown)
+	}
+	return cells(pick, more)
 }
 
 // bucketCell is one bucket in the grid: "» b0 ███··· 2 next 3.2s".
-func (p backlog) bucketCell(i, digits, cntW, maxWait int, labelled bool) string {
+func (p backlog) bucketCell(i, digits, cntW int, g gridPlan) string {
 	bk := &p.lim.Buckets[i]
 	var b strings.Builder
-	p.writeBucketHead(&b, i, digits, compactBar, maxWait)
+	p.writeBucketHead(&b, i, digits, g.barW)
 	b.WriteByte(' ')
 	writeCell(&b, strconv.Itoa(len(bk.Waiting)), cntW, true)
 	b.WriteByte(' ')
-	if labelled {
+	if g.labelled {
 		b.WriteString("next ")
 	}
 	if bk.HeadApproaching {
@@ -336,7 +381,7 @@ func (p backlog) bucketCell(i, digits, cntW, maxWait int, labelled bool) string 
 }
 
 // writeBucketHead writes the marker, the name and the bar of bucket i.
-func (p backlog) writeBucketHead(b *strings.Builder, i, digits, barW, maxWait int) {
+func (p backlog) writeBucketHead(b *strings.Builder, i, digits, barW int) {
 	sel := i == p.selBucket
 	if sel {
 		b.WriteString("» ")
@@ -349,7 +394,8 @@ func (p backlog) writeBucketHead(b *strings.Builder, i, digits, barW, maxWait in
 	n := len(p.lim.Buckets[i].Waiting)
 	filled := 0
 	if n > 0 {
-		filled = max(1, (n*barW+maxWait-1)/maxWait)
+		peak := p.peak(i)
+		filled = max(1, (n*barW+peak-1)/peak)
 	}
 	barStyle := p.st.bar
 	if sel {
@@ -370,10 +416,10 @@ func (p backlog) nextText(bk *limiter.BucketSnapshot) string {
 }
 
 // bucketLine is one bucket on a line: "» b0 █████···    2  next 3.2s  8 4".
-func (p backlog) bucketLine(i, width, digits, barW, maxWait int) string {
+func (p backlog) bucketLine(i, width, digits, barW int) string {
 	bk := &p.lim.Buckets[i]
 	var b strings.Builder
-	p.writeBucketHead(&b, i, digits, barW, maxWait)
+	p.writeBucketHead(&b, i, digits, barW)
 	n := len(bk.Waiting)
 	b.WriteByte(' ')
 	writeCell(&b, strconv.Itoa(n), 4, true)

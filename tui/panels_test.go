@@ -30,8 +30,7 @@ func screenLines(t *testing.T, m *Model) []string {
 	return lines
 }
 
-// backlogLines is the identify backlog panel of the screen: the left column
-// when the panels sit side by side.
+// backlogLines is the identify backlog panel of the screen.
 func backlogLines(t *testing.T, m *Model) []string {
 	t.Helper()
 	lines := screenLines(t, m)
@@ -45,15 +44,7 @@ func backlogLines(t *testing.T, m *Model) []string {
 	if start < 0 {
 		t.Fatalf("no backlog panel:\n%s", strings.Join(lines, "\n"))
 	}
-	f := m.layout()
-	out := lines[start : start+f.backlogH]
-	if f.sideBySide {
-		for i, l := range out {
-			left, _, _ := strings.Cut(l, "│")
-			out[i] = strings.TrimRight(left, " ")
-		}
-	}
-	return out
+	return lines[start : start+m.layout().backlogH]
 }
 
 // bucketSnap is a 16-shard bot at max_concurrency conc, every shard Ready,
@@ -101,8 +92,11 @@ func TestBacklogShowsEveryIdleBucket(t *testing.T) {
 					t.Errorf("backlog lacks %s:\n%s", want, panel)
 				}
 			}
-			if strings.Contains(panel, "more buckets") || strings.Count(panel, "»") != 1 {
+			if strings.Contains(panel, "more buckets") || len(regexp.MustCompile(`» b\d`).FindAllString(panel, -1)) != 1 {
 				t.Errorf("want all 4 buckets, the selected one marked once:\n%s", panel)
+			}
+			if !strings.Contains(panel, "» bucket of 2/16") {
+				t.Errorf("the » marker is not explained:\n%s", panel)
 			}
 		})
 	}
@@ -113,12 +107,11 @@ func TestBacklogWaitingBucketsOnFullLines(t *testing.T) {
 	m := newTestModel(t, newFake(fixture()), 120, 40)
 	got := strings.Join(backlogLines(t, m), "\n")
 	want := strings.Join([]string{
-		"IDENTIFY BACKLOG  4 waiting  window 5.5s",
-		"budget 987/1000  reserve 10  reset 20h13m",
-		"» b0 █████████    2  next 3.2s  8 4",
-		"  b1 ·········    0  next free",
-		"  b2 █████····    1  next identifying  6",
-		"  b3 █████····    1  next 1.5s  19",
+		"IDENTIFY BACKLOG  4 waiting  window 5.5s  » bucket of 0/16",
+		"» b0 ████████████████████    2  next 3.2s  8 4",
+		"  b1 ····················    0  next free",
+		"  b2 ████████████████████    1  next identifying  6",
+		"  b3 ████████████████████    1  next 1.5s  19",
 	}, "\n")
 	if !strings.HasPrefix(got, want) {
 		t.Errorf("backlog:\n%s\nwant:\n%s", got, want)
@@ -137,7 +130,13 @@ func TestBacklogManyBuckets(t *testing.T) {
 		{120, 40, 64, map[int]int{40: 9, 17: 5, 63: 2}, "+"},
 		{80, 24, 16, map[int]int{9: 3, 12: 7}, "+"},
 		{120, 40, 64, nil, "idle"},
-		{80, 24, 64, map[int]int{5: 1, 6: 1, 7: 1, 8: 1, 9: 1, 10: 1, 11: 1, 12: 1, 13: 1, 14: 1}, "waiting"},
+		{80, 24, 64, func() map[int]int {
+			w := map[int]int{}
+			for b := 5; b < 45; b++ {
+				w[b] = 1
+			}
+			return w
+		}(), "waiting"},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%dx%d_%d_buckets_%d_busy", tc.w, tc.h, tc.conc, len(tc.waiting)), func(t *testing.T) {
@@ -191,20 +190,34 @@ func TestBacklogManyBuckets(t *testing.T) {
 	}
 }
 
-// TestBacklogBudgetReadable: the budget's figures are whole at 120 and 80
-// columns (the title was cut at "budget 996/1000 …").
-func TestBacklogBudgetReadable(t *testing.T) {
+// TestBudgetShownOnceAndWhole: the session-start budget and its reset
+// are in the header, whole, at 120, 80 and 60 columns (the backlog's title
+// was cut at "budget 996/1000 …"), and not repeated in the backlog. The
+// reserve shows where it fits, and always once the budget runs low.
+func TestBudgetShownOnceAndWhole(t *testing.T) {
 	lipglossASCII(t)
-	for _, w := range []int{120, 80, 60} {
-		m := newTestModel(t, newFake(fixture()), w, 40)
-		panel := strings.Join(backlogLines(t, m), "\n")
-		for _, want := range []string{"4 waiting", "budget 987/1000", "reserve 10", "reset 20h13m"} {
-			if !strings.Contains(panel, want) {
-				t.Errorf("%d columns: backlog lacks %q:\n%s", w, want, panel)
+	for _, low := range []bool{false, true} {
+		for _, w := range []int{120, 80, 60} {
+			s := fixture()
+			if low {
+				s.Limiter.Budget.Remaining = 12
 			}
-		}
-		if strings.Contains(panel, "…") {
-			t.Errorf("%d columns: backlog cut:\n%s", w, panel)
+			m := newTestModel(t, newFake(s), w, 40)
+			lines := screenLines(t, m)
+			budget := "identify budget 987/1000 reset 20h13m"
+			if low {
+				budget = "identify budget 12/1000 reset 20h13m"
+			}
+			if !strings.HasPrefix(lines[1], budget) || strings.Contains(lines[1], "…") {
+				t.Errorf("%d columns, low %v: header line 2 %q, want it to start %q", w, low, lines[1], budget)
+			}
+			if wantReserve := low || w >= 120; strings.Contains(lines[1], "reserve 10") != wantReserve {
+				t.Errorf("%d columns, low %v: header line 2 %q: reserve shown %v, want %v", w, low, lines[1], !wantReserve, wantReserve)
+			}
+			panel := strings.Join(backlogLines(t, m), "\n")
+			if !strings.Contains(panel, "4 waiting") || strings.Contains(panel, "budget") || strings.Contains(panel, "reset") {
+				t.Errorf("%d columns: backlog repeats the budget or lost its count:\n%s", w, panel)
+			}
 		}
 	}
 }
@@ -354,39 +367,50 @@ func TestCloseTextNamesTheCodeOnce(t *testing.T) {
 }
 
 // TestHeaderNarrowKeepsWholeFigures: at 80 columns and less the header
-// drops the program's name and the counters rather than cutting figures
-// ("latency 0.2ms avg / 0.3ms w…", "ident…").
+// drops the bot's name (then cuts it) and the counters rather than cutting
+// figures ("latency 0.2ms avg / 0.3ms w…", "ident…"); the program's name
+// goes only when even the figures alone do not fit.
 func TestHeaderNarrowKeepsWholeFigures(t *testing.T) {
 	lipglossASCII(t)
 	s := fixture()
-	s.BotUser.Username = "shardtop-sim" // the demo's name: one cell too many at 80
-	for _, w := range []int{120, 80, 76} {
-		m := newTestModel(t, newFake(s), w, 24)
+	s.BotUser.Username = "shardtop-sim" // the demo's name
+	cases := []struct {
+		w      int
+		prefix string
+	}{
+		{120, "shardtop  @shardtop-sim  READY 6/15"},
+		{80, "shardtop  @shardtop-sim  READY 6/15"},
+		{76, "shardtop  @shardto…  READY 6/15"},
+		{70, "shardtop  READY 6/15"},
+		{60, "READY 6/15"},
+	}
+	for _, tc := range cases {
+		m := newTestModel(t, newFake(s), tc.w, 24)
 		lines := screenLines(t, m)
-		if !strings.HasSuffix(lines[0], "1.25s worst") {
-			t.Errorf("%d columns: latency cut: %q", w, lines[0])
+		if !strings.HasPrefix(lines[0], tc.prefix) || !strings.HasSuffix(lines[0], "1.25s worst") {
+			t.Errorf("%d columns: header line 1 %q, want it to start %q and end with the whole latency", tc.w, lines[0], tc.prefix)
 		}
-		if strings.Contains(lines[1], "…") || !strings.HasPrefix(lines[1], "identify budget 987/1000 reset 20h13m  max_concurrency 4") {
-			t.Errorf("%d columns: header line 2 %q", w, lines[1])
+		if strings.Contains(lines[1], "…") || !strings.HasPrefix(lines[1], "identify budget 987/1000 reset 20h13m") || !strings.Contains(lines[1], "  max_concurrency 4") {
+			t.Errorf("%d columns: header line 2 %q", tc.w, lines[1])
 		}
-		if w >= 120 && (!strings.HasPrefix(lines[0], "shardtop  bot") || !strings.HasSuffix(lines[1], "identifies 21  resumes 9")) {
-			t.Errorf("%d columns: header lost what fits:\n%s\n%s", w, lines[0], lines[1])
+		if tc.w >= 120 && !strings.HasSuffix(lines[1], "identifies 21  resumes 9") {
+			t.Errorf("%d columns: header lost what fits:\n%s\n%s", tc.w, lines[0], lines[1])
 		}
 	}
 }
 
-// TestBacklogOneLineSaysWhatIsHidden: with the full help open at 80x24 the
-// backlog has one line for 4 buckets; it must not hide buckets silently.
+// TestBacklogOneLineSaysWhatIsHidden: a backlog given one line for more
+// buckets than fit on it must not hide buckets silently.
 func TestBacklogOneLineSaysWhatIsHidden(t *testing.T) {
 	lipglossASCII(t)
-	m := newTestModel(t, newFake(fixture()), 80, 24)
+	s := bucketSnap(8, map[int]int{0: 2, 2: 1, 5: 3})
+	m := newTestModel(t, newFake(s), 80, 24)
 	selectKey(t, m, 1, 16) // bucket 1, idle
-	press(m, "?")
-	lines := backlogLines(t, m)
+	lines := strings.Split(m.backlog(t0).Render(80, 2), "\n")
 	if len(lines) != 2 {
-		t.Fatalf("backlog of %d lines, want 2 for this test:\n%s", len(lines), strings.Join(lines, "\n"))
+		t.Fatalf("backlog of %d lines, want 2:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
-	want := regexp.MustCompile(`^  b0 [█·]+ 2 next 3\.2s +» b1 [█·]+ 0 next free +\+2 more buckets, 2 waiting$`)
+	want := regexp.MustCompile(`^  b5 [█·]+ 3 now +» b1 [·]+ 0 free +\+6 more buckets, 3 waiting$`)
 	if !want.MatchString(lines[1]) {
 		t.Errorf("backlog line %q, want %s", lines[1], want)
 	}

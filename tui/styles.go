@@ -27,6 +27,10 @@ type styles struct {
 	statusErr   lipgloss.Style
 	statusBusy  lipgloss.Style
 	prompt      lipgloss.Style
+	helpKey     lipgloss.Style
+	helpDesc    lipgloss.Style
+	helpOff     lipgloss.Style // a binding that does not apply now
+	detailKey   lipgloss.Style
 	states      [gateway.StateFailed + 1]lipgloss.Style
 	roles       [manager.RoleRetiring + 1]lipgloss.Style
 
@@ -47,6 +51,8 @@ var (
 	colorRed    = lipgloss.AdaptiveColor{Light: "160", Dark: "203"}
 	colorGrey   = lipgloss.AdaptiveColor{Light: "245", Dark: "243"}
 	colorAccent = lipgloss.AdaptiveColor{Light: "93", Dark: "141"}
+	colorFaint  = lipgloss.AdaptiveColor{Light: "251", Dark: "239"}
+	colorSoft   = lipgloss.AdaptiveColor{Light: "238", Dark: "250"}
 )
 
 func defaultStyles() *styles {
@@ -66,6 +72,10 @@ func defaultStyles() *styles {
 		statusErr:   lipgloss.NewStyle().Foreground(colorRed).Bold(true),
 		statusBusy:  lipgloss.NewStyle().Foreground(colorYellow),
 		prompt:      lipgloss.NewStyle().Bold(true).Foreground(colorYellow),
+		helpKey:     lipgloss.NewStyle().Bold(true),
+		helpDesc:    lipgloss.NewStyle().Foreground(colorSoft),
+		helpOff:     lipgloss.NewStyle().Foreground(colorFaint),
+		detailKey:   lipgloss.NewStyle().Bold(true),
 	}
 	st := func(c lipgloss.TerminalColor) lipgloss.Style { return lipgloss.NewStyle().Foreground(c) }
 	s.states[gateway.StateIdle] = st(colorGrey)

@@ -37,25 +37,33 @@ type colDef struct {
 
 var colDefs = [numCols]colDef{
 	colShard:   {"SHARD", 6, false},
-	colState:   {"STATE", 12, false},
-	colLatency: {"LATENCY", 8, true},
-	colGuilds:  {"GUILDS", 7, true},
-	colEvents:  {"EV/S", 7, true},
+	colState:   {"STATE", stateColWidth, false},
+	colLatency: {"LATENCY", 7, true},
+	colGuilds:  {"GUILDS", 6, true},
+	colEvents:  {"EV/S", 6, true},
 	colSeq:     {"SEQ", 9, true},
 	colSession: {"SESSION", 8, false},
-	colBucket:  {"BUCKET", 7, true},
-	colQueue:   {"QUEUE", 6, true},
-	colUptime:  {"UPTIME", 7, true},
-	colClose:   {"LAST CLOSE", 12, false},
+	colBucket:  {"BUCKET", 6, true},
+	colQueue:   {"QUEUE", 5, true},
+	colUptime:  {"UPTIME", 6, true},
+	colClose:   {"LAST CLOSE", closeMinWidth, false},
 }
 
 // dropOrder is the order columns go when the terminal is too narrow;
-// SHARD and STATE always stay.
-var dropOrder = [...]colID{colSession, colUptime, colClose, colSeq, colBucket, colQueue, colGuilds, colEvents, colLatency}
+// SHARD and STATE always stay, and so does the sort column. What goes first
+// is in the selected shard's detail line (session, sequence, bucket, queue
+// place); LAST CLOSE goes last, since it says what went wrong.
+var dropOrder = [...]colID{colSession, colSeq, colBucket, colQueue, colGuilds, colUptime, colEvents, colLatency, colClose}
 
 const (
-	rowPrefix     = 2  // cursor and role marker
-	closeMaxWidth = 40 // LAST CLOSE grows into spare width up to this
+	rowPrefix = 2 // cursor and role marker
+	// stateColWidth holds "reconnecting 3.2s" (a reconnect's countdown).
+	stateColWidth = len("reconnecting 119s")
+	// closeMinWidth holds the usual closes whole ("4011 sharding required");
+	// LAST CLOSE grows into spare width up to closeMaxWidth, and the
+	// detail line shows it whole.
+	closeMinWidth = 22
+	closeMaxWidth = 48
 )
 
 type colSpec struct {
@@ -63,13 +71,15 @@ type colSpec struct {
 	width int
 }
 
-// tableColumns picks the columns that fit width, in display order.
-func tableColumns(width, shardW int) ([numCols]colSpec, int) {
+// tableColumns picks the columns that fit width, in display order, keeping
+// the column of sort.
+func tableColumns(width, shardW int, sort colID) ([numCols]colSpec, int) {
 	var widths [numCols]int
 	for i := range colDefs {
 		widths[i] = colDefs[i].width
 	}
 	widths[colShard] = max(widths[colShard], shardW)
+	widths[sort] = max(widths[sort], len(colDefs[sort].title)+1) // and its ▲
 	var dropped [numCols]bool
 	total := func() int {
 		t, n := rowPrefix, 0
@@ -85,7 +95,9 @@ func tableColumns(width, shardW int) ([numCols]colSpec, int) {
 		if total() <= width {
 			break
 		}
-		dropped[id] = true
+		if id != sort {
+			dropped[id] = true
+		}
 	}
 	if !dropped[colClose] {
 		widths[colClose] = min(closeMaxWidth, widths[colClose]+max(0, width-total()))
@@ -120,7 +132,7 @@ func (t shardTable) Render(width, height int) string {
 	if height <= 0 {
 		return ""
 	}
-	cols, n := tableColumns(width, t.shardW)
+	cols, n := tableColumns(width, t.shardW, t.sortCol.col())
 	var b strings.Builder
 	b.Grow((width + 32) * height)
 
@@ -189,10 +201,18 @@ func (t shardTable) Render(width, height int) string {
 				buf = append(buf, '/')
 				buf = strconv.AppendInt(buf, int64(info.Key.Count), 10)
 			case colState:
-				name := info.State.String()
-				if selected {
-					writeCell(&row, name, c.width, false)
-				} else {
+				cell := info.State.String()
+				if info.State == gateway.StateReconnecting && !info.RetryAt.IsZero() {
+					cell += " " + string(appendRetry(buf, info.RetryAt.Sub(t.now)))
+				}
+				switch {
+				case selected:
+					writeCell(&row, cell, c.width, false)
+				case len(cell) > len(info.State.String()):
+					var sc strings.Builder
+					writeCell(&sc, cell, c.width, false)
+					row.WriteString(t.st.state(info.State).Render(sc.String()))
+				default:
 					row.WriteString(t.st.stateCell(info.State, c.width))
 				}
 				continue
@@ -226,7 +246,7 @@ func (t shardTable) Render(width, height int) string {
 					buf = append(buf, '-')
 				}
 			case colClose:
-				writeCell(&row, closeText(info.LastCloseCode, info.LastCloseReason), c.width, false)
+				writeCell(&row, cutAtWord(closeText(info.LastCloseCode, info.LastCloseReason), c.width), c.width, false)
 				continue
 			}
 			writeCell(&row, string(buf), c.width, right)

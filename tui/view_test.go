@@ -10,6 +10,8 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
+
+	"github.com/shardtop/shardtop/manager"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -26,30 +28,48 @@ func setProfile(t testing.TB, p termenv.Profile) {
 	t.Cleanup(func() { lipgloss.SetColorProfile(old) })
 }
 
-// goldenModel is the fixed scene of the golden views.
-func goldenModel(t *testing.T, w, h int) *Model {
-	f := newFake(fixture())
+// goldenModel is the fixed scene of the golden views: the fixture, a
+// refresh after a longer backlog, with logged events after the first n of
+// the start-up.
+func goldenModel(t *testing.T, w, h int, startup ...int) *Model {
+	f := newFake(earlier())
+	f.events = make(chan manager.Event, 256)
+	if len(startup) > 0 {
+		for _, ev := range startupEvents(startup[0]) {
+			f.events <- ev
+		}
+	}
 	for _, ev := range fixtureEvents() {
 		f.events <- ev
 	}
-	return newTestModel(t, f, w, h)
+	m := newTestModel(t, f, w, h)
+	f.mu.Lock()
+	f.snap = fixture()
+	f.mu.Unlock()
+	m.Update(tickMsg{})
+	return m
 }
 
 func TestViewGolden(t *testing.T) {
 	lipglossASCII(t)
+	j8 := []string{"j", "j", "j", "j", "j", "j", "j", "j"} // to 7/16, reconnecting
 	cases := []struct {
-		name string
-		w, h int
-		keys []string
+		name    string
+		w, h    int
+		keys    []string
+		startup int // start-up events logged before the fixture's
 	}{
-		{"view_120x40", 120, 40, nil},
-		{"view_80x24", 80, 24, nil},
-		{"view_80x24_split_confirm", 80, 24, []string{"j", "j", "j", "j", "j", "j", "j", "j", "j", "j", "s"}},
-		{"view_120x40_filter_help", 120, 40, []string{"/", "!", "r", "e", "a", "d", "y", "enter", "S", "S", "?"}},
+		{"view_120x40", 120, 40, nil, 0},
+		{"view_80x24", 80, 24, nil, 0},
+		{"view_80x24_reconnecting", 80, 24, j8, 0},
+		{"view_80x24_help", 80, 24, []string{"?"}, 0},
+		{"view_80x24_split_confirm", 80, 24, []string{"j", "j", "j", "j", "j", "j", "j", "j", "j", "j", "s"}, 0},
+		{"view_120x40_filter_help", 120, 40, []string{"/", "!", "r", "e", "a", "d", "y", "enter", "S", "S", "?"}, 0},
+		{"view_150x50", 150, 50, j8, 45},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m := goldenModel(t, tc.w, tc.h)
+			m := goldenModel(t, tc.w, tc.h, tc.startup)
 			press(m, tc.keys...)
 			got := m.View()
 			path := filepath.Join("testdata", tc.name+".golden")
