@@ -129,6 +129,9 @@ func TestUnreachableResumeURLFallsBackToGateway(t *testing.T) {
 	if last, _ := ts.rec.find(StateReconnecting); !strings.Contains(last.Reason, "resuming through the gateway URL") {
 		t.Fatalf("last reconnect says %q, want the fallback named", last.Reason)
 	}
+	if st := ts.Stats(); !strings.Contains(st.LastError, "127.0.0.1:1") || st.LastErrorAt.IsZero() {
+		t.Fatalf("Stats.LastError %q at %v, want the failed dial in full", st.LastError, st.LastErrorAt)
+	}
 }
 
 // The shard's own close is its last close: LAST CLOSE must not read "-"

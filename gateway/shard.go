@@ -61,6 +61,10 @@ type Stats struct {
 	LastCloseCode            int
 	LastCloseReason          string
 	LastCloseAt              time.Time
+	// LastError and LastErrorAt are the error of the last transition that
+	// had one (a failed dial, a bad frame, a fatal close), in full.
+	LastError   string
+	LastErrorAt time.Time
 	// RetryAt is when the next connection attempt starts while the shard
 	// waits out a backoff (Reconnecting); zero otherwise.
 	RetryAt             time.Time
@@ -110,6 +114,8 @@ type Shard struct {
 	lastReason string
 	lastAt     time.Time
 	retryAt    time.Time // see Stats.RetryAt
+	lastErr    string    // see Stats.LastError
+	lastErrAt  time.Time
 	// resumeDialFails counts dials to the resume URL that failed in a row
 	// (owned by the run goroutine); at maxResumeURLDialFails the shard
 	// resumes through the gateway URL instead.
@@ -240,6 +246,7 @@ func (s *Shard) Stats() Stats {
 	st.State, st.StateSince, st.SessionID = State(s.state.Load()), s.since, s.sessionID
 	st.LastCloseCode, st.LastCloseReason, st.LastCloseAt = s.lastCode, s.lastReason, s.lastAt
 	st.RetryAt = s.retryAt
+	st.LastError, st.LastErrorAt = s.lastErr, s.lastErrAt
 	s.mu.Unlock()
 	return st
 }
@@ -504,6 +511,9 @@ func (s *Shard) transition(to State, reason string, code int, err error) {
 	}
 	if code != 0 {
 		s.lastCode, s.lastReason, s.lastAt = code, reason, now
+	}
+	if err != nil {
+		s.lastErr, s.lastErrAt = err.Error(), now
 	}
 	close(s.changed)
 	s.changed = make(chan struct{})

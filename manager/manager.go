@@ -148,15 +148,35 @@ type carried struct {
 	state       gateway.State // StateIdle: nothing replaced
 	closeCode   int
 	closeReason string
+	closeAt     time.Time
+	err         string
+	errAt       time.Time
+}
+
+// carry is what the instance whose Stats are st hands its successor.
+func (e *entry) carry(st *gateway.Stats) carried {
+	c := carried{state: st.State}
+	c.closeCode, c.closeReason, c.closeAt = e.lastClose(st)
+	c.err, c.errAt = e.lastError(st)
+	return c
 }
 
 // lastClose is the shard's last close, the replaced instance's while this
 // one has none.
-func (e *entry) lastClose(st *gateway.Stats) (int, string) {
+func (e *entry) lastClose(st *gateway.Stats) (int, string, time.Time) {
 	if st.LastCloseCode != 0 || st.LastCloseReason != "" {
-		return st.LastCloseCode, st.LastCloseReason
+		return st.LastCloseCode, st.LastCloseReason, st.LastCloseAt
 	}
-	return e.carried.closeCode, e.carried.closeReason
+	return e.carried.closeCode, e.carried.closeReason, e.carried.closeAt
+}
+
+// lastError is the shard's last error, the replaced instance's while this
+// one has none.
+func (e *entry) lastError(st *gateway.Stats) (string, time.Time) {
+	if st.LastError != "" {
+		return st.LastError, st.LastErrorAt
+	}
+	return e.carried.err, e.carried.errAt
 }
 
 func (e *entry) delivers() bool {
@@ -1074,8 +1094,7 @@ func (m *Manager) restartEntry(e *entry, needSession bool) error {
 	}
 	n := m.newEntry(e.key, RoleActive, sess, m.lim, m.gwURL)
 	st := e.shard.Stats()
-	code, reason := e.lastClose(&st)
-	n.carried = carried{state: st.State, closeCode: code, closeReason: reason}
+	n.carried = e.carry(&st)
 	if m.active[e.key.ID] == e {
 		m.retireLocked(e)
 	}

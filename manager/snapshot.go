@@ -29,6 +29,11 @@ type ShardInfo struct {
 	// by Discord or by shardtop (a Close is 4000), kept across a restart.
 	LastCloseCode   int
 	LastCloseReason string
+	LastCloseAt     time.Time
+	// LastError is the error of the shard's last failed attempt or fatal
+	// close, in full (kept across a restart too); LastErrorAt when it came.
+	LastError   string
+	LastErrorAt time.Time
 	// RetryAt is when a Reconnecting shard dials again; zero otherwise.
 	RetryAt             time.Time
 	SequenceGaps        uint64
@@ -115,7 +120,8 @@ func (m *Manager) SnapshotInto(dst *Snapshot) {
 			SequenceGaps: st.SequenceGaps, Identifies: st.Identifies, Resumes: st.Resumes,
 			Uptime: now.Sub(e.started), Resumable: shards[i].Resumable, Busy: shards[i].Busy,
 		}
-		info.LastCloseCode, info.LastCloseReason = e.lastClose(&st)
+		info.LastCloseCode, info.LastCloseReason, info.LastCloseAt = e.lastClose(&st)
+		info.LastError, info.LastErrorAt = e.lastError(&st)
 		if conc > 0 {
 			info.Bucket = e.key.ID % conc
 		}

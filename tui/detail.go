@@ -13,15 +13,6 @@ import (
 	"github.com/shardtop/shardtop/manager"
 )
 
-// shardNote is what the lifecycle events said about one shard that its
-// snapshot does not keep: its last error, in full, and when it last closed.
-type shardNote struct {
-	errAt     time.Time
-	err       string // sanitized
-	closeAt   time.Time
-	closeCode int
-}
-
 // The detail of the selected shard aims at detailLinesGoal lines, dropping
 // bookkeeping to get there; a long close reason and error still show
 // whole, wrapping up to maxDetailLines (the layout may give fewer in a
@@ -38,7 +29,6 @@ const (
 type detailPane struct {
 	st   *styles
 	info *manager.ShardInfo
-	note *shardNote // nil if the events said nothing
 	now  time.Time
 	loc  *time.Location
 }
@@ -113,13 +103,13 @@ func (d detailPane) segments() []detailSeg {
 	}
 	if info.LastCloseCode != 0 || info.LastCloseReason != "" {
 		v := closeText(info.LastCloseCode, info.LastCloseReason)
-		if n := d.note; n != nil && !n.closeAt.IsZero() && n.closeCode == info.LastCloseCode {
-			v += " at " + n.closeAt.In(d.loc).Format("15:04:05")
+		if !info.LastCloseAt.IsZero() {
+			v += " at " + info.LastCloseAt.In(d.loc).Format("15:04:05")
 		}
 		segs = append(segs, detailSeg{label: "last close", value: v, flow: true})
 	}
-	if n := d.note; n != nil && n.err != "" {
-		segs = append(segs, detailSeg{label: "last error", value: n.errAt.In(d.loc).Format("15:04:05") + " " + n.err, style: &st.bad, flow: true})
+	if info.LastError != "" {
+		segs = append(segs, detailSeg{label: "last error", value: info.LastErrorAt.In(d.loc).Format("15:04:05") + " " + sanitize(info.LastError), style: &st.bad, flow: true})
 	}
 	return segs
 }

@@ -159,6 +159,11 @@ func fixture() manager.Snapshot {
 		}
 		if r.id == 7 { // its resume URL refused the last dial: the second attempt waits
 			info.RetryAt, info.ReconnectAttempts, info.Reconnects = t0.Add(3200*time.Millisecond), 2, 3
+			info.LastCloseAt = t0.Add(-10 * time.Second)
+			info.LastError, info.LastErrorAt = "gateway: shard 7: dial: dial tcp 127.0.0.1:43121: connect: connection refused", t0.Add(-7*time.Second)
+		}
+		if r.id == 9 {
+			info.LastCloseAt = t0.Add(-2 * time.Second)
 		}
 		s.Shards = append(s.Shards, info)
 		if r.role != manager.RoleActive {

@@ -361,6 +361,7 @@ func TestCloseReadsNaturally(t *testing.T) {
 	f.events <- manager.Event{Type: manager.EventState, Key: k, From: gateway.StateReady, To: gateway.StateClosed, CloseCode: 4000, Reason: reason, At: t0.Add(-3 * time.Second)}
 	f.events <- manager.Event{Type: manager.EventState, Key: k, From: gateway.StateClosed, To: gateway.StateConnecting, Reason: "dialing to resume", At: t0.Add(-2 * time.Second)}
 	f.snap.Shards[0].State, f.snap.Shards[0].LastCloseCode, f.snap.Shards[0].LastCloseReason = gateway.StateClosed, 4000, reason
+	f.snap.Shards[0].LastCloseAt = t0.Add(-3 * time.Second)
 	m := newTestModel(t, f, 80, 24)
 	screen := strings.Join(screenLines(t, m), "\n")
 	for _, want := range []string{

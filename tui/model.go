@@ -146,8 +146,6 @@ type Model struct {
 	shardW  int   // widest "id/count"
 	buckets []int // every identify bucket, busiest first
 	peaks   []int // per bucket, the most waiting since it was last empty
-	// notes keeps, per shard, what events said that snapshots do not.
-	notes map[manager.ShardKey]*shardNote
 
 	cursor int // index into rows
 	offset int // first visible row
@@ -195,7 +193,6 @@ func New(mgr Manager, opts ...Option) (*Model, error) {
 		help:    help.New(),
 		log:     newEventRing(cfg.logSize),
 		pending: make(map[action]struct{}),
-		notes:   make(map[manager.ShardKey]*shardNote),
 		cursor:  -1,
 		input:   newFilterInput(),
 	}
@@ -458,7 +455,6 @@ func (m *Model) refresh() {
 	m.drainEvents()
 	m.fadeStatus(m.cfg.now())
 	m.updatePeaks()
-	m.pruneNotes()
 	maxID, maxCount := 0, 0
 	for i := range m.snap.Shards {
 		maxID = max(maxID, m.snap.Shards[i].Key.ID)
@@ -482,47 +478,8 @@ func (m *Model) drainEvents() {
 				return
 			}
 			m.log.push(ev)
-			m.note(&ev)
 		default:
 			return
-		}
-	}
-}
-
-// note keeps what ev says about its shard: its error in full, and when it
-// closed.
-func (m *Model) note(ev *manager.Event) {
-	if ev.Err == nil && ev.CloseCode == 0 {
-		return
-	}
-	n := m.notes[ev.Key]
-	if n == nil {
-		n = &shardNote{}
-		m.notes[ev.Key] = n
-	}
-	if ev.Err != nil {
-		n.errAt, n.err = ev.At, sanitize(ev.Err.Error())
-	}
-	if ev.CloseCode != 0 {
-		n.closeAt, n.closeCode = ev.At, ev.CloseCode
-	}
-}
-
-// pruneNotes forgets the notes of shards gone from the snapshot (retired by
-// a split), once there are more notes than shards could explain: a note
-// may come before the snapshot lists its shard.
-func (m *Model) pruneNotes() {
-	if len(m.notes) <= 2*len(m.snap.Shards)+64 {
-		return
-	}
-	for k := range m.notes {
-		if _, found := slices.BinarySearchFunc(m.snap.Shards, k, func(si manager.ShardInfo, k manager.ShardKey) int {
-			if si.Key.ID != k.ID {
-				return si.Key.ID - k.ID
-			}
-			return si.Key.Count - k.Count
-		}); !found {
-			delete(m.notes, k)
 		}
 	}
 }
@@ -798,7 +755,7 @@ func (m *Model) layout() frame {
 
 // detail is the selected shard's detail pane.
 func (m *Model) detail(info *manager.ShardInfo) detailPane {
-	return detailPane{st: m.st, info: info, note: m.notes[info.Key], now: m.cfg.now(), loc: m.cfg.loc}
+	return detailPane{st: m.st, info: info, now: m.cfg.now(), loc: m.cfg.loc}
 }
 
 // visibleRows is how many shard rows the table shows.
