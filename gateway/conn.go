@@ -86,8 +86,8 @@ type conn struct {
 	sessID  string
 	resumeS int64 // seq to resume from
 
-	approached bool // holds a gate turn (Approach returned)
-	released   bool // the turn was given back (reader goroutine only)
+	ticket   uint64 // the identify ticket this connection holds (let through Approach), 0 if it resumes
+	released bool   // the ticket was given back (reader goroutine only)
 
 	quit       chan struct{} // closed by shutdown
 	endOnce    sync.Once
@@ -117,7 +117,7 @@ type conn struct {
 }
 
 // connect dials and runs one connection until it ends.
-func (s *Shard) connect(ctx context.Context, rawURL, sessID string, resume, approached bool) connEnd {
+func (s *Shard) connect(ctx context.Context, rawURL, sessID string, resume bool, ticket uint64) connEnd {
 	full, err := gatewayURL(rawURL, s.cfg.compression)
 	if err == nil {
 		start := time.Now()
@@ -131,7 +131,7 @@ func (s *Shard) connect(ctx context.Context, rawURL, sessID string, resume, appr
 			_ = resp.Close()
 		}
 		if derr == nil {
-			c := s.newConn(ctx, ws, start, sessID, resume, approached)
+			c := s.newConn(ctx, ws, start, sessID, resume, ticket)
 			return c.run()
 		}
 		err = derr
@@ -139,8 +139,8 @@ func (s *Shard) connect(ctx context.Context, rawURL, sessID string, resume, appr
 			err = fmt.Errorf("%w (HTTP %d)", derr, r.StatusCode)
 		}
 	}
-	if approached {
-		s.gate.Release(s.id, false)
+	if ticket != 0 {
+		s.gate.Release(ticket, false)
 	}
 	if ctx.Err() != nil {
 		return connEnd{stopped: true}
@@ -153,12 +153,12 @@ func (s *Shard) connect(ctx context.Context, rawURL, sessID string, resume, appr
 	return connEnd{action: action, reason: "dial failed", err: err, dialFailed: true}
 }
 
-func (s *Shard) newConn(ctx context.Context, ws *websocket.Conn, start time.Time, sessID string, resume, approached bool) *conn {
+func (s *Shard) newConn(ctx context.Context, ws *websocket.Conn, start time.Time, sessID string, resume bool, ticket uint64) *conn {
 	cctx, cancel := context.WithCancel(ctx)
 	c := &conn{
 		s: s, ws: ws, ctx: cctx, cancel: cancel, start: start,
 		log:    s.log,
-		resume: resume, sessID: sessID, resumeS: s.seq.Load(), approached: approached,
+		resume: resume, sessID: sessID, resumeS: s.seq.Load(), ticket: ticket,
 		quit:       make(chan struct{}),
 		helloCh:    make(chan time.Duration, 1),
 		hbNow:      make(chan struct{}, 1),
@@ -192,8 +192,8 @@ func (c *conn) run() connEnd {
 	<-c.writerDone
 	c.cancel()
 	c.acquireWG.Wait()
-	if c.approached && !c.released {
-		s.gate.Release(s.id, false)
+	if c.ticket != 0 && !c.released {
+		s.gate.Release(c.ticket, false)
 	}
 	if c.infl != nil {
 		c.infl.release()
@@ -394,7 +394,7 @@ func (c *conn) acquireAndIdentify(p []byte) {
 	defer c.acquireWG.Done()
 	defer close(c.identified)
 	s := c.s
-	if err := s.gate.Acquire(c.ctx, s.id); err != nil {
+	if err := s.gate.Acquire(c.ctx, c.ticket); err != nil {
 		if c.ctx.Err() == nil {
 			c.shutdown(connEnd{action: ActionIdentify, reason: "identify gate refused: " + err.Error(), err: err})
 		}
@@ -489,9 +489,9 @@ func (c *conn) onReady(d []byte) *connEnd {
 	}
 	s.unseen = 0
 	s.guildCount.Store(int64(len(s.guilds)))
-	if c.approached && !c.released {
+	if c.ticket != 0 && !c.released {
 		c.released = true
-		s.gate.Release(s.id, true)
+		s.gate.Release(c.ticket, true)
 	}
 	c.ready.Store(true)
 	c.wakeWriter()

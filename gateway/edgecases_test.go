@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -78,13 +79,14 @@ type stuckGate struct {
 	release chan struct{}
 }
 
-func (g *stuckGate) Approach(context.Context, int, time.Duration) error {
+func (g *stuckGate) Enqueue(int) (uint64, error) { return 1, nil }
+func (g *stuckGate) Approach(context.Context, uint64, time.Duration) error {
 	close(g.entered)
 	<-g.release
 	return nil
 }
-func (g *stuckGate) Acquire(ctx context.Context, _ int) error { return ctx.Err() }
-func (g *stuckGate) Release(int, bool)                        {}
+func (g *stuckGate) Acquire(ctx context.Context, _ uint64) error { return ctx.Err() }
+func (g *stuckGate) Release(uint64, bool)                        {}
 
 // End while a Close is pending (its code not yet used) upgrades it to 1000.
 func TestEndUpgradesPendingClose(t *testing.T) {
@@ -203,19 +205,44 @@ func TestPresenceLimitWaits(t *testing.T) {
 	}
 }
 
-// The default gate spaces identifies window + DefaultIdentifyMargin apart.
-func TestLocalGateMargin(t *testing.T) {
-	const window = 10 * time.Millisecond
-	g := NewLocalGate(window)
-	if err := g.Acquire(ctxT(t), 0); err != nil {
-		t.Fatal(err)
-	}
-	first := time.Now()
-	if err := g.Acquire(ctxT(t), 0); err != nil {
-		t.Fatal(err)
-	}
-	if gap := time.Since(first); gap < window+DefaultIdentifyMargin {
-		t.Fatalf("identifies %v apart, want at least %v", gap, window+DefaultIdentifyMargin)
+// The default gate holds the next identify until the previous one's
+// outcome, then spaces it a window after READY, or a window and
+// DefaultIdentifyMargin after a failure. Virtual time: the waits are exact.
+func TestLocalGateSpacing(t *testing.T) {
+	for _, ready := range []bool{true, false} {
+		synctest.Test(t, func(t *testing.T) {
+			const window, held = 10 * time.Millisecond, 300 * time.Millisecond
+			g := NewLocalGate(window)
+			a, _ := g.Enqueue(0)
+			b, _ := g.Enqueue(0)
+			if err := g.Acquire(t.Context(), a); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Acquire(t.Context(), a); err != nil { // idempotent
+				t.Fatal(err)
+			}
+			start := time.Now()
+			go func() {
+				time.Sleep(held) // the identify awaits READY this long
+				g.Release(a, ready)
+			}()
+			if err := g.Approach(t.Context(), b, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if got := time.Since(start); got != held {
+				t.Fatalf("approached %v after the grant, want when the outcome came (%v)", got, held)
+			}
+			if err := g.Acquire(t.Context(), b); err != nil {
+				t.Fatal(err)
+			}
+			want := held + window
+			if !ready {
+				want += DefaultIdentifyMargin
+			}
+			if got := time.Since(start); got != want {
+				t.Fatalf("ready=%v: second identify %v after the first, want %v", ready, got, want)
+			}
+		})
 	}
 	if DefaultIdentifyMargin != 50*time.Millisecond {
 		t.Fatal("margin is not limiter.DefaultMargin's 50 ms")

@@ -97,20 +97,28 @@ func (r *recorder) find(to State) (StateChange, bool) {
 
 // testGate is an IdentifyGate that counts calls and can hold Acquire.
 type testGate struct {
-	approaches, acquires, releases, readyReleases atomic.Int64
-	hold                                          chan struct{} // when non-nil, Acquire waits until it is closed
-	spacing                                       IdentifyGate  // optional real spacing under the counting
+	enqueues, approaches, acquires, releases, readyReleases atomic.Int64
+	hold                                                    chan struct{} // when non-nil, Acquire waits until it is closed
+	spacing                                                 IdentifyGate  // optional real spacing under the counting
 }
 
-func (g *testGate) Approach(ctx context.Context, id int, lead time.Duration) error {
+func (g *testGate) Enqueue(id int) (uint64, error) {
+	g.enqueues.Add(1)
+	if g.spacing != nil {
+		return g.spacing.Enqueue(id)
+	}
+	return uint64(g.enqueues.Load()), nil
+}
+
+func (g *testGate) Approach(ctx context.Context, t uint64, lead time.Duration) error {
 	g.approaches.Add(1)
 	if g.spacing != nil {
-		return g.spacing.Approach(ctx, id, lead)
+		return g.spacing.Approach(ctx, t, lead)
 	}
 	return ctx.Err()
 }
 
-func (g *testGate) Acquire(ctx context.Context, _ int) error {
+func (g *testGate) Acquire(ctx context.Context, t uint64) error {
 	if g.hold != nil {
 		select {
 		case <-g.hold:
@@ -119,7 +127,7 @@ func (g *testGate) Acquire(ctx context.Context, _ int) error {
 		}
 	}
 	if g.spacing != nil {
-		if err := g.spacing.Acquire(ctx, 0); err != nil {
+		if err := g.spacing.Acquire(ctx, t); err != nil {
 			return err
 		}
 	}
@@ -127,10 +135,13 @@ func (g *testGate) Acquire(ctx context.Context, _ int) error {
 	return nil
 }
 
-func (g *testGate) Release(_ int, ready bool) {
+func (g *testGate) Release(t uint64, ready bool) {
 	g.releases.Add(1)
 	if ready {
 		g.readyReleases.Add(1)
+	}
+	if g.spacing != nil {
+		g.spacing.Release(t, ready)
 	}
 }
 

@@ -169,10 +169,11 @@ func TestCloseWhileQueuedRecordsNoClose(t *testing.T) {
 // queueGate keeps every shard queued until its ctx ends.
 type queueGate struct{ entered chan struct{} }
 
-func (g *queueGate) Approach(ctx context.Context, _ int, _ time.Duration) error {
+func (g *queueGate) Enqueue(int) (uint64, error) { return 1, nil }
+func (g *queueGate) Approach(ctx context.Context, _ uint64, _ time.Duration) error {
 	close(g.entered)
 	<-ctx.Done()
 	return ctx.Err()
 }
-func (g *queueGate) Acquire(ctx context.Context, _ int) error { return ctx.Err() }
-func (g *queueGate) Release(int, bool)                        {}
+func (g *queueGate) Acquire(ctx context.Context, _ uint64) error { return ctx.Err() }
+func (g *queueGate) Release(uint64, bool)                        {}

@@ -67,7 +67,10 @@ type Stats struct {
 	LastErrorAt time.Time
 	// RetryAt is when the next connection attempt starts while the shard
 	// waits out a backoff (Reconnecting); zero otherwise.
-	RetryAt             time.Time
+	RetryAt time.Time
+	// Ticket is the identify gate's ticket the shard holds (queued, let
+	// through or granted), 0 if none: what to ask the gate its place of.
+	Ticket              uint64
 	Resumes, Identifies uint64 // RESUMED received; Identify payloads sent
 	Heartbeats          uint64 // heartbeats sent
 }
@@ -121,6 +124,8 @@ type Shard struct {
 	// resumes through the gateway URL instead.
 	resumeDialFails int
 
+	// ticket is the identify ticket held, 0 if none (see Stats.Ticket).
+	ticket      atomic.Uint64
 	state       atomic.Uint32
 	seq         atomic.Int64
 	events      atomic.Uint64
@@ -241,6 +246,7 @@ func (s *Shard) Stats() Stats {
 		Resumes:           s.resumes.Load(),
 		Identifies:        s.identifies.Load(),
 		Heartbeats:        s.heartbeats.Load(),
+		Ticket:            s.ticket.Load(),
 	}
 	s.mu.Lock() // the state with its since, from one transition
 	st.State, st.StateSince, st.SessionID = State(s.state.Load()), s.since, s.sessionID
@@ -285,6 +291,15 @@ func (s *Shard) Start() error {
 	}
 	if err := s.validate(); err != nil {
 		return err
+	}
+	if _, _, resume := s.hasSession(); !resume {
+		// The place in the identify order is taken now, in the order
+		// shards are started, whatever order their goroutines run in.
+		t, err := s.gate.Enqueue(s.id)
+		if err != nil {
+			return fmt.Errorf("gateway: shard %d: identify gate: %w", s.id, err)
+		}
+		s.ticket.Store(t)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.started, s.cancel = true, cancel
@@ -616,10 +631,15 @@ func (s *Shard) run(ctx context.Context) {
 			return
 		}
 		sessID, resumeURL, resume := s.hasSession()
-		approached := false
+		var ticket uint64
 		if !resume {
 			s.transition(StateQueued, "waiting for an identify slot", 0, nil)
-			if err := s.gate.Approach(ctx, s.id, s.lead()); err != nil {
+			var err error
+			if ticket, err = s.takeTicket(); err == nil {
+				err = s.gate.Approach(ctx, ticket, s.lead())
+			}
+			if err != nil {
+				s.dropTicket()
 				if ctx.Err() != nil {
 					s.finishStopped()
 					return
@@ -628,7 +648,6 @@ func (s *Shard) run(ctx context.Context) {
 				s.reconnectIn(wait, "identify gate refused: "+err.Error(), 0, err)
 				continue
 			}
-			approached = true
 			s.transition(StateConnecting, "identify slot near: dialing", 0, nil)
 		} else {
 			s.transition(StateConnecting, "dialing to resume", 0, nil)
@@ -638,7 +657,8 @@ func (s *Shard) run(ctx context.Context) {
 		if viaResumeURL {
 			url = resumeURL
 		}
-		end := s.connect(ctx, url, sessID, resume, approached)
+		end := s.connect(ctx, url, sessID, resume, ticket)
+		s.ticket.Store(0) // spent: released by the connection, whatever its end
 		if end.stopped || ctx.Err() != nil {
 			s.finishStopped()
 			return
@@ -669,6 +689,27 @@ func (s *Shard) run(ctx context.Context) {
 			wait = s.backoff(n)
 		}
 		s.reconnectIn(wait, end.reason, end.code, end.err)
+	}
+}
+
+// takeTicket returns the identify ticket the shard holds (Start took one),
+// or takes a new one.
+func (s *Shard) takeTicket() (uint64, error) {
+	if t := s.ticket.Load(); t != 0 {
+		return t, nil
+	}
+	t, err := s.gate.Enqueue(s.id)
+	if err != nil {
+		return 0, err
+	}
+	s.ticket.Store(t)
+	return t, nil
+}
+
+// dropTicket gives up the ticket held, if any, without an identify.
+func (s *Shard) dropTicket() {
+	if t := s.ticket.Swap(0); t != 0 {
+		s.gate.Release(t, false)
 	}
 }
 
@@ -716,6 +757,7 @@ func (s *Shard) giveUpResumeURL(url string, dialFailed bool) bool {
 // remote one would be; a shard stopped while queued or waiting to
 // reconnect closed nothing.
 func (s *Shard) finishStopped() {
+	s.dropTicket() // stopped before its turn (Start took it)
 	code := s.commitCloseCode()
 	wire := code
 	switch s.State() {

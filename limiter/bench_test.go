@@ -13,13 +13,17 @@ func BenchmarkApproachAcquireRelease(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := l.Approach(ctx, 0, 0); err != nil {
+		tk, err := l.Enqueue(0)
+		if err != nil {
 			b.Fatal(err)
 		}
-		if err := l.Acquire(ctx, 0); err != nil {
+		if err := l.Approach(ctx, tk, 0); err != nil {
 			b.Fatal(err)
 		}
-		l.Release(0, true)
+		if err := l.Acquire(ctx, tk); err != nil {
+			b.Fatal(err)
+		}
+		l.Release(tk, true)
 	}
 }
 
@@ -33,32 +37,36 @@ func BenchmarkApproachAcquireReleaseParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		id := int(next.Add(1))
 		for pb.Next() {
-			if err := l.Approach(ctx, id, 0); err != nil {
+			tk, err := l.Enqueue(id)
+			if err != nil {
 				b.Error(err)
 				return
 			}
-			if err := l.Acquire(ctx, id); err != nil {
+			if err := l.Approach(ctx, tk, 0); err != nil {
 				b.Error(err)
 				return
 			}
-			l.Release(id, true)
+			if err := l.Acquire(ctx, tk); err != nil {
+				b.Error(err)
+				return
+			}
+			l.Release(tk, true)
 		}
 	})
 }
 
-func queued10k() *Limiter {
+func queued10k() (*Limiter, []uint64) {
 	l := New(16)
-	ids := make([]int, 10_000)
-	for i := range ids {
-		ids[i] = i
+	tickets := make([]uint64, 10_000)
+	for i := range tickets {
+		tickets[i], _ = l.Enqueue(i)
 	}
-	l.Enqueue(ids...)
-	return l
+	return l, tickets
 }
 
 // BenchmarkSnapshot10k copies the state with 10,000 queued shards.
 func BenchmarkSnapshot10k(b *testing.B) {
-	l := queued10k()
+	l, _ := queued10k()
 	b.ReportAllocs()
 	for b.Loop() {
 		if s := l.Snapshot(); s.Waiting != 10_000 {
@@ -69,11 +77,11 @@ func BenchmarkSnapshot10k(b *testing.B) {
 
 // BenchmarkPosition10k looks up one shard's place among 10,000 queued.
 func BenchmarkPosition10k(b *testing.B) {
-	l := queued10k()
+	l, tickets := queued10k()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if _, _, ok := l.Position(i % 10_000); !ok {
+		if _, _, ok := l.Position(tickets[i%10_000]); !ok {
 			b.Fatal(i)
 		}
 		i++

@@ -2,70 +2,76 @@ package limiter
 
 import "time"
 
-// entryState is where a shard stands in the Limiter.
-type entryState uint8
+// ticketState is where a ticket stands in the Limiter.
+type ticketState uint8
 
 const (
-	stateQueued  entryState = iota // in its bucket's queue
-	stateGranted                   // Acquire returned; the outcome awaits Release
-	stateGone                      // left: released, cancelled or replaced
+	stateQueued  ticketState = iota // in its bucket's queue
+	stateGranted                    // Acquire returned; the outcome awaits Release
+	stateGone                       // left: released, cancelled or expired
 )
 
-// entry is one shard's place in the Limiter. Only the goroutine blocked in
-// wait for it (at most one, see waiting) makes it approach or be granted;
-// others may only remove it and wake that goroutine.
-type entry struct {
-	id         int
+// ticket is one identify turn: a shard's place in its bucket's queue, then
+// its grant. Only the goroutine blocked in wait for it (at most one, see
+// waiting) makes it approach or be granted; others may only remove it and
+// wake that goroutine.
+type ticket struct {
+	id         uint64
+	shardID    int
 	b          *bucket
 	abs        int // absolute queue position; abs - b.base is the position
-	state      entryState
+	state      ticketState
 	approached bool          // let through Approach; holds one budget unit
-	waiting    bool          // a call is blocked on this entry
+	waiting    bool          // a call is blocked on this ticket
 	wake       chan struct{} // cap 1; made when a call first blocks
+	grantAt    time.Time     // when Acquire granted it
 }
 
-// signal wakes the entry's blocked call, if any, to re-evaluate.
-func (e *entry) signal() {
-	if e.wake == nil {
+// signal wakes the ticket's blocked call, if any, to re-evaluate.
+func (t *ticket) signal() {
+	if t.wake == nil {
 		return
 	}
 	select {
-	case e.wake <- struct{}{}:
+	case t.wake <- struct{}{}:
 	default:
 	}
 }
 
-// bucket is one identify bucket: a FIFO queue and its last grant.
+// bucket is one identify bucket: a FIFO queue of tickets, the identify in
+// flight, and when the next may go.
 type bucket struct {
-	index     int
-	q         []*entry
-	base      int       // abs of q[0]
-	lastGrant time.Time // when the last Acquire of the bucket returned
-	// anchor is what the next slot counts from: the last grant's slot if
-	// that grant was late by at most the margin only because timers and
-	// scheduling are late, else the last grant itself (see doc.go).
-	anchor  time.Time
-	granted bool   // lastGrant and anchor are set
-	last    *entry // the shard of lastGrant, until its outcome is released
+	index int
+	q     []*ticket
+	base  int // abs of q[0]
+	// held is the granted ticket whose outcome (READY or not) is not known
+	// yet: nothing else of the bucket may identify until it is (or until
+	// the hold limit passes).
+	held *ticket
+	// next is the earliest time the next identify may go: the last
+	// outcome plus the window (plus the margin if it was no READY); zero
+	// while the bucket never identified.
+	next      time.Time
+	lastGrant time.Time // when the bucket last identified (zero: never)
 }
 
-func (b *bucket) head() *entry {
+func (b *bucket) head() *ticket {
 	if len(b.q) == 0 {
 		return nil
 	}
 	return b.q[0]
 }
 
-func (b *bucket) push(e *entry) {
-	e.b = b
-	e.abs = b.base + len(b.q)
-	b.q = append(b.q, e)
+func (b *bucket) push(t *ticket) {
+	t.b = b
+	t.abs = b.base + len(b.q)
+	b.q = append(b.q, t)
 }
 
-// remove takes e out of the queue: O(1) at the head (the common case),
+// remove takes t out of the queue: O(1) at the head (the common case),
 // O(queue length) elsewhere, which keeps Position O(1).
-func (b *bucket) remove(e *entry) {
-	i := e.abs - b.base
+func (b *bucket) remove(t *ticket) {
+	i := t.abs - b.base
 	if i == 0 {
 		b.q[0] = nil
 		if len(b.q) == 1 {

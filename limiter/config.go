@@ -15,6 +15,11 @@ const (
 	// DefaultReserve is how many session starts are kept back from the
 	// daily budget for manual intervention; grants stop at this level.
 	DefaultReserve = 10
+	// DefaultHoldLimit bounds how long a granted identify whose outcome is
+	// never told (Release) holds its bucket. A shard tells it when READY
+	// comes or the connection ends, within a handshake or a heartbeat in
+	// practice; the limit is for a holder that is stuck.
+	DefaultHoldLimit = 30 * time.Second
 	// budgetPeriod is how far the next reset lies after a reset the
 	// Limiter performed itself (Discord's budget is daily).
 	budgetPeriod = 24 * time.Hour
@@ -22,11 +27,12 @@ const (
 
 // config holds a Limiter's settings. All defaults live in defaultConfig.
 type config struct {
-	window  time.Duration
-	margin  time.Duration
-	reserve int
-	budget  *startLimit // nil: unknown, unlimited
-	logger  *slog.Logger
+	window    time.Duration
+	margin    time.Duration
+	holdLimit time.Duration
+	reserve   int
+	budget    *startLimit // nil: unknown, unlimited
+	logger    *slog.Logger
 }
 
 // startLimit is a session_start_limit as given to WithSessionStartLimit.
@@ -37,10 +43,11 @@ type startLimit struct {
 
 func defaultConfig() config {
 	return config{
-		window:  DefaultWindow,
-		margin:  DefaultMargin,
-		reserve: DefaultReserve,
-		logger:  slog.New(slog.DiscardHandler),
+		window:    DefaultWindow,
+		margin:    DefaultMargin,
+		holdLimit: DefaultHoldLimit,
+		reserve:   DefaultReserve,
+		logger:    slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -53,10 +60,20 @@ func WithWindow(d time.Duration) Option {
 	return func(c *config) { c.window = max(d, 0) }
 }
 
-// WithMargin sets the safety margin added to every window (default
-// DefaultMargin). A negative d counts as zero.
+// WithMargin sets the safety margin added to the window after an identify
+// whose arrival READY did not prove (a failed attempt, or one from a
+// previous run), for an identify that may still have been on its way
+// (default DefaultMargin). A negative d counts as zero.
 func WithMargin(d time.Duration) Option {
 	return func(c *config) { c.margin = max(d, 0) }
+}
+
+// WithHoldLimit sets how long a granted identify whose outcome is never
+// released holds its bucket before the bucket goes on as after a failed
+// attempt (default DefaultHoldLimit). It counts from the grant; values
+// below the window count as the window.
+func WithHoldLimit(d time.Duration) Option {
+	return func(c *config) { c.holdLimit = d }
 }
 
 // WithReserve sets how many session starts grants leave untouched (default

@@ -1,68 +1,57 @@
 // Package limiter paces Discord gateway identifies: the per-bucket identify
 // window and the daily session-start budget.
 //
-// # Buckets and slots
+// # Buckets, tickets and slots
 //
 // Discord lets each bucket (shard_id % max_concurrency) identify once per
-// window (5 s). A Limiter keeps one first-come-first-served queue per bucket.
-// The next slot of a bucket is its anchor plus window plus margin. Acquire of
-// the head of a bucket returns at the slot, driven by a timer, never before
-// it; the first grant in a bucket is immediate and is its own anchor.
+// window (5 s). A Limiter keeps one first-come-first-served queue of tickets
+// per bucket. A shard that must identify takes a ticket (Enqueue), waits
+// with Approach until its slot is near, dials, waits in Acquire until its
+// slot has come, sends its Identify, and tells the outcome with Release.
+// A ticket is a value, not a shard ID: two shards with the same ID (an old
+// shard and its successor during a split) hold two tickets and queue one
+// after the other.
 //
-// When the shard was already waiting in Acquire at its slot, any lateness
-// of the grant is the timer's and the scheduler's (Go's timers wake up to
-// about 1 ms late on Linux, more on a loaded machine): the anchor is the
-// slot, or the grant minus the margin if the grant was later than the
-// margin, so lateness does not accumulate from slot to slot (it did by
-// about 1 ms per slot when the next slot counted from the grant). When the
-// shard called Acquire after its slot (a slow handshake), and for the first
-// grant of a bucket, the anchor is the grant itself, so a shard that is
-// late never makes the next one early. N shards at concurrency C are
-// therefore all granted within (ceil(N/C) - 1) x (window + margin) of the
-// first grant plus the last grant's own lateness, as long as no grant is
-// later than the margin.
+// # The rule: READY is proof
 //
-// Why this is safe: with a_k <= g_k <= a_k + margin (anchor, grant) and
-// g_k+1 >= a_k + window + margin, two grants of a bucket are
-// g_k+1 - g_k >= window + margin - (g_k - a_k) >= window apart, and the
-// Identifies they send arrive at least
-// window + margin - ((g_k - a_k) + d_k) + ((g_k+1 - a_k+1) + d_k+1) apart,
-// d being the time from grant to Discord reading the Identify. So Discord
-// sees a violation only if the delay from slot to arrival (lateness plus
-// d) of one shard exceeds the next one's by more than the margin: the margin
-// absorbs the variation of that delay, not its size. Anchoring on the grant
-// instead needs the same condition on d alone but lets lateness add up.
+// Discord measures the window when it receives an identify, and sends READY
+// only after it has. So a bucket's next identify goes no sooner than a
+// window after the previous one's READY was seen (Release(t, true)); if the
+// previous attempt ended without READY (the connection failed, op 9), no
+// sooner than a window and the margin after that failure was seen (the
+// margin covers an identify that may still have been on its way). While the
+// previous identify awaits its outcome, nothing else of the bucket
+// identifies. A stall anywhere (a starved host, a slow READY, a late timer)
+// can only make the next identify later, never early: no allowance for
+// jitter is spent, and none can run out. The cost is one READY round trip
+// per window: N shards at concurrency C start in (ceil(N/C) - 1) x (window +
+// READY latency).
 //
-// The margin (DefaultMargin, 50 ms, 1% of the window) absorbs that
-// variation: goroutine scheduling, the socket write, network jitter. With
-// Discord's 5 s window it costs 1% of start-up time.
-//
-// READY is proof where the margin is an allowance: Discord sends it after
-// it has read the Identify, so a window counted from the moment READY is
-// released (Release(id, true)) is a window after the Identify's arrival,
-// whatever the delays. When READY comes back before the margin runs out,
-// the bucket's next slot moves up to READY + window; a READY slower than
-// that changes nothing. On a fast path to Discord the margin then costs
-// one round trip per slot instead of the whole margin, and a larger margin
-// buys safety against stalls at no cost while READY is quick.
+// A holder that never tells the outcome (a stuck shard) holds its bucket
+// for the hold limit (DefaultHoldLimit, WithHoldLimit), after which the
+// bucket goes on as after a failure and the identify counts as expired.
 //
 // # Approach and Acquire
 //
-// A shard that must identify calls Approach(ctx, id, lead): only the head of
-// a bucket is let through, and only once its slot is at most lead away, so a
-// connection never sits unidentified for longer than lead plus its own
-// handshake. The shard dials, waits for Hello, then calls Acquire, which
-// returns exactly at the slot and spends one session start. Release(id,
-// ready) records whether READY arrived, or, for a shard that approached but
-// never acquired, gives the turn to the next shard at once. A shard whose ctx
-// ends, or that is released while it waits, leaves its queue and the next
-// shard moves up; only the last grant (its anchor) still counts for its slot.
+// Approach lets only the head of a bucket through, and only once its slot
+// is at most lead away: the known slot, or while the previous identify
+// awaits READY the earliest it could be (a window after that identify), so
+// a connection sits unidentified for little more than lead plus the READY
+// latency. Acquire returns when the slot has come (never before) and spends
+// one session start. A ticket whose ctx ends, or that is released while it
+// waits, leaves its queue and the next one moves up. Every step is
+// idempotent: Approach or Acquire of a granted ticket returns at once,
+// Release of a released ticket does nothing.
 //
-// Enqueue places shards in their queues in a given order without blocking;
-// the manager uses it at start-up so that shards identify in shard order
-// whatever order their goroutines reach Approach in. A queued shard that
-// never calls Approach, Acquire or Release holds its bucket: whoever enqueues
-// a shard must eventually run it or release it.
+// Enqueue places a ticket at the end of its bucket's queue without
+// blocking; a shard takes its first ticket when it is started, so shards
+// started in ID order identify in ID order whatever order their goroutines
+// run in. A queued ticket that is never acquired or released holds its
+// place: whoever enqueues must eventually do one or the other.
+//
+// Across restarts, SeedLastIdentify tells a new Limiter when each bucket
+// last identified in the previous run (LastIdentifies reads them out for
+// saving); no READY proves those, so the margin applies.
 //
 // # Daily budget
 //
@@ -78,14 +67,16 @@
 //
 // # Other backends
 //
-// Consumers depend on three methods with basic types only (Approach, Acquire,
-// Release; see gateway.IdentifyGate) plus Snapshot for display. A backend
-// shared by several processes, e.g. Redis, can implement them with one
-// sorted set per bucket as the FIFO queue (score = enqueue sequence), a key
-// per bucket holding the anchor (computed as above from the slot, the
-// caller's wait start and the grant), and a counter with a TTL of
-// reset_after for the budget; Approach and Acquire become Lua scripts that
-// check "am I the head and is now >= anchor + window + margin (minus lead)"
-// atomically and return the time to wait otherwise, and Release
-// removes the member. Positions and Snapshot read the same keys.
+// Consumers depend on four methods with basic types only (Enqueue,
+// Approach, Acquire, Release; see gateway.IdentifyGate) plus Snapshot for
+// display. A backend shared by several processes can keep them in a
+// key-value store with per-key expiry and compare-and-set: a ticket is a
+// key in its bucket's queue (ordered by a sequence), the bucket's identify
+// in flight a key holding the granted ticket with a TTL of one window that
+// its live holder refreshes until it writes the outcome (the time READY or
+// the failure was seen), and the budget a counter spent by compare-and-set
+// with a TTL of reset_after. Approach and Acquire read "am I the head, is no
+// identify in flight, is now past outcome + window" and write their step
+// by compare-and-set, returning how long to wait otherwise; a holder that
+// crashes stops refreshing, so its bucket is blocked for one window at most.
 package limiter

@@ -12,12 +12,14 @@ import (
 var (
 	_ gateway.IdentifyGate = (*Limiter)(nil)
 	_ interface {
-		Approach(ctx context.Context, shardID int, lead time.Duration) error
-		Acquire(ctx context.Context, shardID int) error
-		Release(shardID int, ready bool)
-		Enqueue(ids ...int)
+		Enqueue(shardID int) (uint64, error)
+		Approach(ctx context.Context, ticket uint64, lead time.Duration) error
+		Acquire(ctx context.Context, ticket uint64) error
+		Release(ticket uint64, ready bool)
 		SetSessionStartLimit(total, remaining int, resetAfter time.Duration)
+		SeedLastIdentify(bucket int, at time.Time)
+		LastIdentifies(dst []time.Time) []time.Time
 		Snapshot() Snapshot
-		Position(shardID int) (bucket, pos int, ok bool)
+		Position(ticket uint64) (bucket, pos int, ok bool)
 	} = (*Limiter)(nil)
 )

@@ -20,18 +20,20 @@ func (l *Limiter) SeedLastIdentify(bucket int, at time.Time) {
 	at = at.Round(0) // a wall time from a file: no monotonic reading to compare by
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if bucket < 0 || bucket >= len(l.buckets) || !at.Add(l.gap).After(now) {
+	if bucket < 0 || bucket >= len(l.buckets) || !at.Add(l.gap()).After(now) {
 		return
 	}
 	b := &l.buckets[bucket]
-	if b.granted && !b.anchor.Before(at) {
-		return
-	}
-	// Anchored on the identify itself: no READY came back to this process
-	// to prove when Discord read it, so the full margin applies.
-	b.lastGrant, b.anchor, b.granted = at, at, true
-	if h := b.head(); h != nil {
-		h.signal()
+	// No READY came back to this process to prove when Discord read that
+	// identify, so the margin applies, as after a failed attempt.
+	if next := at.Add(l.gap()); next.After(b.next) {
+		b.next = next
+		if at.After(b.lastGrant) {
+			b.lastGrant = at
+		}
+		if h := b.head(); h != nil {
+			h.signal()
+		}
 	}
 }
 
@@ -43,11 +45,10 @@ func (l *Limiter) LastIdentifies(dst []time.Time) []time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := range l.buckets {
-		var t time.Time
-		if b := &l.buckets[i]; b.granted {
-			t = b.lastGrant
-		}
-		dst = append(dst, t)
+		dst = append(dst, l.buckets[i].lastGrant)
 	}
 	return dst
 }
+
+// gap is the wait after an identify whose arrival nothing proves.
+func (l *Limiter) gap() time.Duration { return l.window + l.margin }

@@ -20,13 +20,14 @@ func TestSeedLastIdentifyCarriesTheWindow(t *testing.T) {
 		l.SeedLastIdentify(7, start)                     // no such bucket: ignored
 		want := []time.Duration{0: window + margin - time.Second, 1: 0, 2: 0}
 		for id, wait := range want {
-			if err := l.Acquire(context.Background(), id); err != nil {
+			tk := enqueue(t, l, id)[0]
+			if err := l.Acquire(context.Background(), tk); err != nil {
 				t.Fatalf("Acquire(%d): %v", id, err)
 			}
 			if got := time.Since(start); got != wait {
 				t.Errorf("shard %d granted after %v, want %v", id, got, wait)
 			}
-			l.Release(id, true)
+			l.Release(tk, true)
 			start = time.Now()
 		}
 		last := l.LastIdentifies(nil)
@@ -45,20 +46,21 @@ func TestSeedLastIdentifyClamps(t *testing.T) {
 		l := New(1, WithWindow(window), WithMargin(0))
 		start := time.Now()
 		l.SeedLastIdentify(0, start.Add(time.Hour))
-		if err := l.Acquire(context.Background(), 0); err != nil {
+		tk := enqueue(t, l, 0, 1)
+		if err := l.Acquire(context.Background(), tk[0]); err != nil {
 			t.Fatal(err)
 		}
 		if got := time.Since(start); got != window {
 			t.Fatalf("granted after %v, want one window (%v)", got, window)
 		}
-		l.Release(0, false)
-		granted := time.Now()
-		l.SeedLastIdentify(0, granted.Add(-500*time.Millisecond)) // older than the grant
-		if err := l.Acquire(context.Background(), 1); err != nil {
+		l.Release(tk[0], false)
+		released := time.Now()
+		l.SeedLastIdentify(0, released.Add(-500*time.Millisecond)) // older than this run's own
+		if err := l.Acquire(context.Background(), tk[1]); err != nil {
 			t.Fatal(err)
 		}
-		if got := time.Since(granted); got != window {
-			t.Fatalf("second grant %v after the first, want %v", got, window)
+		if got := time.Since(released); got != window {
+			t.Fatalf("second grant %v after the first's outcome, want %v", got, window)
 		}
 	})
 }

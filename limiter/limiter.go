@@ -9,16 +9,16 @@ import (
 	"time"
 )
 
-// Errors returned by Approach and Acquire, besides ctx.Err().
+// Errors returned by the Limiter's methods, besides ctx.Err().
 var (
-	// ErrReleased is returned by a blocked Approach or Acquire when
-	// Release is called for the same shard meanwhile.
-	ErrReleased = errors.New("limiter: shard released while waiting")
-	// ErrInvalidShard is returned for a negative shard ID.
+	// ErrReleased is returned by Approach or Acquire for a ticket that was
+	// released (or expired, or never handed out), also while they wait.
+	ErrReleased = errors.New("limiter: ticket released")
+	// ErrInvalidShard is returned by Enqueue for a negative shard ID.
 	ErrInvalidShard = errors.New("limiter: invalid shard ID")
-	// ErrBusy is returned when a shard already has an Approach or Acquire
+	// ErrBusy is returned when a ticket already has an Approach or Acquire
 	// blocked and another call for it arrives.
-	ErrBusy = errors.New("limiter: shard already has a call waiting")
+	ErrBusy = errors.New("limiter: ticket already has a call waiting")
 )
 
 // Limiter paces identifies per bucket and spends the daily session-start
@@ -28,25 +28,23 @@ var (
 // use; make one with New.
 type Limiter struct {
 	window, margin time.Duration
-	gap            time.Duration // window + margin
+	holdLimit      time.Duration
 	reserve        int
 	log            *slog.Logger
 
 	mu      sync.Mutex
 	buckets []bucket
-	shards  map[int]*entry
+	tickets map[uint64]*ticket // queued and granted tickets
+	last    uint64             // the last ticket handed out
 	budget  budget
-	pending int // approached, not yet granted shards: budget units held
+	pending int // approached, not yet granted tickets: budget units held
 
-	grants, ready, failed uint64
-	waiting               int // queued shards, all buckets
+	grants, ready, failed, expired uint64
+	waiting                        int // queued tickets, all buckets
 
 	// onGrant, if set (tests only, before first use), is called under the
-	// lock at each grant with the grant instant and the anchor the next
-	// slot of the bucket counts from.
-	onGrant func(shardID int, at, anchor time.Time)
-	// onConfirm, likewise, when shardID's READY moves its anchor up.
-	onConfirm func(shardID int, anchor time.Time)
+	// lock at each grant with the shard and the grant instant.
+	onGrant func(shardID int, at time.Time)
 }
 
 // budget is the daily session-start budget.
@@ -70,13 +68,13 @@ func New(maxConcurrency int, opts ...Option) *Limiter {
 		maxConcurrency = 1
 	}
 	l := &Limiter{
-		window:  cfg.window,
-		margin:  cfg.margin,
-		gap:     cfg.window + cfg.margin,
-		reserve: cfg.reserve,
-		log:     cfg.logger,
-		buckets: make([]bucket, maxConcurrency),
-		shards:  make(map[int]*entry),
+		window:    cfg.window,
+		margin:    cfg.margin,
+		holdLimit: max(cfg.holdLimit, cfg.window),
+		reserve:   cfg.reserve,
+		log:       cfg.logger,
+		buckets:   make([]bucket, maxConcurrency),
+		tickets:   make(map[uint64]*ticket),
 	}
 	for i := range l.buckets {
 		l.buckets[i].index = i
@@ -87,76 +85,112 @@ func New(maxConcurrency int, opts ...Option) *Limiter {
 	return l
 }
 
-// Approach queues shardID in its bucket (a queued shard keeps its place) and
-// blocks until it is the head of the bucket and its slot is at most lead
-// away. It returns ctx.Err() if ctx ends first, ErrReleased if Release is
-// called meanwhile, and the shard then leaves the queue. Approach of a shard
-// that already approached returns at once.
-func (l *Limiter) Approach(ctx context.Context, shardID int, lead time.Duration) error {
-	return l.wait(ctx, shardID, true, max(lead, 0))
-}
-
-// Acquire queues shardID if it is not queued, blocks until it is the head of
-// its bucket and its slot has come (never before), then spends one session
-// start and records the grant. It returns ctx.Err() if ctx ends first,
-// ErrReleased if Release is called meanwhile; the shard then leaves the queue
-// and spends nothing.
-func (l *Limiter) Acquire(ctx context.Context, shardID int) error {
-	return l.wait(ctx, shardID, false, 0)
-}
-
-// Release ends shardID's turn. After Acquire it records the outcome: ready
-// reports whether READY arrived. A shard that is still queued (approached or
-// not) leaves its queue and the next shard moves up; a call of its blocked in
-// Approach or Acquire returns ErrReleased. Release of an unknown shard is a
-// no-op.
-func (l *Limiter) Release(shardID int, ready bool) {
+// Enqueue gives shardID a ticket: a place at the end of its bucket's
+// (shard_id % max_concurrency) queue. It never blocks. Two shards with the
+// same ID (an old shard and its successor during a split) hold two tickets
+// and simply queue one after the other. Whoever enqueues must eventually
+// acquire or release the ticket: a queued ticket holds its place.
+func (l *Limiter) Enqueue(shardID int) (uint64, error) {
+	if shardID < 0 {
+		return 0, fmt.Errorf("shard %d: %w", shardID, ErrInvalidShard)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.shards[shardID]
-	if e == nil {
+	l.last++
+	t := &ticket{id: l.last, shardID: shardID}
+	l.buckets[shardID%len(l.buckets)].push(t)
+	l.tickets[t.id] = t
+	l.waiting++
+	return t.id, nil
+}
+
+// Approach blocks until ticket is the head of its bucket and its identify
+// slot is at most lead away (the slot as far as it is known: while the
+// bucket's previous identify awaits READY, a window after that identify),
+// so the shard can dial and finish the handshake in time. It returns
+// ctx.Err() if ctx ends first, and ErrReleased if the ticket is released
+// meanwhile (or was); the ticket then leaves the queue. Approach of a
+// ticket that already approached, or was granted, returns at once.
+func (l *Limiter) Approach(ctx context.Context, ticket uint64, lead time.Duration) error {
+	return l.wait(ctx, ticket, true, max(lead, 0))
+}
+
+// Acquire blocks until ticket is the head of its bucket and may identify
+// now — the bucket's previous identify has its outcome and a window has
+// passed since (see doc.go), and the budget allows — then spends one
+// session start and records the grant. It returns ctx.Err() if ctx ends
+// first, ErrReleased if the ticket is released meanwhile (or was); the
+// ticket then leaves the queue and spends nothing. Acquire of a granted
+// ticket returns nil at once and spends nothing more.
+func (l *Limiter) Acquire(ctx context.Context, ticket uint64) error {
+	return l.wait(ctx, ticket, false, 0)
+}
+
+// Release ends ticket's turn. After Acquire it records the outcome, and
+// when the bucket may identify next: ready reports that READY arrived (a
+// window from now), else the attempt failed (a window and the margin from
+// now). A ticket still queued (approached or not) leaves its queue; a call
+// of its blocked in Approach or Acquire returns ErrReleased. Releasing a
+// ticket again, or an unknown one, does nothing.
+func (l *Limiter) Release(ticket uint64, ready bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.tickets[ticket]
+	if t == nil {
 		return
 	}
-	switch e.state {
+	switch t.state {
 	case stateGranted:
 		if ready {
 			l.ready++
 		} else {
 			l.failed++
 		}
-		if b := e.b; b.last == e {
-			b.last = nil
-			if ready {
-				l.confirmedLocked(b, e, time.Now())
-			}
+		delete(l.tickets, t.id)
+		t.state = stateGone
+		if b := t.b; b.held == t {
+			l.outcomeLocked(b, time.Now(), ready)
 		}
-		e.state = stateGone
-		delete(l.shards, shardID)
 	case stateQueued:
-		l.leaveLocked(e)
-		e.signal()
+		l.leaveLocked(t)
+		t.signal()
 	}
 }
 
-// Enqueue appends shards to their buckets' queues in the given order without
-// blocking. Shards already queued keep their place. Negative IDs are
-// skipped and logged.
-func (l *Limiter) Enqueue(ids ...int) {
-	var bad []int
-	l.mu.Lock()
-	for _, id := range ids {
-		if id < 0 {
-			bad = append(bad, id)
-			continue
-		}
-		if e := l.shards[id]; e == nil || e.state != stateQueued {
-			l.enqueueLocked(id)
-		}
+// outcomeLocked ends b's identify in flight, told at now: READY is proof
+// that Discord read the identify before now, so a window from now is a
+// window after its arrival; without READY (a failed or dropped attempt)
+// the margin is added, for an identify that may still have been on its way.
+func (l *Limiter) outcomeLocked(b *bucket, now time.Time, ready bool) {
+	b.held = nil
+	next := now.Add(l.window)
+	if !ready {
+		next = next.Add(l.margin)
 	}
-	l.mu.Unlock()
-	if bad != nil {
-		l.log.Warn("limiter: skipped invalid shard IDs", "ids", bad)
+	if next.After(b.next) {
+		b.next = next
 	}
+	if h := b.head(); h != nil {
+		h.signal()
+	}
+}
+
+// expireLocked ends b's identify in flight if its holder has not told the
+// outcome within the hold limit: a holder that is stuck (or gone) blocks
+// its bucket for the hold limit and one window at most.
+func (l *Limiter) expireLocked(b *bucket, now time.Time) {
+	t := b.held
+	if t == nil {
+		return
+	}
+	deadline := t.grantAt.Add(l.holdLimit)
+	if now.Before(deadline) {
+		return
+	}
+	l.expired++
+	l.log.Warn("limiter: an identify's outcome was never told: its bucket goes on",
+		"shard", t.shardID, "bucket", b.index, "hold_limit", l.holdLimit)
+	l.outcomeLocked(b, deadline, false)
 }
 
 // SetSessionStartLimit replaces the daily budget with a fresh
@@ -185,34 +219,19 @@ func (l *Limiter) setBudgetLocked(total, remaining int, resetAfter time.Duration
 	}
 }
 
-// enqueueLocked appends a fresh entry for id, replacing a granted one whose
-// outcome was never released.
-func (l *Limiter) enqueueLocked(id int) *entry {
-	if old := l.shards[id]; old != nil {
-		old.state = stateGone
-	}
-	e := &entry{id: id}
-	l.buckets[id%len(l.buckets)].push(e)
-	l.shards[id] = e
-	l.waiting++
-	return e
-}
-
-// leaveLocked takes a queued e out of its queue and lets the next shard up.
-func (l *Limiter) leaveLocked(e *entry) {
-	if e.state != stateQueued {
+// leaveLocked takes a queued t out of its queue and lets the next ticket up.
+func (l *Limiter) leaveLocked(t *ticket) {
+	if t.state != stateQueued {
 		return
 	}
-	b := e.b
-	wasHead := b.head() == e
-	b.remove(e)
+	b := t.b
+	wasHead := b.head() == t
+	b.remove(t)
 	l.waiting--
-	e.state = stateGone
-	if l.shards[e.id] == e {
-		delete(l.shards, e.id)
-	}
-	if e.approached {
-		e.approached = false
+	t.state = stateGone
+	delete(l.tickets, t.id)
+	if t.approached {
+		t.approached = false
 		l.pending--
 		// The budget unit it held is free again for any bucket.
 		l.kickHeadsLocked()
@@ -233,11 +252,8 @@ func (l *Limiter) kickHeadsLocked() {
 }
 
 // wait is Approach (approach true) and Acquire. Only this goroutine changes
-// e to approached or granted, so there is no race between a grant and ctx.
-func (l *Limiter) wait(ctx context.Context, id int, approach bool, lead time.Duration) error {
-	if id < 0 {
-		return fmt.Errorf("shard %d: %w", id, ErrInvalidShard)
-	}
+// t to approached or granted, so there is no race between a grant and ctx.
+func (l *Limiter) wait(ctx context.Context, id uint64, approach bool, lead time.Duration) error {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -246,48 +262,52 @@ func (l *Limiter) wait(ctx context.Context, id int, approach bool, lead time.Dur
 	}()
 
 	l.mu.Lock()
-	e := l.shards[id]
-	if e == nil || e.state != stateQueued {
-		e = l.enqueueLocked(id)
-	}
-	if e.waiting {
+	t := l.tickets[id]
+	switch {
+	case t == nil:
 		l.mu.Unlock()
-		return fmt.Errorf("shard %d: %w", id, ErrBusy)
+		return fmt.Errorf("ticket %d: %w", id, ErrReleased)
+	case t.state == stateGranted:
+		l.mu.Unlock()
+		return nil
+	case t.waiting:
+		l.mu.Unlock()
+		return fmt.Errorf("ticket %d (shard %d): %w", id, t.shardID, ErrBusy)
 	}
-	e.waiting = true
+	t.waiting = true
 	var since time.Time // when the wait began; only for the grant log
 	for {
 		if err := ctx.Err(); err != nil {
-			e.waiting = false
-			l.leaveLocked(e)
+			t.waiting = false
+			l.leaveLocked(t)
 			l.mu.Unlock()
 			return err
 		}
-		if e.state == stateGone {
-			e.waiting = false
+		if t.state == stateGone {
+			t.waiting = false
 			l.mu.Unlock()
-			return fmt.Errorf("shard %d: %w", id, ErrReleased)
+			return fmt.Errorf("ticket %d (shard %d): %w", id, t.shardID, ErrReleased)
 		}
 		now := time.Now()
 		if since.IsZero() {
 			since = now
 		}
-		at, slot, ok, budgetWait := l.readyLocked(e, approach, lead, now)
+		at, ok, budgetWait := l.readyLocked(t, approach, lead, now)
 		if ok {
-			e.waiting = false
+			t.waiting = false
 			if approach {
-				if !e.approached {
-					e.approached = true
+				if !t.approached {
+					t.approached = true
 					l.pending++
 				}
 				l.mu.Unlock()
 				return nil
 			}
-			bucket := e.b.index
-			l.grantLocked(e, now, l.anchorFor(slot, since, now))
+			shardID, bucket := t.shardID, t.b.index
+			l.grantLocked(t, now)
 			l.mu.Unlock()
 			if l.log.Enabled(ctx, slog.LevelDebug) {
-				l.log.DebugContext(ctx, "identify granted", "shard", id, "bucket", bucket, "waited", now.Sub(since))
+				l.log.DebugContext(ctx, "identify granted", "shard", shardID, "bucket", bucket, "waited", now.Sub(since))
 			}
 			return nil
 		}
@@ -296,15 +316,15 @@ func (l *Limiter) wait(ctx context.Context, id int, approach bool, lead time.Dur
 			l.budget.warned = true
 			warn = l.budget
 		}
-		if e.wake == nil {
-			e.wake = make(chan struct{}, 1)
+		if t.wake == nil {
+			t.wake = make(chan struct{}, 1)
 		}
-		wake := e.wake
+		wake := t.wake
 		l.mu.Unlock()
 
 		if warn.known {
 			l.log.WarnContext(ctx, "session start budget at reserve: identifies wait for the reset",
-				"shard", id, "remaining", warn.remaining, "reserve", l.effectiveReserve(warn.total),
+				"shard", t.shardID, "remaining", warn.remaining, "reserve", l.effectiveReserve(warn.total),
 				"reset_at", warn.resetAt)
 		}
 		var fire <-chan time.Time
@@ -325,70 +345,46 @@ func (l *Limiter) wait(ctx context.Context, id int, approach bool, lead time.Dur
 	}
 }
 
-// readyLocked reports whether e may approach (or be granted) now. If not,
+// readyLocked reports whether t may approach (or be granted) now. If not,
 // at is when that may change by itself (zero: only on a wake-up), and
-// budgetWait tells whether the budget is what holds it back. slot is the
-// head's grant slot (zero if it may go at once and has no predecessor).
-func (l *Limiter) readyLocked(e *entry, approach bool, lead time.Duration, now time.Time) (at, slot time.Time, ok, budgetWait bool) {
-	if e.b.head() != e {
-		return time.Time{}, time.Time{}, false, false
+// budgetWait tells whether the budget is what holds it back.
+func (l *Limiter) readyLocked(t *ticket, approach bool, lead time.Duration, now time.Time) (at time.Time, ok, budgetWait bool) {
+	b := t.b
+	if b.head() != t {
+		return time.Time{}, false, false
 	}
-	if approach && e.approached {
-		return time.Time{}, time.Time{}, true, false
+	if approach && t.approached {
+		return time.Time{}, true, false
 	}
-	slot, budgetWait = l.slotLocked(e.b, e.approached, now)
-	at = slot
+	l.expireLocked(b, now)
+	slot, known, budgetWait := l.slotLocked(b, t.approached, now)
 	if approach {
-		at = slot.Add(-lead)
-	}
-	if !now.Before(at) {
-		return time.Time{}, slot, true, false
-	}
-	return at, slot, false, budgetWait
-}
-
-// anchorFor returns what the next slot of a bucket counts from after a
-// grant at now for the given slot, to a call that began waiting at since.
-// A shard that was already waiting at its slot is late only because timers
-// and the scheduler are: its grant anchors on the slot, or at most the
-// margin before the grant if it was later than that, so lateness does not
-// accumulate from slot to slot and grants stay at least a window apart. A
-// shard that came after its slot (a slow handshake) or a bucket's first
-// grant anchors on the grant itself.
-func (l *Limiter) anchorFor(slot, since, now time.Time) time.Time {
-	if slot.IsZero() || since.After(slot) {
-		return now
-	}
-	if floor := now.Add(-l.margin); floor.After(slot) {
-		return floor
-	}
-	return slot
-}
-
-// confirmedLocked is told at now that e, the last identify of b, was answered
-// with READY. Discord sent READY after that identify arrived, so a window
-// from now is a window after its arrival, whatever the network's delays:
-// proof, where the margin is only an allowance for jitter. When the proof
-// comes before the margin runs out, the next slot moves up to it (now +
-// window); it never moves later, so a slow READY costs nothing.
-func (l *Limiter) confirmedLocked(b *bucket, e *entry, now time.Time) {
-	if proven := now.Add(-l.margin); proven.Before(b.anchor) { // next = anchor + window + margin
-		b.anchor = proven
-		if l.onConfirm != nil {
-			l.onConfirm(e.id, proven)
+		// While the previous identify awaits READY the slot is not known
+		// yet; its earliest (a window after that identify) is when to dial.
+		if at := slot.Add(-lead); now.Before(at) {
+			return at, false, budgetWait
 		}
-		if h := b.head(); h != nil {
-			h.signal()
-		}
+		return time.Time{}, true, false
 	}
+	if !known {
+		// Woken by the outcome (Release); the timer is the hold limit.
+		return b.held.grantAt.Add(l.holdLimit), false, false
+	}
+	if now.Before(slot) {
+		return slot, false, budgetWait
+	}
+	return time.Time{}, true, false
 }
 
 // slotLocked returns the earliest grant time for the head of b (possibly in
-// the past; zero time if b never granted and the budget allows), and whether
-// the budget pushed it to the reset.
-func (l *Limiter) slotLocked(b *bucket, approached bool, now time.Time) (slot time.Time, budgetWait bool) {
-	if b.granted {
-		slot = b.anchor.Add(l.gap)
+// the past; zero if b may identify at once), whether it is known (false
+// while b's previous identify awaits its outcome: then slot is the earliest
+// it could be, a window after that identify), and whether the budget pushed
+// it to the reset.
+func (l *Limiter) slotLocked(b *bucket, approached bool, now time.Time) (slot time.Time, known, budgetWait bool) {
+	slot, known = b.next, true
+	if b.held != nil {
+		slot, known = b.held.grantAt.Add(l.window), false
 	}
 	l.refillLocked(now)
 	if !l.budgetAllowsLocked(approached) {
@@ -397,7 +393,7 @@ func (l *Limiter) slotLocked(b *bucket, approached bool, now time.Time) (slot ti
 			slot = l.budget.resetAt
 		}
 	}
-	return slot, budgetWait
+	return slot, known, budgetWait
 }
 
 // refillLocked performs the budget reset once its time has come.
@@ -413,8 +409,8 @@ func (l *Limiter) refillLocked(now time.Time) {
 }
 
 // budgetAllowsLocked reports whether one more start may be granted without
-// the budget falling below the reserve. Approached shards hold a unit each;
-// approached tells whether the asker holds one of them.
+// the budget falling below the reserve. Approached tickets hold a unit
+// each; approached tells whether the asker holds one of them.
 func (l *Limiter) budgetAllowsLocked(approached bool) bool {
 	bg := &l.budget
 	if !bg.known {
@@ -432,38 +428,38 @@ func (l *Limiter) effectiveReserve(total int) int {
 	return max(min(l.reserve, total-1), 0)
 }
 
-// grantLocked records that e, the head of its bucket, identifies now; the
-// next slot of the bucket counts from anchor (see anchorFor).
-func (l *Limiter) grantLocked(e *entry, now, anchor time.Time) {
-	b := e.b
-	b.remove(e)
+// grantLocked records that t, the head of its bucket, identifies now.
+func (l *Limiter) grantLocked(t *ticket, now time.Time) {
+	b := t.b
+	b.remove(t)
 	l.waiting--
-	if e.approached {
-		e.approached = false
+	if t.approached {
+		t.approached = false
 		l.pending--
 	}
-	e.state = stateGranted
-	b.lastGrant, b.anchor, b.granted, b.last = now, anchor, true, e
+	t.state, t.grantAt = stateGranted, now
+	b.held, b.lastGrant = t, now
 	if l.budget.known {
 		l.budget.remaining--
 	}
 	l.grants++
 	if l.onGrant != nil {
-		l.onGrant(e.id, now, anchor)
+		l.onGrant(t.shardID, now)
 	}
+	// The next head may approach now: its slot is a window away at best.
 	if h := b.head(); h != nil {
 		h.signal()
 	}
 }
 
-// Position reports where shardID waits: its bucket and its place in the
-// queue (0 = head). ok is false if the shard is not queued. O(1).
-func (l *Limiter) Position(shardID int) (bucket, pos int, ok bool) {
+// Position reports where ticket waits: its bucket and its place in the
+// queue (0 = head). ok is false if the ticket is not queued. O(1).
+func (l *Limiter) Position(ticket uint64) (bucket, pos int, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.shards[shardID]
-	if e == nil || e.state != stateQueued {
+	t := l.tickets[ticket]
+	if t == nil || t.state != stateQueued {
 		return 0, 0, false
 	}
-	return e.b.index, e.abs - e.b.base, true
+	return t.b.index, t.abs - t.b.base, true
 }

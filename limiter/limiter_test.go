@@ -7,436 +7,309 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
-// TestSpacingAndBound is the start-up figure: 256 shards at concurrency 16
-// with a 50 ms window. All goroutines run at once, in an order unrelated to
-// the Enqueue order.
-func TestSpacingAndBound(t *testing.T) {
-	const (
-		n      = 256
-		conc   = 16
-		window = 50 * time.Millisecond
-		margin = 5 * time.Millisecond
-		gap    = window + margin
-		lead   = 15 * time.Millisecond
-		slots  = (n+conc-1)/conc - 1
-		// What the limiter may add per slot over bare timers, compared
-		// chain by chain at the median: at each slot instant 16 grants, 16
-		// Releases and 16 next heads (~50-100 µs each under -race)
-		// serialise on 2 shared cores. Observed: 0-0.9 ms.
-		perSlotOverhead = time.Millisecond
-	)
-	l := New(conc, WithWindow(window), WithMargin(margin))
-	g := recordGrants(l)
-	rng := rand.New(rand.NewPCG(1, 2))
-	enqueued := rng.Perm(n)
-	l.Enqueue(enqueued...)
-
-	// The probe: 16 bare timer chains, each timer set for the previous
-	// one's actual firing + gap, run alongside the shards. Their worst
-	// overrun is the scheduling noise of this machine right now, the best
-	// any timer-driven limiter could do.
-	probes := make(chan time.Duration, conc) // each chain's overrun
-	for range conc {
-		go func() {
-			start := time.Now()
-			last := start
-			for range slots {
-				timer := time.NewTimer(time.Until(last.Add(gap)))
-				<-timer.C
-				last = time.Now()
+// TestStartupPacing is the start-up of 256 shards at concurrency 16 with a
+// 50 ms window, each READY coming back rtt after its identify: in every
+// bucket the identifies follow Enqueue order, each goes exactly a window
+// after the previous one's READY (never sooner, never later), each shard
+// approaches exactly lead before its slot, and the whole start-up takes
+// (ceil(N/C) - 1) x (window + rtt).
+func TestStartupPacing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const (
+			n, conc     = 256, 16
+			window, rtt = 50 * time.Millisecond, 3 * time.Millisecond
+			lead        = 15 * time.Millisecond
+			slots       = (n+conc-1)/conc - 1
+		)
+		l := New(conc, WithWindow(window), WithMargin(7*time.Millisecond))
+		g := recordGrants(l)
+		rng := rand.New(rand.NewPCG(1, 2))
+		order := rng.Perm(n)
+		tickets := enqueue(t, l, order...)
+		start := time.Now()
+		results := make([]result, n)
+		ready := make([]time.Time, n)
+		var wg sync.WaitGroup
+		for i, id := range order { // goroutines start in an order unrelated to the queue
+			wg.Go(func() {
+				r := <-run(t.Context(), l, tickets[i], lead)
+				results[id] = r
+				if r.err == nil {
+					time.Sleep(rtt)
+					ready[id] = time.Now()
+					l.Release(tickets[i], true)
+				}
+			})
+		}
+		wg.Wait()
+		for id, r := range results {
+			if r.err != nil {
+				t.Fatalf("shard %d: %v", id, r.err)
 			}
-			probes <- last.Sub(start) - slots*gap
-		}()
-	}
-	results := make([]result, n)
-	var wg sync.WaitGroup
-	for _, id := range rng.Perm(n) {
-		wg.Go(func() {
-			results[id] = await(t, runShard(t.Context(), l, id, lead))
-			if results[id].err == nil {
-				l.Release(id, true)
+		}
+		for b := range conc {
+			var want []int
+			for _, id := range order {
+				if id%conc == b {
+					want = append(want, id)
+				}
+			}
+			var got []int
+			for _, id := range g.list() {
+				if id%conc == b {
+					got = append(got, id)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("bucket %d granted %v, want Enqueue order %v", b, got, want)
+			}
+			for i := 1; i < len(got); i++ {
+				prev, cur := got[i-1], got[i]
+				if slot := ready[prev].Add(window); !g.of(t, cur).Equal(slot) {
+					t.Errorf("bucket %d: shard %d granted %v after shard %d's READY, want exactly the window %v",
+						b, cur, g.of(t, cur).Sub(ready[prev]), prev, window)
+				}
+				// READY came (rtt) before the earliest approach (window -
+				// lead after the grant): the slot is known, lead before it.
+				if want := ready[prev].Add(window - lead); !results[cur].approached.Equal(want) {
+					t.Errorf("bucket %d: shard %d approached %v after shard %d's READY, want window - lead = %v",
+						b, cur, results[cur].approached.Sub(ready[prev]), prev, window-lead)
+				}
+			}
+		}
+		last := g.list()[n-1]
+		if took, want := g.of(t, last).Sub(start), slots*(window+rtt); took != want {
+			t.Errorf("all granted %v after the start, want %d x (window + rtt) = %v", took, slots, want)
+		}
+		if s := l.Snapshot(); s.Grants != n || s.Ready != n || s.Waiting != 0 || s.Failed != 0 || s.Expired != 0 {
+			t.Errorf("snapshot totals grants=%d ready=%d failed=%d expired=%d waiting=%d, want %d %d 0 0 0",
+				s.Grants, s.Ready, s.Failed, s.Expired, s.Waiting, n, n)
+		}
+	})
+}
+
+// The rule of the next identify: none while the previous one awaits its
+// outcome; a window after READY; a window and the margin after a failure.
+func TestNextIdentifyWaitsForTheOutcome(t *testing.T) {
+	const window, margin, inFlight = 100 * time.Millisecond, 20 * time.Millisecond, 700 * time.Millisecond
+	for _, ready := range []bool{true, false} {
+		synctest.Test(t, func(t *testing.T) {
+			l := New(1, WithWindow(window), WithMargin(margin))
+			tk := enqueue(t, l, 0, 1)
+			if err := l.Acquire(t.Context(), tk[0]); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			second := run(t.Context(), l, tk[1], 0)
+			time.Sleep(inFlight) // READY is slow to come: far beyond the window
+			synctest.Wait()
+			if len(second) != 0 {
+				t.Fatal("the next identify went while the previous one awaited its outcome")
+			}
+			if s := l.Snapshot(); !s.Buckets[0].Holding {
+				t.Error("the snapshot does not say the bucket awaits an outcome")
+			}
+			l.Release(tk[0], ready)
+			want := inFlight + window
+			if !ready {
+				want += margin
+			}
+			time.Sleep(want - inFlight)
+			synctest.Wait()
+			r := done(t, second)
+			if r.err != nil || r.acquired.Sub(start) != want {
+				t.Fatalf("ready=%v: next identify %v after the first (%v), want %v", ready, r.acquired.Sub(start), r.err, want)
 			}
 		})
 	}
-	wg.Wait()
-	for id, r := range results {
-		if r.err != nil {
-			t.Fatalf("shard %d: %v", id, r.err)
-		}
-	}
-
-	order := g.list()
-	first, last := g.of(t, order[0]), g.of(t, order[len(order)-1])
-	var worstLate time.Duration
-	var overruns []time.Duration // per bucket: its chain's time beyond slots*gap
-	reanchored := 0              // grants later than the margin: anchored after their slot
-	for b := range conc {
-		var want []int // Enqueue order within the bucket
-		for _, id := range enqueued {
-			if id%conc == b {
-				want = append(want, id)
-			}
-		}
-		var got []int
-		for _, id := range order {
-			if id%conc == b {
-				got = append(got, id)
-			}
-		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("bucket %d granted %v, want Enqueue order %v", b, got, want)
-		}
-		overruns = append(overruns, g.of(t, got[len(got)-1]).Sub(g.of(t, got[0]))-slots*gap)
-		// A bucket's first grant anchors on itself, unless its READY
-		// moved the anchor up (to at most the margin before the grant).
-		if a, at := g.anchorOf(t, got[0]), g.of(t, got[0]); g.wasConfirmed(got[0]) {
-			if d := at.Sub(a); d <= 0 || d > margin {
-				t.Errorf("bucket %d: first grant confirmed with anchor %v before it, want within (0, %v]", b, d, margin)
-			}
-		} else if !a.Equal(at) {
-			t.Errorf("bucket %d: first grant anchored %v from its grant, want on it", b, at.Sub(a))
-		}
-		for i := 1; i < len(got); i++ {
-			prev, cur := got[i-1], got[i]
-			prevAt, curAt := g.of(t, prev), g.of(t, cur)
-			prevAnchor := g.anchorOf(t, prev)
-			// The anchor is the previous grant, or its slot when that grant
-			// was late by at most the margin.
-			if late := prevAt.Sub(prevAnchor); late < 0 || late > margin {
-				t.Errorf("bucket %d: shard %d anchored %v before its grant, want within [0, %v]", b, prev, late, margin)
-			}
-			slot := prevAnchor.Add(gap)
-			// The limiter's promise on the grant instants: never before the
-			// slot, and so (the anchor being at most margin before the
-			// previous grant) never less than a window after that grant.
-			if curAt.Before(slot) {
-				t.Errorf("bucket %d: shard %d granted %v after shard %d's slot, want >= %v", b, cur, curAt.Sub(prevAnchor), prev, gap)
-			}
-			if d := curAt.Sub(prevAt); d < window {
-				t.Errorf("bucket %d: shard %d granted %v after shard %d, want >= %v", b, cur, d, prev, window)
-			}
-			worstLate = max(worstLate, curAt.Sub(slot))
-			if g.anchorOf(t, cur).After(slot) {
-				reanchored++
-			}
-			// What the shards saw: Acquire returns at its grant, never
-			// before. The gap between two returns is the grants' gap (checked
-			// above) plus the difference of their delays from grant to
-			// return, which is the scheduler's; absorbing that is what the
-			// margin is for, and the manager tests check the result where it
-			// counts, at the simulator.
-			if r := results[cur].acquired; r.Before(curAt) {
-				t.Errorf("bucket %d: Acquire of %d returned %v before its grant", b, cur, curAt.Sub(r))
-			}
-			// Approach lets the head through lead before its slot, not earlier.
-			if a := results[cur].approached; a.Before(slot.Add(-lead)) {
-				t.Errorf("bucket %d: shard %d approached %v before its slot, want <= lead %v", b, cur, slot.Sub(a), lead)
-			}
-		}
-	}
-	var probed []time.Duration
-	for range conc {
-		probed = append(probed, <-probes)
-	}
-	slices.Sort(probed)
-	slices.Sort(overruns)
-	median := func(d []time.Duration) time.Duration { return (d[len(d)/2-1] + d[len(d)/2]) / 2 }
-	bound := slots * gap
-	took := last.Sub(first)
-	t.Logf("256 shards / 16 buckets: all granted %v after the first: bound %v + %v; "+
-		"chain overrun median %v (bare timer chains %v), worst slot lateness %v, %d grants anchored after their slot",
-		took, bound, took-bound, median(overruns), median(probed), worstLate, reanchored)
-	// No time wasted: a typical bucket does as well as a bare timer chain.
-	if got, want := median(overruns), median(probed)+slots*perSlotOverhead; got > want {
-		t.Errorf("median bucket overran %v, want <= %v (bare timers %v + %v per slot)",
-			got, want, median(probed), perSlotOverhead)
-	}
-	// Lateness does not accumulate: a bucket whose grants were each late
-	// by at most the margin ends at most the margin after slots*gap, where
-	// a bare timer chain (anchored on its actual firings) drifts further.
-	// That holds while single grants are late by less than the margin; when
-	// bare timer chains drift by more than the margin (a loaded machine),
-	// single grants were later than that, and the limiter rightly anchors
-	// such a grant on itself (minus the margin), so the check means nothing.
-	if median(probed) > margin {
-		t.Logf("bare timer chains drifted %v > margin %v: too loaded to check that lateness does not accumulate", median(probed), margin)
-	} else if got := median(overruns); got > margin {
-		t.Errorf("median bucket overran %v over %d slots, want <= margin %v (lateness must not accumulate)", got, slots, margin)
-	}
-	// All within the bound plus noise. The noise allowance is the worst bare
-	// chain plus 10% of the bound: one OS-level stall of one thread (seen:
-	// a single grant 70 ms late on a loaded 2-core box) hits one bucket,
-	// not the probes; a wasted window anywhere still fails this.
-	if allowed := bound + probed[len(probed)-1] + bound/10; took > allowed {
-		t.Errorf("all granted within %v, want <= %v (bound) + %v (worst bare timer chain) + %v",
-			took, bound, probed[len(probed)-1], bound/10)
-	}
-	s := l.Snapshot()
-	if s.Grants != n || s.Ready != n || s.Waiting != 0 {
-		t.Errorf("snapshot totals grants=%d ready=%d waiting=%d, want %d %d 0", s.Grants, s.Ready, s.Waiting, n, n)
-	}
 }
 
-// TestApproachLead: Approach returns about lead before the slot, never
-// earlier; Acquire returns at the slot, never earlier; the next shard in
-// line is not let through Approach meanwhile.
-//
-// "Never earlier" is checked in every round. "About lead before" and "at the
-// slot" also depend on timers firing on time, which a loaded machine cannot
-// promise: a round in which Approach came back late is repeated, and the test
-// fails if no round out of five was on time. A limiter that schedules Approach
-// wrongly is late (or early) in every round.
-func TestApproachLead(t *testing.T) {
-	const rounds = 5
-	for i := range rounds {
-		if approachLeadRound(t) {
-			return
+// A holder that never tells the outcome blocks its bucket for the hold
+// limit, then the bucket goes on as after a failure, counted as expired.
+func TestHoldLimitEndsAnUntoldIdentify(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const window, margin, hold = time.Second, 50 * time.Millisecond, 10 * time.Second
+		l := New(1, WithWindow(window), WithMargin(margin), WithHoldLimit(hold))
+		tk := enqueue(t, l, 0, 1)
+		if err := l.Acquire(t.Context(), tk[0]); err != nil {
+			t.Fatal(err)
 		}
-		if t.Failed() {
-			return
+		start := time.Now()
+		if err := l.Acquire(t.Context(), tk[1]); err != nil {
+			t.Fatal(err)
 		}
-		t.Logf("round %d: Approach or Acquire returned late (a scheduling stall?); again", i+1)
-	}
-	t.Errorf("Approach or Acquire was late in all %d rounds", rounds)
+		if got, want := time.Since(start), hold+window+margin; got != want {
+			t.Errorf("next identify %v after the untold one, want hold limit + window + margin = %v", got, want)
+		}
+		l.Release(tk[0], true) // told too late: counted, changes nothing
+		if s := l.Snapshot(); s.Expired != 1 || s.Ready != 1 || !s.Buckets[0].Holding {
+			t.Errorf("expired=%d ready=%d holding=%v, want 1, 1 and the second identify held", s.Expired, s.Ready, s.Buckets[0].Holding)
+		}
+		l.Release(tk[1], true)
+	})
 }
 
-// approachLeadRound runs one round of TestApproachLead and reports whether
-// its timing was on time, so the timing checks could be made.
-func approachLeadRound(t *testing.T) (onTime bool) {
-	t.Helper()
-	const (
-		window = 80 * time.Millisecond
-		margin = 10 * time.Millisecond
-		gap    = window + margin
-		lead   = 30 * time.Millisecond
-		tol    = 10 * time.Millisecond // timer and scheduling latency
-	)
-	l := New(1, WithWindow(window), WithMargin(margin))
-	g := recordGrants(l)
-	ctx := t.Context()
-	if err := l.Acquire(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
-	l.Release(0, true)
-	// The READY came back at once: the next slot counts from it (a window
-	// after the release), not from the grant plus the margin.
-	a0 := g.anchorOf(t, 0)
-	if !g.wasConfirmed(0) || g.of(t, 0).Sub(a0) > margin {
-		t.Fatalf("READY right after the grant did not move the anchor up: %v before the grant", g.of(t, 0).Sub(a0))
-	}
-	l.Enqueue(1, 2)
-	second := runShard(ctx, l, 2, lead)
-	r1 := await(t, runShard(ctx, l, 1, lead))
-	if r1.err != nil {
-		t.Fatal(r1.err)
-	}
-	slot1 := a0.Add(gap)
-	early := slot1.Sub(r1.approached)
-	if early > lead {
-		t.Errorf("Approach returned %v before the slot, more than lead %v", early, lead)
-	}
-	g1 := g.of(t, 1)
-	if g1.Before(slot1) || r1.acquired.Before(slot1) {
-		t.Errorf("Acquire granted %v / returned %v relative to the slot, want >= 0", g1.Sub(slot1), r1.acquired.Sub(slot1))
-	}
-	onTime = early >= lead-tol && g1.Sub(slot1) <= tol
-	// Shard 1 waited for its slot: its next slot counts from that slot,
-	// or from margin before its grant if it was granted later (doc.go). A
-	// shard whose Approach came back after its slot did not wait: that rule
-	// is checked only in a round that was on time.
-	a1 := g.anchorOf(t, 1)
-	want := slot1
-	if floor := g1.Add(-margin); floor.After(slot1) {
-		want = floor
-	}
-	if onTime && !a1.Equal(want) {
-		t.Errorf("shard 1 (granted %v after its slot) anchored %v after it, want %v", g1.Sub(slot1), a1.Sub(slot1), want.Sub(slot1))
-	}
-	// Whatever the timing, shard 2 gets through neither Approach nor Acquire
-	// early.
-	r2 := await(t, second)
-	if r2.err != nil {
-		t.Fatal(r2.err)
-	}
-	slot2 := a1.Add(gap)
-	if r2.approached.Before(slot2.Add(-lead)) {
-		t.Errorf("shard 2 approached %v before its slot, more than lead %v", slot2.Sub(r2.approached), lead)
-	}
-	g2 := g.of(t, 2)
-	if g2.Before(slot2) {
-		t.Errorf("shard 2 granted %v before its slot", slot2.Sub(g2))
-	}
-	if d := g2.Sub(g1); d < window {
-		t.Errorf("shard 2 granted %v after shard 1, want >= window %v", d, window)
-	}
-	l.Release(1, true)
-	l.Release(2, true)
-	return onTime
-}
-
-// TestLateAcquirePushesNextSlot: a shard that acquires after its slot moves
-// the next slot to its actual grant + window + margin.
-func TestLateAcquirePushesNextSlot(t *testing.T) {
-	const (
-		window   = 40 * time.Millisecond
-		margin   = 5 * time.Millisecond
-		gap      = window + margin
-		lateness = 30 * time.Millisecond
-	)
-	l := New(1, WithWindow(window), WithMargin(margin))
-	g := recordGrants(l)
-	ctx := t.Context()
-	l.Enqueue(0, 1, 2)
-	if err := l.Acquire(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
-	third := runShard(ctx, l, 2, 10*time.Millisecond)
-	if err := l.Approach(ctx, 1, 10*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	// A slow dial: shard 1 reaches Acquire well after its slot. (A timer
-	// standing for the handshake's duration, not synchronisation.)
-	<-time.After(time.Until(g.of(t, 0).Add(gap + lateness)))
-	if err := l.Acquire(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	r := await(t, third)
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	g0, g1, g2 := g.of(t, 0), g.of(t, 1), g.of(t, 2)
-	if g1.Sub(g0) < gap+lateness {
-		t.Fatalf("late shard granted %v after the first, want >= %v", g1.Sub(g0), gap+lateness)
-	}
-	if g2.Sub(g1) < gap {
-		t.Errorf("shard after the late one granted %v after it, want >= %v", g2.Sub(g1), gap)
-	}
-	for id := range 3 {
-		l.Release(id, true)
-	}
-}
-
-// TestFIFOAndEnqueue: grants follow Enqueue order within a bucket; a shard
-// not enqueued joins the tail; an enqueued shard keeps its place.
-func TestFIFOAndEnqueue(t *testing.T) {
-	l := New(2, WithWindow(0), WithMargin(0))
-	g := recordGrants(l)
-	ctx := t.Context()
-	l.Enqueue(6, 2, 4, 1)
-	l.Enqueue(2) // already queued: keeps its place
-	// 8 is not enqueued: it joins bucket 0's tail behind 6, 2, 4.
-	late := runShard(ctx, l, 8, 0)
-	waitFor(t, "shard 8 to block behind the queue", func() bool { return blocked(l, 8) })
-	var chans []<-chan result
-	for _, id := range []int{4, 2, 6, 1} { // reverse of the queue order
-		chans = append(chans, runShard(ctx, l, id, 0))
-	}
-	for _, ch := range append(chans, late) {
-		if r := await(t, ch); r.err != nil {
+// Two shards with the same ID (an old shard and its successor in a split)
+// hold two tickets: they queue one after the other and neither disturbs
+// the other's place.
+func TestSameShardIDTwoTickets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const window = time.Second
+		l := New(2, WithWindow(window))
+		tk := enqueue(t, l, 4, 4, 2)
+		first, second, other := run(t.Context(), l, tk[0], 0), run(t.Context(), l, tk[1], 0), run(t.Context(), l, tk[2], 0)
+		synctest.Wait()
+		if len(first) != 1 || len(second) != 0 || len(other) != 0 {
+			t.Fatalf("first %d second %d other %d returned, want only the first", len(first), len(second), len(other))
+		}
+		if _, pos, ok := l.Position(tk[1]); !ok || pos != 0 {
+			t.Fatalf("second ticket of shard 4 at %d (%v), want the head, behind the first's grant", pos, ok)
+		}
+		if _, pos, ok := l.Position(tk[2]); !ok || pos != 1 {
+			t.Fatalf("shard 2's ticket (same bucket) at %d (%v), want behind shard 4's second", pos, ok)
+		}
+		l.Release(tk[0], true)
+		time.Sleep(window)
+		synctest.Wait()
+		if len(second) != 1 || len(other) != 0 {
+			t.Fatalf("after the first's READY and a window: second %d other %d, want the second only", len(second), len(other))
+		}
+		l.Release(tk[1], true)
+		time.Sleep(window)
+		synctest.Wait()
+		if r := done(t, other); r.err != nil {
 			t.Fatal(r.err)
 		}
-	}
-	var bucket0 []int
-	for _, id := range g.list() {
-		if id%2 == 0 {
-			bucket0 = append(bucket0, id)
-		}
-		l.Release(id, true)
-	}
-	if want := []int{6, 2, 4, 8}; !slices.Equal(bucket0, want) {
-		t.Errorf("bucket 0 granted %v, want %v", bucket0, want)
-	}
+		l.Release(tk[2], true)
+	})
 }
 
-// setupBusyBucket grants shard 0 in a 1-bucket limiter so the next slot is
-// a window away, and queues 1 then 2.
-func setupBusyBucket(t *testing.T, window time.Duration, opts ...Option) (*Limiter, *grants) {
+// Grants follow Enqueue order within a bucket, whatever order the calls
+// come in; a ticket enqueued later joins the tail.
+func TestFIFO(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New(2, WithWindow(0), WithMargin(0))
+		g := recordGrants(l)
+		tk := enqueue(t, l, 6, 2, 4, 1)
+		late := enqueue(t, l, 8)[0]
+		var chans []<-chan result
+		chans = append(chans, run(t.Context(), l, late, 0))
+		for _, i := range []int{2, 1, 0, 3} {
+			chans = append(chans, run(t.Context(), l, tk[i], 0))
+		}
+		// Each READY comes back once the grant is made.
+		for range 5 {
+			synctest.Wait()
+			for _, x := range append(tk, late) {
+				l.mu.Lock()
+				granted := l.tickets[x] != nil && l.tickets[x].state == stateGranted
+				l.mu.Unlock()
+				if granted {
+					l.Release(x, true)
+				}
+			}
+		}
+		synctest.Wait()
+		for _, ch := range chans {
+			if r := done(t, ch); r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+		var bucket0 []int
+		for _, id := range g.list() {
+			if id%2 == 0 {
+				bucket0 = append(bucket0, id)
+			}
+		}
+		if want := []int{6, 2, 4, 8}; !slices.Equal(bucket0, want) {
+			t.Errorf("bucket 0 granted %v, want %v", bucket0, want)
+		}
+	})
+}
+
+// busyBucket grants shard 0 in a 1-bucket limiter and releases it with
+// READY, so the next slot is a window away, and queues 1 then 2.
+func busyBucket(t *testing.T, window time.Duration, opts ...Option) (*Limiter, []uint64, time.Time) {
 	t.Helper()
 	l := New(1, append([]Option{WithWindow(window), WithMargin(5 * time.Millisecond)}, opts...)...)
-	g := recordGrants(l)
-	if err := l.Acquire(t.Context(), 0); err != nil {
+	tk := enqueue(t, l, 0, 1, 2)
+	if err := l.Acquire(t.Context(), tk[0]); err != nil {
 		t.Fatal(err)
 	}
-	// Shard 0's outcome stays unknown (no READY): its slot rule is the
-	// margin's alone, which these tests are about.
-	l.Enqueue(1, 2)
-	return l, g
+	l.Release(tk[0], true)
+	return l, tk, time.Now().Add(window)
 }
 
+// A cancelled Approach leaves the queue: the next shard takes its slot.
 func TestCancelInApproach(t *testing.T) {
-	const window, tol = 150 * time.Millisecond, 10 * time.Millisecond
-	l, g := setupBusyBucket(t, window)
-	ctx1, cancel1 := context.WithCancel(t.Context())
-	defer cancel1()
-	first := runShard(ctx1, l, 1, 0)
-	second := runShard(t.Context(), l, 2, 0)
-	waitFor(t, "both shards blocked", func() bool { return blocked(l, 1) && blocked(l, 2) })
-	cancel1()
-	if r := await(t, first); !errors.Is(r.err, context.Canceled) {
-		t.Fatalf("cancelled Approach returned %v, want context.Canceled", r.err)
-	}
-	if _, _, ok := l.Position(1); ok {
-		t.Error("cancelled shard 1 is still queued")
-	}
-	if b, pos, ok := l.Position(2); !ok || b != 0 || pos != 0 {
-		t.Errorf("Position(2) = %d, %d, %v; want 0, 0, true", b, pos, ok)
-	}
-	r := await(t, second)
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	// Shard 2 takes shard 1's slot: the departed shard delays nothing.
-	slot := g.of(t, 0).Add(window + 5*time.Millisecond)
-	if g2 := g.of(t, 2); g2.Before(slot) || g2.Sub(slot) > tol {
-		t.Errorf("shard 2 granted %v after the slot, want within [0, %v]", g2.Sub(slot), tol)
-	}
-	l.Release(2, true)
+	synctest.Test(t, func(t *testing.T) {
+		l, tk, slot := busyBucket(t, 150*time.Millisecond)
+		ctx1, cancel1 := context.WithCancel(t.Context())
+		defer cancel1()
+		first, second := run(ctx1, l, tk[1], 0), run(t.Context(), l, tk[2], 0)
+		synctest.Wait()
+		cancel1()
+		synctest.Wait()
+		if r := done(t, first); !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("cancelled Approach returned %v, want context.Canceled", r.err)
+		}
+		if _, _, ok := l.Position(tk[1]); ok {
+			t.Error("cancelled ticket 1 is still queued")
+		}
+		if b, pos, ok := l.Position(tk[2]); !ok || b != 0 || pos != 0 {
+			t.Errorf("Position of ticket 2 = %d, %d, %v; want 0, 0, true", b, pos, ok)
+		}
+		time.Sleep(time.Until(slot))
+		synctest.Wait()
+		if r := done(t, second); r.err != nil || !r.acquired.Equal(slot) {
+			t.Errorf("shard 2 granted at %v (%v), want its predecessor's slot %v", r.acquired, r.err, slot)
+		}
+	})
 }
 
+// A cancelled Acquire spends nothing and gives its budget unit back.
 func TestCancelInAcquire(t *testing.T) {
-	const window, tol = 150 * time.Millisecond, 10 * time.Millisecond
-	l, g := setupBusyBucket(t, window, WithSessionStartLimit(100, 50, time.Hour), WithReserve(0))
-	ctx1, cancel1 := context.WithCancel(t.Context())
-	defer cancel1()
-	// A lead longer than the window: shard 1 approaches at once.
-	if err := l.Approach(ctx1, 1, time.Second); err != nil {
-		t.Fatal(err)
-	}
-	first := runShard(ctx1, l, 1, -1) // Acquire only
-	second := runShard(t.Context(), l, 2, 0)
-	waitFor(t, "both shards blocked", func() bool { return blocked(l, 1) && blocked(l, 2) })
-	cancel1()
-	if r := await(t, first); !errors.Is(r.err, context.Canceled) {
-		t.Fatalf("cancelled Acquire returned %v, want context.Canceled", r.err)
-	}
-	if s := l.Snapshot(); s.Grants != 1 || s.Budget.Remaining != 49 {
-		t.Errorf("after cancel: grants=%d remaining=%d, want 1 and 49 (nothing spent)", s.Grants, s.Budget.Remaining)
-	}
-	if r := await(t, second); r.err != nil {
-		t.Fatal(r.err)
-	}
-	slot := g.of(t, 0).Add(window + 5*time.Millisecond)
-	if g2 := g.of(t, 2); g2.Before(slot) || g2.Sub(slot) > tol {
-		t.Errorf("shard 2 granted %v after the slot, want within [0, %v]", g2.Sub(slot), tol)
-	}
-	s := l.Snapshot()
-	if s.Budget.Remaining != 48 || l.pending != 0 {
-		t.Errorf("remaining=%d pending=%d, want 48 and 0", s.Budget.Remaining, l.pending)
-	}
-	l.Release(2, true)
+	synctest.Test(t, func(t *testing.T) {
+		l, tk, slot := busyBucket(t, 150*time.Millisecond, WithSessionStartLimit(100, 50, time.Hour), WithReserve(0))
+		ctx1, cancel1 := context.WithCancel(t.Context())
+		defer cancel1()
+		if err := l.Approach(ctx1, tk[1], time.Second); err != nil { // a lead longer than the window
+			t.Fatal(err)
+		}
+		first, second := run(ctx1, l, tk[1], -1), run(t.Context(), l, tk[2], 0)
+		synctest.Wait()
+		cancel1()
+		synctest.Wait()
+		if r := done(t, first); !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("cancelled Acquire returned %v, want context.Canceled", r.err)
+		}
+		if s := l.Snapshot(); s.Grants != 1 || s.Budget.Remaining != 49 || pendingUnits(l) != 0 {
+			t.Errorf("after cancel: grants=%d remaining=%d pending=%d, want 1, 49, 0 (nothing spent)", s.Grants, s.Budget.Remaining, pendingUnits(l))
+		}
+		time.Sleep(time.Until(slot))
+		synctest.Wait()
+		if r := done(t, second); r.err != nil || !r.acquired.Equal(slot) {
+			t.Errorf("shard 2 granted at %v (%v), want %v", r.acquired, r.err, slot)
+		}
+		if s := l.Snapshot(); s.Budget.Remaining != 48 {
+			t.Errorf("remaining=%d, want 48", s.Budget.Remaining)
+		}
+	})
 }
 
 func TestCancelledContextSpendsNothing(t *testing.T) {
 	l := New(1, WithWindow(0), WithSessionStartLimit(10, 10, time.Hour))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := l.Acquire(ctx, 3); !errors.Is(err, context.Canceled) {
+	tk := enqueue(t, l, 3, 3)
+	if err := l.Acquire(ctx, tk[0]); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Acquire with a cancelled ctx = %v, want context.Canceled", err)
 	}
-	if err := l.Approach(ctx, 3, time.Second); !errors.Is(err, context.Canceled) {
+	if err := l.Approach(ctx, tk[1], time.Second); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Approach with a cancelled ctx = %v, want context.Canceled", err)
 	}
 	s := l.Snapshot()
@@ -445,205 +318,169 @@ func TestCancelledContextSpendsNothing(t *testing.T) {
 	}
 }
 
+// Releasing a queued ticket makes its blocked call return ErrReleased; it
+// is not an outcome.
 func TestReleaseWhileQueued(t *testing.T) {
-	l, g := setupBusyBucket(t, 150*time.Millisecond)
-	first := runShard(t.Context(), l, 1, 0)
-	second := runShard(t.Context(), l, 2, 0)
-	waitFor(t, "both shards blocked", func() bool { return blocked(l, 1) && blocked(l, 2) })
-	l.Release(1, false)
-	if r := await(t, first); !errors.Is(r.err, ErrReleased) {
-		t.Fatalf("released shard's Approach returned %v, want ErrReleased", r.err)
-	}
-	if b, pos, ok := l.Position(2); !ok || b != 0 || pos != 0 {
-		t.Errorf("Position(2) = %d, %d, %v; want 0, 0, true", b, pos, ok)
-	}
-	if r := await(t, second); r.err != nil {
-		t.Fatal(r.err)
-	}
-	if g2, slot := g.of(t, 2), g.of(t, 0).Add(155*time.Millisecond); g2.Before(slot) {
-		t.Errorf("shard 2 granted %v before its slot", slot.Sub(g2))
-	}
-	// A queued shard released before its turn is not an outcome.
-	if s := l.Snapshot(); s.Failed != 0 {
-		t.Errorf("failed = %d, want 0", s.Failed)
-	}
-	l.Release(2, true)
+	synctest.Test(t, func(t *testing.T) {
+		l, tk, slot := busyBucket(t, 150*time.Millisecond)
+		first, second := run(t.Context(), l, tk[1], 0), run(t.Context(), l, tk[2], 0)
+		synctest.Wait()
+		l.Release(tk[1], false)
+		synctest.Wait()
+		if r := done(t, first); !errors.Is(r.err, ErrReleased) {
+			t.Fatalf("released ticket's Approach returned %v, want ErrReleased", r.err)
+		}
+		if b, pos, ok := l.Position(tk[2]); !ok || b != 0 || pos != 0 {
+			t.Errorf("Position of ticket 2 = %d, %d, %v; want 0, 0, true", b, pos, ok)
+		}
+		time.Sleep(time.Until(slot))
+		synctest.Wait()
+		if r := done(t, second); r.err != nil || !r.acquired.Equal(slot) {
+			t.Errorf("shard 2 granted at %v (%v), want %v", r.acquired, r.err, slot)
+		}
+		if s := l.Snapshot(); s.Failed != 0 || s.Ready != 1 {
+			t.Errorf("failed=%d ready=%d, want 0 and 1", s.Failed, s.Ready)
+		}
+	})
 }
 
+// A shard let through Approach whose dial fails releases its ticket: the
+// next shard moves up.
 func TestReleaseApproachedFreesHead(t *testing.T) {
-	const window = 60 * time.Millisecond
-	l, g := setupBusyBucket(t, window)
-	if err := l.Approach(t.Context(), 1, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	second := runShard(t.Context(), l, 2, 0)
-	waitFor(t, "shard 2 blocked", func() bool { return blocked(l, 2) })
-	if s := l.Snapshot(); !s.Buckets[0].HeadApproaching || !slices.Equal(s.Buckets[0].Waiting, []int{1, 2}) {
-		t.Fatalf("bucket 0 = %+v, want 1 approaching then 2", s.Buckets[0])
-	}
-	l.Release(1, false) // the dial failed
-	r := await(t, second)
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	if g2, slot := g.of(t, 2), g.of(t, 0).Add(window+5*time.Millisecond); g2.Before(slot) {
-		t.Errorf("shard 2 granted %v before its slot", slot.Sub(g2))
-	}
-	l.Release(2, true)
+	synctest.Test(t, func(t *testing.T) {
+		l, tk, slot := busyBucket(t, 60*time.Millisecond)
+		if err := l.Approach(t.Context(), tk[1], time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		second := run(t.Context(), l, tk[2], 0)
+		synctest.Wait()
+		if s := l.Snapshot(); !s.Buckets[0].HeadApproaching || !slices.Equal(s.Buckets[0].Waiting, []int{1, 2}) {
+			t.Fatalf("bucket 0 = %+v, want 1 approaching then 2", s.Buckets[0])
+		}
+		l.Release(tk[1], false) // the dial failed
+		time.Sleep(time.Until(slot))
+		synctest.Wait()
+		if r := done(t, second); r.err != nil || !r.acquired.Equal(slot) {
+			t.Errorf("shard 2 granted at %v (%v), want %v", r.acquired, r.err, slot)
+		}
+	})
 }
 
 func TestReleaseOutcomes(t *testing.T) {
 	l := New(4, WithWindow(0), WithMargin(0))
-	for id := range 3 {
-		if err := l.Acquire(t.Context(), id); err != nil {
+	tk := enqueue(t, l, 0, 1, 2)
+	for _, x := range tk {
+		if err := l.Acquire(t.Context(), x); err != nil {
 			t.Fatal(err)
 		}
 	}
-	l.Release(0, true)
-	l.Release(1, false)
-	l.Release(2, true)
-	l.Release(2, true)  // already released: no-op
-	l.Release(99, true) // unknown: no-op
+	l.Release(tk[0], true)
+	l.Release(tk[1], false)
+	l.Release(tk[2], true)
+	l.Release(tk[2], true) // already released: no-op
+	l.Release(99, true)    // unknown: no-op
 	s := l.Snapshot()
 	if s.Grants != 3 || s.Ready != 2 || s.Failed != 1 || s.Waiting != 0 {
 		t.Errorf("grants=%d ready=%d failed=%d waiting=%d, want 3 2 1 0", s.Grants, s.Ready, s.Failed, s.Waiting)
 	}
 }
 
-func TestBadCalls(t *testing.T) {
+// Every step is idempotent, and a call for a ticket that is gone says so.
+func TestBadAndRepeatedCalls(t *testing.T) {
 	l := New(0, WithWindow(time.Hour)) // max_concurrency 0 counts as 1
 	if s := l.Snapshot(); s.MaxConcurrency != 1 {
 		t.Errorf("MaxConcurrency = %d, want 1", s.MaxConcurrency)
 	}
-	if err := l.Acquire(t.Context(), -1); !errors.Is(err, ErrInvalidShard) {
-		t.Errorf("Acquire(-1) = %v, want ErrInvalidShard", err)
+	if _, err := l.Enqueue(-1); !errors.Is(err, ErrInvalidShard) {
+		t.Errorf("Enqueue(-1) = %v, want ErrInvalidShard", err)
 	}
-	if err := l.Acquire(t.Context(), 0); err != nil { // first grant: immediate
+	tk := enqueue(t, l, 0, 3)
+	if err := l.Acquire(t.Context(), tk[0]); err != nil { // first grant: immediate
 		t.Fatal(err)
 	}
-	l.Enqueue(-5, 3)
-	if s := l.Snapshot(); !slices.Equal(s.Buckets[0].Waiting, []int{3}) {
-		t.Errorf("queue = %v, want [3]", s.Buckets[0].Waiting)
+	if err := l.Acquire(t.Context(), tk[0]); err != nil {
+		t.Errorf("Acquire of a granted ticket = %v, want nil", err)
 	}
-	// A second blocked call for the same shard is refused, not tangled.
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	first := runShard(ctx, l, 3, -1)
-	waitFor(t, "shard 3 blocked", func() bool { return blocked(l, 3) })
-	if err := l.Approach(t.Context(), 3, 0); !errors.Is(err, ErrBusy) {
-		t.Errorf("second call = %v, want ErrBusy", err)
+	if err := l.Approach(t.Context(), tk[0], 0); err != nil {
+		t.Errorf("Approach of a granted ticket = %v, want nil", err)
 	}
-	cancel()
-	if r := await(t, first); !errors.Is(r.err, context.Canceled) {
-		t.Errorf("first call = %v, want context.Canceled", r.err)
+	if s := l.Snapshot(); s.Grants != 1 {
+		t.Errorf("grants = %d after repeated calls, want 1", s.Grants)
 	}
-}
-
-// TestSchedulingLatenessDoesNotAccumulate: a grant delayed past its slot
-// while its shard was already waiting (here: the limiter's lock held, as a
-// stalled scheduler would) anchors the next slot on its own slot if the delay
-// is at most the margin, and margin before the grant if it is more.
-func TestSchedulingLatenessDoesNotAccumulate(t *testing.T) {
-	const (
-		window = 60 * time.Millisecond
-		margin = 20 * time.Millisecond
-		gap    = window + margin
-	)
-	for _, tc := range []struct {
-		name      string
-		stall     time.Duration // how long after the slot the grant is held back
-		onTheSlot bool          // want the next slot to count from the slot
-	}{
-		{"within margin", margin / 2, true},
-		{"beyond margin", margin + 15*time.Millisecond, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			l := New(1, WithWindow(window), WithMargin(margin))
-			g := recordGrants(l)
-			ctx := t.Context()
-			l.Enqueue(0, 1, 2)
-			if err := l.Acquire(ctx, 0); err != nil {
-				t.Fatal(err)
-			}
-			slot1 := g.of(t, 0).Add(gap)
-			second := runShard(ctx, l, 1, -1)
-			third := runShard(ctx, l, 2, -1)
-			waitFor(t, "shards 1 and 2 blocked", func() bool { return blocked(l, 1) && blocked(l, 2) })
-			// Hold the lock across the slot: a timer standing for a stall of
-			// the scheduler, not synchronisation.
-			l.mu.Lock()
-			<-time.After(time.Until(slot1.Add(tc.stall)))
-			l.mu.Unlock()
-			for _, ch := range []<-chan result{second, third} {
-				if r := await(t, ch); r.err != nil {
-					t.Fatal(r.err)
-				}
-			}
-			g1, a1, g2 := g.of(t, 1), g.anchorOf(t, 1), g.of(t, 2)
-			if late := g1.Sub(slot1); late < tc.stall {
-				t.Fatalf("shard 1 granted %v after its slot, want >= the stall %v", late, tc.stall)
-			}
-			want := g1.Add(-margin) // the stall exceeded the margin
-			if g1.Sub(slot1) <= margin {
-				want = slot1
-			} else if tc.onTheSlot {
-				t.Logf("the stall overran by %v more than the margin", g1.Sub(slot1)-tc.stall)
-			}
-			if !a1.Equal(want) {
-				t.Errorf("shard 1 (granted %v after its slot) anchored %v after it, want %v", g1.Sub(slot1), a1.Sub(slot1), want.Sub(slot1))
-			}
-			if g2.Before(a1.Add(gap)) {
-				t.Errorf("shard 2 granted %v after shard 1's anchor, want >= %v", g2.Sub(a1), gap)
-			}
-			// The safety argument of doc.go: never less than a window apart.
-			if d := g2.Sub(g1); d < window {
-				t.Errorf("shard 2 granted %v after shard 1, want >= window %v", d, window)
-			}
-			if tc.onTheSlot {
-				// No drift: shard 2's grant is one gap after shard 1's slot,
-				// not after its late grant.
-				if d := g2.Sub(slot1); d >= gap+tc.stall {
-					t.Errorf("shard 2 granted %v after shard 1's slot, want < %v (the stall must not carry over)", d, gap+tc.stall)
-				}
-			}
-			l.Release(0, true)
-			l.Release(1, true)
-			l.Release(2, true)
-		})
+	l.Release(tk[0], true)
+	if err := l.Acquire(t.Context(), tk[0]); !errors.Is(err, ErrReleased) {
+		t.Errorf("Acquire of a released ticket = %v, want ErrReleased", err)
 	}
-}
-
-// READY that comes back before the margin runs out moves the bucket's next
-// slot up to READY + window, never before it; a failed identify does not.
-func TestReadyConfirmsEarlierSlot(t *testing.T) {
-	const window, margin = 40 * time.Millisecond, 60 * time.Millisecond
-	for _, ready := range []bool{true, false} {
-		l := New(1, WithWindow(window), WithMargin(margin))
-		ctx := context.Background()
-		if err := l.Acquire(ctx, 0); err != nil {
+	if err := l.Approach(t.Context(), 12345, 0); !errors.Is(err, ErrReleased) {
+		t.Errorf("Approach of an unknown ticket = %v, want ErrReleased", err)
+	}
+	// A second blocked call for the same ticket is refused, not tangled.
+	synctest.Test(t, func(t *testing.T) {
+		l := New(1, WithWindow(time.Hour))
+		tk := enqueue(t, l, 0, 1)
+		if err := l.Acquire(t.Context(), tk[0]); err != nil {
 			t.Fatal(err)
 		}
-		first := time.Now()
-		l.Release(0, ready)
-		released := time.Now()
-		if err := l.Acquire(ctx, 1); err != nil {
+		ctx, cancel := context.WithCancel(t.Context())
+		first := run(ctx, l, tk[1], -1)
+		synctest.Wait()
+		if !blocked(l, tk[1]) {
+			t.Fatal("ticket 1 not blocked")
+		}
+		if err := l.Approach(t.Context(), tk[1], 0); !errors.Is(err, ErrBusy) {
+			t.Errorf("second call = %v, want ErrBusy", err)
+		}
+		cancel()
+		synctest.Wait()
+		if r := done(t, first); !errors.Is(r.err, context.Canceled) {
+			t.Errorf("first call = %v, want context.Canceled", r.err)
+		}
+	})
+}
+
+// Approach lets the head through exactly lead before its slot: before a
+// known slot (after the previous READY), and before the earliest it could
+// be while the previous identify awaits its READY; the next in line waits.
+func TestApproachLead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const window, lead = 80 * time.Millisecond, 30 * time.Millisecond
+		l := New(1, WithWindow(window))
+		tk := enqueue(t, l, 0, 1, 2)
+		if err := l.Acquire(t.Context(), tk[0]); err != nil {
 			t.Fatal(err)
 		}
-		second := time.Now()
-		if second.Sub(released) < window {
-			t.Fatalf("ready=%v: second grant %v after the first's release, want >= window %v", ready, second.Sub(released), window)
+		granted := time.Now()
+		one, two := run(t.Context(), l, tk[1], lead), run(t.Context(), l, tk[2], lead)
+		time.Sleep(window - lead)
+		synctest.Wait()
+		if !blocked(l, tk[1]) || len(one) != 0 {
+			t.Fatal("shard 1 went through Approach before window - lead")
 		}
-		if ready {
-			// Without the confirmation it would wait for first + window + margin.
-			if second.Sub(first) >= window+margin {
-				t.Fatalf("READY did not move the slot up: second grant %v after the first", second.Sub(first))
-			}
-			if got := l.Snapshot().Ready; got != 1 {
-				t.Fatalf("ready count %d", got)
-			}
-		} else if second.Sub(first) < window+margin {
-			t.Fatalf("a failed identify moved the slot up: second grant %v after the first", second.Sub(first))
+		l.mu.Lock()
+		approached := l.tickets[tk[1]].approached
+		l.mu.Unlock()
+		if !approached {
+			t.Fatalf("shard 1 not let through Approach %v after the grant (window - lead)", time.Since(granted))
 		}
-		l.Release(1, true)
-	}
+		time.Sleep(10 * time.Millisecond) // READY after 60 ms
+		l.Release(tk[0], true)
+		readyAt := time.Now()
+		synctest.Wait()
+		time.Sleep(window)
+		synctest.Wait()
+		r1 := done(t, one)
+		if r1.err != nil || !r1.acquired.Equal(readyAt.Add(window)) {
+			t.Fatalf("shard 1 granted %v after READY (%v), want the window %v", r1.acquired.Sub(readyAt), r1.err, window)
+		}
+		if len(two) != 0 {
+			t.Fatal("shard 2 went with shard 1")
+		}
+		l.Release(tk[1], true)
+		readyAt = time.Now()
+		time.Sleep(window)
+		synctest.Wait()
+		if r2 := done(t, two); r2.err != nil || !r2.approached.Equal(r1.acquired.Add(window-lead)) || !r2.acquired.Equal(readyAt.Add(window)) {
+			t.Errorf("shard 2 approached %v and was granted %v after shard 1's grant (%v)", r2.approached.Sub(r1.acquired), r2.acquired.Sub(r1.acquired), r2.err)
+		}
+	})
 }

@@ -9,95 +9,67 @@ import (
 	"go.uber.org/goleak"
 )
 
+// Most tests here run in a synctest bubble: the Limiter's logic is time and
+// channels only, so in virtual time every wait is exact and a test can wait
+// for "every goroutine is blocked" (synctest.Wait) instead of polling.
+
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// enqueue gives each shard ID a ticket, in order.
+func enqueue(t *testing.T, l *Limiter, ids ...int) []uint64 {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	tick := time.NewTicker(200 * time.Microsecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	out := make([]uint64, len(ids))
+	for i, id := range ids {
+		tk, err := l.Enqueue(id)
+		if err != nil {
+			t.Fatalf("Enqueue(%d): %v", id, err)
 		}
-		<-tick.C
+		out[i] = tk
 	}
+	return out
 }
 
-// contextWithCancel is context.WithCancel(t.Context()) with the cancel also
-// deferred to the test's end.
-func contextWithCancel(t *testing.T) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(t.Context())
-	t.Cleanup(cancel)
-	return ctx, cancel
-}
-
-// blocked reports whether shard id has a call blocked in the limiter.
-func blocked(l *Limiter, id int) bool {
+// blocked reports whether ticket tk has a call blocked in the limiter.
+func blocked(l *Limiter, tk uint64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.shards[id]
+	e := l.tickets[tk]
 	return e != nil && e.waiting
 }
 
-// grants records the instant of every grant and the anchor the next slot
-// counts from, in grant order, through the limiter's test hook (called
-// under its lock, so the order is the real one).
+// grants records every grant in order through the limiter's test hook
+// (called under its lock, so the order is the real one).
 type grants struct {
-	mu     sync.Mutex
-	order  []int
-	at     map[int]time.Time
-	anchor map[int]time.Time
-	// confirmed: the shard's READY moved its anchor up (see confirmedLocked).
-	confirmed map[int]bool
+	mu    sync.Mutex
+	order []int
+	at    []time.Time
 }
 
 func recordGrants(l *Limiter) *grants {
-	g := &grants{at: make(map[int]time.Time), anchor: make(map[int]time.Time), confirmed: make(map[int]bool)}
-	l.onGrant = func(id int, at, anchor time.Time) {
+	g := &grants{}
+	l.onGrant = func(id int, at time.Time) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		g.order = append(g.order, id)
-		g.at[id] = at
-		g.anchor[id] = anchor
-	}
-	l.onConfirm = func(id int, anchor time.Time) {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		g.anchor[id] = anchor
-		g.confirmed[id] = true
+		g.at = append(g.at, at)
 	}
 	return g
 }
 
-// anchorOf is the anchor the next slot after shard id's grant counts from:
-// recorded at the grant, moved up if its READY confirmed it early.
-func (g *grants) anchorOf(t *testing.T, id int) time.Time {
-	t.Helper()
-	g.of(t, id)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.anchor[id]
-}
-
+// of returns when shard id was granted (its first grant).
 func (g *grants) of(t *testing.T, id int) time.Time {
 	t.Helper()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	at, ok := g.at[id]
-	if !ok {
-		t.Fatalf("shard %d was not granted", id)
+	for i, x := range g.order {
+		if x == id {
+			return g.at[i]
+		}
 	}
-	return at
-}
-
-func (g *grants) wasConfirmed(id int) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.confirmed[id]
+	t.Fatalf("shard %d was not granted", id)
+	return time.Time{}
 }
 
 func (g *grants) list() []int {
@@ -112,20 +84,20 @@ type result struct {
 	err                  error
 }
 
-// runShard runs Approach (if lead >= 0) then Acquire for id in a goroutine
-// and reports on the returned channel.
-func runShard(ctx context.Context, l *Limiter, id int, lead time.Duration) <-chan result {
+// run runs Approach (if lead >= 0) then Acquire for ticket tk in a
+// goroutine and reports on the returned channel.
+func run(ctx context.Context, l *Limiter, tk uint64, lead time.Duration) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		var r result
 		if lead >= 0 {
-			if r.err = l.Approach(ctx, id, lead); r.err != nil {
+			if r.err = l.Approach(ctx, tk, lead); r.err != nil {
 				ch <- r
 				return
 			}
 			r.approached = time.Now()
 		}
-		if r.err = l.Acquire(ctx, id); r.err == nil {
+		if r.err = l.Acquire(ctx, tk); r.err == nil {
 			r.acquired = time.Now()
 		}
 		ch <- r
@@ -133,17 +105,22 @@ func runShard(ctx context.Context, l *Limiter, id int, lead time.Duration) <-cha
 	return ch
 }
 
-// await receives a result with a deadline.
-func await(t *testing.T, ch <-chan result) result {
+// done returns the result of a finished goroutine; in a bubble, call it
+// after synctest.Wait.
+func done(t *testing.T, ch <-chan result) result {
 	t.Helper()
 	select {
 	case r := <-ch:
 		return r
-	case <-time.After(5 * time.Second):
-		t.Fatal("shard goroutine did not finish")
+	default:
+		t.Fatal("the shard's call has not returned")
 		return result{}
 	}
 }
 
-// pending reports whether ch has no result yet.
-func pending(ch <-chan result) bool { return len(ch) == 0 }
+// pendingUnits is how many budget units approached tickets hold.
+func pendingUnits(l *Limiter) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pending
+}

@@ -14,9 +14,10 @@ type Snapshot struct {
 	// Budget is the daily session-start budget.
 	Budget BudgetSnapshot
 	// Grants counts identifies granted; Ready and Failed count the
-	// outcomes released so far.
-	Grants, Ready, Failed uint64
-	// Waiting counts queued shards in all buckets.
+	// outcomes released so far, Expired the identifies whose outcome never
+	// came within the hold limit.
+	Grants, Ready, Failed, Expired uint64
+	// Waiting counts queued tickets in all buckets.
 	Waiting int
 }
 
@@ -29,8 +30,12 @@ type BucketSnapshot struct {
 	// HeadApproaching is true if Waiting[0] was let through Approach and
 	// is dialing or about to identify.
 	HeadApproaching bool
+	// Holding is true while the bucket's last identify awaits its outcome
+	// (READY or a failure): nothing else of the bucket identifies meanwhile.
+	Holding bool
 	// NextSlot is the earliest time the head may identify, never before At
-	// (the budget reset if the budget holds the bucket back).
+	// (the budget reset if the budget holds the bucket back). While Holding
+	// it is the earliest it could be: a window after that identify.
 	NextSlot time.Time
 	// LastGrant is the last grant in the bucket; zero if none yet.
 	LastGrant time.Time
@@ -66,6 +71,7 @@ func (l *Limiter) Snapshot() Snapshot {
 		Grants:         l.grants,
 		Ready:          l.ready,
 		Failed:         l.failed,
+		Expired:        l.expired,
 		Waiting:        l.waiting,
 		Budget:         BudgetSnapshot{Known: l.budget.known, Reserve: l.reserve},
 	}
@@ -83,19 +89,17 @@ func (l *Limiter) Snapshot() Snapshot {
 		w := ids[off : off+n : off+n]
 		off += n
 		for j, e := range b.q {
-			w[j] = e.id
+			w[j] = e.shardID
 		}
 		h := b.head()
 		approaching := h != nil && h.approached
-		slot, _ := l.slotLocked(b, approaching, now)
+		l.expireLocked(b, now)
+		slot, _, _ := l.slotLocked(b, approaching, now)
 		if slot.Before(now) {
 			slot = now
 		}
-		bs := BucketSnapshot{Index: i, Waiting: w, HeadApproaching: approaching, NextSlot: slot}
-		if b.granted {
-			bs.LastGrant = b.lastGrant
-		}
-		s.Buckets[i] = bs
+		s.Buckets[i] = BucketSnapshot{Index: i, Waiting: w, HeadApproaching: approaching, Holding: b.held != nil,
+			NextSlot: slot, LastGrant: b.lastGrant}
 	}
 	return s
 }

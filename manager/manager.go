@@ -212,7 +212,6 @@ type Manager struct {
 	busy        map[int]bool  // shard IDs with an action running
 	resharding  bool
 	lim         *limiter.Limiter
-	turns       turns // identify turns by shard ID, shared by the entries of an ID
 	gwURL       string
 	maxConc     int
 	recommended int
@@ -351,7 +350,6 @@ func (m *Manager) Open(ctx context.Context) error {
 	}
 	m.rebuildLocked()
 	m.life = stateOpen
-	lim := m.lim
 	m.bg.Add(3) // under mu: a Close from now on waits for them
 	m.mu.Unlock()
 
@@ -359,14 +357,11 @@ func (m *Manager) Open(ctx context.Context) error {
 	go m.sampler()
 	go m.refresher()
 
-	// Queue the shards that must identify in ID order before any starts, so
-	// they identify in that order whatever order their goroutines run in.
-	lim.Enqueue(identify...)
-	for i, e := range entries {
+	// Started in ID order: a shard that must identify takes its ticket in
+	// Start, so they identify in that order whatever order their
+	// goroutines run in.
+	for _, e := range entries {
 		if err := e.shard.Start(); err != nil {
-			for _, rest := range entries[i:] {
-				lim.Release(rest.key.ID, false)
-			}
 			return &ShardError{Key: e.key, Op: "open", Err: err}
 		}
 	}
@@ -502,7 +497,7 @@ func (m *Manager) newEntry(key ShardKey, role Role, sess gateway.Session, lim *l
 	opts = append(opts, m.cfg.gatewayOpts...)
 	opts = append(opts,
 		gateway.WithURL(url),
-		gateway.WithIdentifyGate(&turnGate{inner: lim, turn: m.turns.of(key.ID)}),
+		gateway.WithIdentifyGate(lim),
 		gateway.WithSession(sess),
 		gateway.WithDispatchHandler(m.dispatchHandler(e)),
 		gateway.WithStateHandler(func(c gateway.StateChange) { m.onState(e, c) }),

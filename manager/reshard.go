@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/shardtop/shardtop/gateway"
-	"github.com/shardtop/shardtop/limiter"
 	"github.com/shardtop/shardtop/store"
 )
 
@@ -171,9 +170,8 @@ func (m *Manager) replace(ctx context.Context, olds []*entry, keys []ShardKey) e
 	m.rebuildLocked()
 	m.mu.Unlock()
 
-	if err := m.join(ctx, lim, news); err != nil {
-		m.endAll(ctx, news)
-		m.releaseQueued(lim, news)
+	if err := m.join(ctx, news); err != nil {
+		m.endAll(ctx, news) // a ticket still queued is given back as the shard ends
 		m.storeMu.Lock()
 		defer m.storeMu.Unlock()
 		m.mu.Lock()
@@ -254,13 +252,8 @@ func (m *Manager) replace(ctx context.Context, olds []*entry, keys []ShardKey) e
 
 // join queues news in the limiter in order, starts them and waits until all
 // are READY, one fails, ctx ends or the manager closes.
-func (m *Manager) join(ctx context.Context, lim *limiter.Limiter, news []*entry) error {
-	ids := make([]int, len(news))
-	for i, n := range news {
-		ids[i] = n.key.ID
-	}
-	lim.Enqueue(ids...)
-	for _, n := range news {
+func (m *Manager) join(ctx context.Context, news []*entry) error {
+	for _, n := range news { // in key order: they take their tickets in that order
 		if err := n.shard.Start(); err != nil {
 			return &ShardError{Key: n.key, Op: "start", Err: err}
 		}
@@ -299,26 +292,6 @@ func (m *Manager) endAll(ctx context.Context, es []*entry) {
 		})
 	}
 	wg.Wait()
-}
-
-// releaseQueued frees limiter places that ended new shards may still hold
-// (enqueued, never approached), unless the active shard with the same ID is
-// itself waiting for the limiter (the limiter is keyed by shard ID only).
-func (m *Manager) releaseQueued(lim *limiter.Limiter, news []*entry) {
-	for _, n := range news {
-		if _, _, ok := lim.Position(n.key.ID); !ok {
-			continue
-		}
-		m.mu.RLock()
-		a := m.active[n.key.ID]
-		m.mu.RUnlock()
-		if a != nil {
-			if st := a.shard.State(); st == gateway.StateQueued || st == gateway.StateConnecting || st == gateway.StateReconnecting {
-				continue
-			}
-		}
-		lim.Release(n.key.ID, false)
-	}
 }
 
 // startAutoSplit splits e, which failed with 4011, on a manager goroutine.

@@ -125,8 +125,8 @@ func (m *Manager) SnapshotInto(dst *Snapshot) {
 		if conc > 0 {
 			info.Bucket = e.key.ID % conc
 		}
-		if lim != nil && (st.State == gateway.StateQueued || st.State == gateway.StateConnecting || st.State == gateway.StateIdle || st.State == gateway.StateReconnecting) {
-			if _, pos, ok := lim.Position(e.key.ID); ok {
+		if lim != nil && st.Ticket != 0 {
+			if _, pos, ok := lim.Position(st.Ticket); ok {
 				info.QueuePos = pos
 			}
 		}
