@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,18 +50,15 @@ type Event struct {
 	At        time.Time
 }
 
-type subscriber struct {
-	mu     sync.Mutex
-	ch     chan Event
-	closed bool
-}
-
-// subscribers is a copy-on-write list so publishing takes no shared lock.
+// subscribers is the list of subscriptions. Its mutex guards the list and
+// the channels' closing; events are published by the loop only, and a
+// channel is closed only under the mutex, so a send never meets a closed
+// channel.
 type subscribers struct {
-	mu      sync.Mutex // serializes writers of list
-	list    atomic.Pointer[[]*subscriber]
+	mu      sync.Mutex // guards list and closed, and orders sends with closes
+	list    []chan Event
+	closed  bool
 	dropped atomic.Uint64
-	closed  bool // guarded by mu
 }
 
 // Subscribe returns a channel of lifecycle events and a function that ends
@@ -68,81 +66,49 @@ type subscribers struct {
 // up loses events (counted in Snapshot().Totals.DroppedEvents); shards never
 // wait for it. Close ends every subscription.
 func (m *Manager) Subscribe(buffer int) (<-chan Event, func()) {
-	sub := &subscriber{ch: make(chan Event, max(buffer, 0))}
+	ch := make(chan Event, max(buffer, 0))
 	s := &m.subs
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		close(sub.ch)
-		return sub.ch, func() {}
+		close(ch)
+		return ch, func() {}
 	}
-	old := s.list.Load()
-	var next []*subscriber
-	if old != nil {
-		next = append(next, *old...)
-	}
-	next = append(next, sub)
-	s.list.Store(&next)
-	s.mu.Unlock()
+	s.list = append(s.list, ch)
 	var once sync.Once
-	return sub.ch, func() { once.Do(func() { m.unsubscribe(sub) }) }
+	return ch, func() { once.Do(func() { s.remove(ch) }) }
 }
 
-func (m *Manager) unsubscribe(sub *subscriber) {
-	s := &m.subs
+// remove ends one subscription.
+func (s *subscribers) remove(ch chan Event) {
 	s.mu.Lock()
-	if old := s.list.Load(); old != nil {
-		next := make([]*subscriber, 0, len(*old))
-		for _, x := range *old {
-			if x != sub {
-				next = append(next, x)
-			}
-		}
-		s.list.Store(&next)
+	defer s.mu.Unlock()
+	if i := slices.Index(s.list, ch); i >= 0 {
+		s.list = slices.Delete(s.list, i, i+1)
+		close(ch)
 	}
-	s.mu.Unlock()
-	sub.close()
-}
-
-func (sub *subscriber) close() {
-	sub.mu.Lock()
-	if !sub.closed {
-		sub.closed = true
-		close(sub.ch)
-	}
-	sub.mu.Unlock()
 }
 
 // publish hands ev to every subscriber without blocking.
-func (m *Manager) publish(ev Event) {
-	list := m.subs.list.Load()
-	if list == nil {
-		return
-	}
-	for _, sub := range *list {
-		sub.mu.Lock()
-		if !sub.closed {
-			select {
-			case sub.ch <- ev:
-			default:
-				m.subs.dropped.Add(1)
-			}
+func (s *subscribers) publish(ev Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ch := range s.list {
+		select {
+		case ch <- ev:
+		default:
+			s.dropped.Add(1)
 		}
-		sub.mu.Unlock()
 	}
 }
 
-// closeSubscribers ends every subscription (at Close).
-func (m *Manager) closeSubscribers() {
-	s := &m.subs
+// close ends every subscription (at Close).
+func (s *subscribers) close() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
-	list := s.list.Load()
-	s.list.Store(nil)
-	s.mu.Unlock()
-	if list != nil {
-		for _, sub := range *list {
-			sub.close()
-		}
+	for _, ch := range s.list {
+		close(ch)
 	}
+	s.list = nil
 }

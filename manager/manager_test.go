@@ -426,8 +426,8 @@ func TestShardActions(t *testing.T) {
 	if err := m.CloseShard(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	if st := m.Shard(1).State(); st != gateway.StateClosed {
-		t.Fatalf("after CloseShard: %v", st)
+	if si, ok := m.Shard(1); !ok || si.State != gateway.StateClosed || !si.Resumable {
+		t.Fatalf("after CloseShard: %+v, want closed with its session saved", si)
 	}
 	if err := m.WaitReady(ctx); err != nil { // closed shards are not waited for
 		t.Fatalf("WaitReady with a closed shard: %v", err)
@@ -436,7 +436,7 @@ func TestShardActions(t *testing.T) {
 	if err := m.ResumeShard(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Shard(1).Open(ctx); err != nil {
+	if err := m.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.ResumeShard(ctx, 1); !errors.Is(err, ErrRunning) {
@@ -455,13 +455,57 @@ func TestShardActions(t *testing.T) {
 		t.Fatalf("%d identifies, want 3", st.Identifies)
 	}
 
-	// Ending shard 2's session for good leaves nothing to resume.
-	if err := m.Shard(2).End(ctx); err != nil {
+	// A session handed in resumes the shard (disgo's ResumeShard with a state).
+	sess := sessionOf(t, sim, 2)
+	if err := m.CloseShard(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
-	m.mu.Lock()
-	delete(m.saved, ShardKey{2, 3})
-	m.mu.Unlock()
+	if err := m.ResumeShardSession(ctx, 2, gateway.Session{}); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("ResumeShardSession without a session ID: %v", err)
+	}
+	if err := m.ResumeShardSession(ctx, 2, sess); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := sim.Stats().Resumes - res; got != 3 {
+		t.Fatalf("%d resumes, want 3 (ResumeShard, RestartShard, ResumeShardSession)", got)
+	}
+	if err := m.ResumeShardSession(ctx, 2, sess); !errors.Is(err, ErrRunning) {
+		t.Fatalf("ResumeShardSession on a running shard: %v", err)
+	}
+	checkShardActionsWithoutSession(t)
+}
+
+// sessionOf returns the session the simulator holds for shard id.
+func sessionOf(t *testing.T, sim *discordsim.Server, id int) gateway.Session {
+	t.Helper()
+	for _, s := range sim.Sessions() {
+		if s.ShardID == id {
+			return gateway.Session{ID: s.ID, Sequence: s.Seq, ResumeURL: sim.ResumeURL()}
+		}
+	}
+	t.Fatalf("the simulator has no session of shard %d", id)
+	return gateway.Session{}
+}
+
+// A shard closed before it ever had a session (still queued for its
+// identify) has nothing to resume: ResumeShard says so, naming the shard,
+// and OpenShard identifies it.
+func checkShardActionsWithoutSession(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards, cfg.IdentifyWindow = 3, time.Second
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow)
+	ctx := ctxT(t, 20*time.Second)
+	if err := m.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Shard 2 waits two windows for its identify: close it while it does.
+	if err := m.CloseShard(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.ResumeShard(ctx, 2); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("ResumeShard without session: %v", err)
 	}
@@ -475,8 +519,8 @@ func TestShardActions(t *testing.T) {
 	if err := m.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := sim.Stats(); st.Identifies != 4 || st.IdentifyViolations != 0 {
-		t.Fatalf("identifies %d violations %d, want 4, 0", st.Identifies, st.IdentifyViolations)
+	if st := sim.Stats(); st.Identifies != 3 || st.IdentifyViolations != 0 {
+		t.Fatalf("identifies %d violations %d, want 3, 0", st.Identifies, st.IdentifyViolations)
 	}
 }
 
@@ -545,12 +589,12 @@ func checkRoutes(t *testing.T, m *Manager, guilds int) {
 	t.Helper()
 	for i := range guilds {
 		gid := discordsim.GuildID(i)
-		sh := m.ShardByGuildID(gid)
-		if sh == nil {
+		sh, ok := m.ShardByGuild(gid)
+		if !ok {
 			t.Fatalf("guild %d: no shard", gid)
 		}
-		if want := discordsim.GuildShard(gid, sh.Count()); want != sh.ID() || m.ShardIDByGuild(gid) != sh.ID() {
-			t.Fatalf("guild %d routed to %d/%d, sim places it on %d/%d", gid, sh.ID(), sh.Count(), want, sh.Count())
+		if want := discordsim.GuildShard(gid, sh.Key.Count); want != sh.Key.ID || sh.Role != RoleActive {
+			t.Fatalf("guild %d routed to %v (%v), sim places it on %d/%d", gid, sh.Key, sh.Role, want, sh.Key.Count)
 		}
 	}
 }
@@ -948,7 +992,14 @@ func Test500ShardsAtConcurrency500(t *testing.T) {
 	if st := sim.Stats(); st.Identifies != 500 || st.IdentifyViolations != 0 {
 		t.Fatalf("identifies %d violations %d", st.Identifies, st.IdentifyViolations)
 	}
-	if n := len(m.Shards()); n != 500 {
+	n := 0
+	for si := range m.Shards() {
+		if si.Key.ID != n || si.State != gateway.StateReady {
+			t.Fatalf("shard #%d: %v %v, want %d ready, in ID order", n, si.Key, si.State, n)
+		}
+		n++
+	}
+	if n != 500 {
 		t.Fatalf("%d shards", n)
 	}
 }

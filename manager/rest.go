@@ -51,34 +51,35 @@ func (m *Manager) fetchGatewayBot(ctx context.Context) (GatewayBot, error) {
 }
 
 // refreshGatewayBot asks /gateway/bot again and applies what changed: the
-// recommended shard count and the session-start budget, which Discord knows
-// better than the limiter's own accounting.
+// recommended shard count (the loop's) and the session-start budget (the
+// limiter's), which Discord knows better than the limiter's own accounting.
 func (m *Manager) refreshGatewayBot(ctx context.Context) (GatewayBot, error) {
 	gb, err := m.fetchGatewayBot(ctx)
 	if err != nil {
 		return gb, err
 	}
-	m.mu.Lock()
-	m.recommended = gb.Shards
-	lim := m.lim
-	m.mu.Unlock()
-	if lim != nil {
+	if lim := m.view.Load().lim; lim != nil {
 		lim.SetSessionStartLimit(gb.SessionStartLimit.Total, gb.SessionStartLimit.Remaining, gb.resetAfter())
 	}
+	m.send(func(l *loop) {
+		if l.recommended != gb.Shards {
+			l.recommended, l.dirty = gb.Shards, true
+		}
+	})
 	return gb, nil
 }
 
 // refresher keeps the budget and the recommendation fresh while open.
 func (m *Manager) refresher() {
-	defer m.bg.Done()
+	defer m.workers.Done()
 	tick := time.NewTicker(m.cfg.refreshInterval)
 	defer tick.Stop()
 	for {
 		select {
-		case <-m.ctx.Done():
+		case <-m.runCtx.Done():
 			return
 		case <-tick.C:
-			if _, err := m.refreshGatewayBot(m.ctx); err != nil && m.ctx.Err() == nil {
+			if _, err := m.refreshGatewayBot(m.runCtx); err != nil && m.runCtx.Err() == nil {
 				m.log.Warn("GET /gateway/bot failed; keeping the last budget", "err", err)
 			}
 		}

@@ -75,75 +75,74 @@ type Snapshot struct {
 	// CanReshard is false for a manager limited to some shard IDs
 	// (WithShardIDs), which cannot re-shard the whole bot.
 	CanReshard bool
+	// Operations are the splits and re-shards in progress.
+	Operations []Operation
 }
 
-// Snapshot returns the current state. It takes the registry lock only to
-// read one pointer; see SnapshotInto to reuse buffers.
+// Snapshot returns the current state. It reads what the loop published and
+// each shard's own counters, taking no lock the loop holds; see
+// SnapshotInto to reuse buffers.
 func (m *Manager) Snapshot() Snapshot {
 	var s Snapshot
 	m.SnapshotInto(&s)
 	return s
 }
 
+// infoFor describes e as of now.
+func (m *Manager) infoFor(v *view, e *entry, now time.Time) ShardInfo {
+	st := e.shard.Stats()
+	pub := e.infoOf()
+	info := ShardInfo{
+		Key: e.key, Role: pub.role, State: st.State, Since: st.StateSince,
+		Latency: st.Latency, SmoothedLatency: st.SmoothedLatency,
+		Guilds: st.Guilds, Events: st.Events, EventsPerSec: math.Float64frombits(e.rate.Load()),
+		Sequence: st.Sequence, SessionID: st.SessionID, QueuePos: -1,
+		ReconnectAttempts: st.ReconnectAttempts, Reconnects: st.Reconnects,
+		RetryAt:      st.RetryAt,
+		SequenceGaps: st.SequenceGaps, Identifies: st.Identifies, Resumes: st.Resumes,
+		Uptime: now.Sub(e.started), Resumable: pub.resumable, Busy: pub.busy,
+	}
+	info.LastCloseCode, info.LastCloseReason, info.LastCloseAt = e.lastClose(&st)
+	info.LastError, info.LastErrorAt = e.lastError(&st)
+	if v.maxConc > 0 {
+		info.Bucket = e.key.ID % v.maxConc
+	}
+	if v.lim != nil && st.Ticket != 0 {
+		if _, pos, ok := v.lim.Position(st.Ticket); ok {
+			info.QueuePos = pos
+		}
+	}
+	return info
+}
+
 // SnapshotInto fills dst, reusing dst.Shards' storage: a UI refreshing
 // several times a second allocates nothing per shard.
 func (m *Manager) SnapshotInto(dst *Snapshot) {
-	m.mu.RLock()
-	view, lim, conc, rec := m.view, m.lim, m.maxConc, m.recommended
-	t := Totals{Identifies: m.retired.identifies, Resumes: m.retired.resumes}
-	shards := dst.Shards[:0]
-	if cap(shards) < len(view) {
-		shards = make([]ShardInfo, 0, len(view))
-	}
-	// The saved sessions are guarded by m.mu: note which exist while it is
-	// held, and read the shards' own stats after letting it go.
-	for _, e := range view {
-		shards = append(shards, ShardInfo{Resumable: m.saved[e.key].Resumable(),
-			Busy: m.busy[e.key.ID] && m.active[e.key.ID] == e})
-	}
-	resharding, canReshard := m.resharding, !m.explicitIDs
-	m.mu.RUnlock()
-
+	v := m.view.Load()
 	now := time.Now()
+	t := Totals{Identifies: v.retired.identifies, Resumes: v.retired.resumes}
+	shards := dst.Shards[:0]
+	if cap(shards) < len(v.entries) {
+		shards = make([]ShardInfo, 0, len(v.entries))
+	}
 	var latSum time.Duration
 	var latN int
-	for i, e := range view {
-		st := e.shard.Stats()
-		role := e.roleOf()
-		info := ShardInfo{
-			Key: e.key, Role: role, State: st.State, Since: st.StateSince,
-			Latency: st.Latency, SmoothedLatency: st.SmoothedLatency,
-			Guilds: st.Guilds, Events: st.Events, EventsPerSec: math.Float64frombits(e.rate.Load()),
-			Sequence: st.Sequence, SessionID: st.SessionID, QueuePos: -1,
-			ReconnectAttempts: st.ReconnectAttempts, Reconnects: st.Reconnects,
-			RetryAt:      st.RetryAt,
-			SequenceGaps: st.SequenceGaps, Identifies: st.Identifies, Resumes: st.Resumes,
-			Uptime: now.Sub(e.started), Resumable: shards[i].Resumable, Busy: shards[i].Busy,
-		}
-		info.LastCloseCode, info.LastCloseReason, info.LastCloseAt = e.lastClose(&st)
-		info.LastError, info.LastErrorAt = e.lastError(&st)
-		if conc > 0 {
-			info.Bucket = e.key.ID % conc
-		}
-		if lim != nil && st.Ticket != 0 {
-			if _, pos, ok := lim.Position(st.Ticket); ok {
-				info.QueuePos = pos
-			}
-		}
-		shards[i] = info
-		t.Identifies += st.Identifies
-		t.Resumes += st.Resumes
-		if role != RoleActive {
+	for _, e := range v.entries {
+		info := m.infoFor(v, e, now)
+		shards = append(shards, info)
+		t.Identifies += info.Identifies
+		t.Resumes += info.Resumes
+		if info.Role != RoleActive {
 			continue
 		}
 		t.Total++
 		t.EventsPerSec += info.EventsPerSec
-		if st.State == gateway.StateReady {
+		if info.State == gateway.StateReady {
 			t.Ready++
-			if st.SmoothedLatency > 0 {
-				latSum += st.SmoothedLatency
+			if info.SmoothedLatency > 0 {
+				latSum += info.SmoothedLatency
 				latN++
-				t.WorstLatency = max(t.WorstLatency, st.SmoothedLatency)
+				t.WorstLatency = max(t.WorstLatency, info.SmoothedLatency)
 			}
 		}
 	}
@@ -154,17 +153,15 @@ func (m *Manager) SnapshotInto(dst *Snapshot) {
 
 	dst.At = now
 	dst.Shards = shards
-	dst.MaxConcurrency, dst.RecommendedShards = conc, rec
+	dst.MaxConcurrency, dst.RecommendedShards = v.maxConc, v.recommended
 	dst.Totals = t
-	dst.Resharding, dst.CanReshard = resharding, canReshard
+	dst.Resharding, dst.CanReshard, dst.Operations = v.resharding, v.canReshard, v.ops
 	dst.BotUser = User{}
 	if u := m.botUser.Load(); u != nil {
 		dst.BotUser = *u
 	}
 	dst.Limiter = limiter.Snapshot{}
-	if lim != nil {
-		dst.Limiter = lim.Snapshot()
+	if v.lim != nil {
+		dst.Limiter = v.lim.Snapshot()
 	}
 }
-
-func float64bits(f float64) uint64 { return math.Float64bits(f) }
