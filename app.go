@@ -16,6 +16,7 @@ import (
 
 	"github.com/shardtop/shardtop/discordsim"
 	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/internal/config"
 	"github.com/shardtop/shardtop/manager"
 	"github.com/shardtop/shardtop/store"
 )
@@ -51,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 // (a signal) or the TUI quits, then closes every shard resumable.
 func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(string) string) int {
 	var (
-		cfg      Config
+		cfg      config.Config
 		token    string
 		warnings []string
 	)
@@ -83,7 +84,7 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 		token, tokenSource, warnings, err = cfg.ResolveToken(getenv)
 		if err != nil {
 			hint := ""
-			if errors.Is(err, ErrNoToken) {
+			if errors.Is(err, config.ErrNoToken) {
 				hint = " (or try --demo, which needs none)"
 			}
 			fmt.Fprintln(stderr, "shardtop:", err.Error()+hint)
@@ -269,16 +270,16 @@ func openManager(ctx context.Context, m *manager.Manager, stderr io.Writer, toke
 
 // loadConfig reads the config file. A missing default file is no error: the
 // defaults and DISCORD_TOKEN may be all a bot needs.
-func loadConfig(o options) (Config, error) {
-	cfg, err := LoadConfig(o.configPath)
+func loadConfig(o options) (config.Config, error) {
+	cfg, err := config.Load(o.configPath)
 	if err != nil && !o.configSet && errors.Is(err, fs.ErrNotExist) {
-		return DefaultConfig(), nil
+		return config.Default(), nil
 	}
 	return cfg, err
 }
 
 // applyOverrides applies command-line flags over the config.
-func applyOverrides(cfg *Config, o options) error {
+func applyOverrides(cfg *config.Config, o options) error {
 	if o.stateFile != "" {
 		cfg.StateFile = o.stateFile
 	}
@@ -302,8 +303,8 @@ func applyOverrides(cfg *Config, o options) error {
 // internal for the manager, gateway and store, which log every state change
 // themselves at info: below debug they only get to say warnings and errors,
 // so each event is logged once.
-func newLoggers(cfg Config, w io.Writer) (logger, internal *slog.Logger) {
-	level, _ := parseLevel(cfg.LogLevel) // validated with the config
+func newLoggers(cfg config.Config, w io.Writer) (logger, internal *slog.Logger) {
+	level, _ := config.ParseLevel(cfg.LogLevel) // validated with the config
 	handler := func(l slog.Level) slog.Handler {
 		hopts := &slog.HandlerOptions{Level: l}
 		if cfg.LogFormat == "json" {
@@ -319,7 +320,7 @@ func newLoggers(cfg Config, w io.Writer) (logger, internal *slog.Logger) {
 }
 
 // managerOptions turns the config into manager options.
-func managerOptions(cfg Config, st manager.Store, logger *slog.Logger) []manager.Option {
+func managerOptions(cfg config.Config, st manager.Store, logger *slog.Logger) []manager.Option {
 	return []manager.Option{
 		manager.WithAPIURL(cfg.APIURL),
 		manager.WithShardCount(cfg.ShardCount),
@@ -378,8 +379,8 @@ func demoSimConfig() discordsim.Config {
 
 // demoConfig is the configuration of --demo against sim: everything from
 // /gateway/bot, as against Discord.
-func demoConfig(sim *discordsim.Server) (Config, string) {
-	cfg := DefaultConfig()
+func demoConfig(sim *discordsim.Server) (config.Config, string) {
+	cfg := config.Default()
 	cfg.APIURL = sim.APIURL()
 	return cfg, discordsim.DefaultToken
 }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	"github.com/shardtop/shardtop/internal/config"
 )
 
 // Exit statuses.
@@ -40,7 +42,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("shardtop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.configPath, "config", DefaultConfigFile, "config `file` (TOML)")
+	fs.StringVar(&o.configPath, "config", config.DefaultFile, "config `file` (TOML)")
 	fs.BoolVar(&o.demo, "demo", false, "run against an in-process simulator (no token, no network)")
 	fs.BoolVar(&o.headless, "headless", false, "no TUI: log lifecycle events on stderr")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -72,7 +74,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-log-format must be text or json, got %q", o.logFormat)
 	}
 	if o.logLevel != "" {
-		if _, err := parseLevel(o.logLevel); err != nil {
+		if _, err := config.ParseLevel(o.logLevel); err != nil {
 			return o, fmt.Errorf("-log-level %w", err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/shardtop/shardtop/internal/filetest"
 	"github.com/shardtop/shardtop/store"
 )
 
@@ -30,10 +31,10 @@ func TestVersion(t *testing.T) {
 
 func TestBadUsageAndConfigExit2(t *testing.T) {
 	dir := t.TempDir()
-	unknown := writeFile(t, dir, "unknown.toml", "# a bot\nshard_count = 4\nshard_idz = [0]\n", 0o600)
-	wrongType := writeFile(t, dir, "type.toml", "token = \"x\"\n\nmax_concurrency = \"16\"\n", 0o600)
-	impossible := writeFile(t, dir, "value.toml", "token = \"x\"\ncompression = \"brotli\"\n", 0o600)
-	noToken := writeFile(t, dir, "notoken.toml", "shard_count = 1\n", 0o600)
+	unknown := filetest.Write(t, dir, "unknown.toml", "# a bot\nshard_count = 4\nshard_idz = [0]\n", 0o600)
+	wrongType := filetest.Write(t, dir, "type.toml", "token = \"x\"\n\nmax_concurrency = \"16\"\n", 0o600)
+	impossible := filetest.Write(t, dir, "value.toml", "token = \"x\"\ncompression = \"brotli\"\n", 0o600)
+	noToken := filetest.Write(t, dir, "notoken.toml", "shard_count = 1\n", 0o600)
 	cases := []struct {
 		name string
 		args []string
@@ -288,7 +289,7 @@ func TestRefusedTokenExits2(t *testing.T) {
 	// DISCORD_TOKEN comes first: with it set (to a wrong token) and no token in
 	// the config, the sim is asked and refuses; without it there is no token.
 	dir := t.TempDir()
-	bare := writeFile(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\n", sim.api), 0o600)
+	bare := filetest.Write(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\n", sim.api), 0o600)
 	cmd := exec.Command(shardtopBin, "-config", bare, "--headless")
 	cmd.Env = append(childEnv(), tokenEnv+"="+e2eToken)
 	outB, err := cmd.CombinedOutput()
@@ -306,7 +307,7 @@ func TestCorruptStateFile(t *testing.T) {
 	cfgPath, statePath := writeSimConfig(t, dir, sim.api, "")
 	corrupt := "# shardtop session state\nversion = 1\n[[shard]]\nid = 0\ncount = \"two\"\n" +
 		"session_id = \"abc\"\nsequence = 5\nresume_url = \"ws://127.0.0.1:1/\"\nupdated_at = 2026-11-22T05:00:00Z\n"
-	writeFile(t, dir, "state.toml", corrupt, 0o600)
+	filetest.Write(t, dir, "state.toml", corrupt, 0o600)
 
 	code, _, stderr := runProc(t, "-config", cfgPath, "--headless")
 	if code != exitFailure {
