@@ -17,6 +17,7 @@ import (
 	"github.com/shardtop/shardtop/discordsim"
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/internal/config"
+	"github.com/shardtop/shardtop/internal/metrics"
 	"github.com/shardtop/shardtop/manager"
 	"github.com/shardtop/shardtop/store"
 )
@@ -151,7 +152,7 @@ func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(str
 	}
 
 	if cfg.MetricsAddr != "" {
-		ms, err := startMetrics(cfg.MetricsAddr, m, logger)
+		ms, err := metrics.Start(cfg.MetricsAddr, m, logger)
 		if err != nil {
 			fmt.Fprintln(stderr, "shardtop: metrics:", err)
 			_ = m.Close(context.Background())
