@@ -24,7 +24,7 @@ import (
 
 func TestVersion(t *testing.T) {
 	code, out, errOut := runProc(t, "--version")
-	if code != exitOK || !regexp.MustCompile(`^shardtop \S+.* go1\.\d+`).MatchString(out) {
+	if code != exitOK || !regexp.MustCompile(`^shardtop `+regexp.QuoteMeta(linkedVersion)+` .*go1\.\d+`).MatchString(out) {
 		t.Errorf("--version: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }

@@ -27,6 +27,13 @@ import (
 // these tests, as it would break every deployment.
 const tokenEnv = "DISCORD_TOKEN"
 
+// The exit statuses README documents, spelled out for the same reason.
+const (
+	exitOK      = 0 // normal stop
+	exitFailure = 1 // runtime failure, or a second signal
+	exitUsage   = 2 // bad usage or configuration
+)
+
 // pollEvery is how often waitFor looks at the observable state.
 const pollEvery = 20 * time.Millisecond
 

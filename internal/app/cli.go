@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"errors"
@@ -18,10 +18,6 @@ const (
 	exitFailure = 1 // runtime failure, or a second signal
 	exitUsage   = 2 // bad usage or configuration
 )
-
-// version is set at link time: go build -ldflags "-X main.version=v1.2.3".
-// Without it the module version from the build info is used.
-var version string
 
 // options are the command-line flags of the supervisor (not of `sim`).
 type options struct {
@@ -93,9 +89,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	return o, nil
 }
 
-// versionString describes the build: the -ldflags version or the module
-// version, the VCS revision when known, and the Go version.
-func versionString() string {
+// versionString describes the build: version (set with -ldflags by main)
+// or else the module version, the VCS revision when known, and the Go
+// version.
+func versionString(version string) string {
 	v := version
 	var rev, dirty string
 	if bi, ok := debug.ReadBuildInfo(); ok {

@@ -1,4 +1,8 @@
-package main
+// Package app is the shardtop program behind its main: the command line,
+// the wiring of config, store, manager, metrics and TUI or headless logging
+// (supervise), the --demo simulator, signal handling and the sim
+// subcommand.
+package app
 
 import (
 	"context"
@@ -27,8 +31,11 @@ import (
 // matters when the network is gone.
 const shutdownTimeout = 10 * time.Second
 
-// run is the whole program behind main, returning the exit status.
-func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+// Run is the whole program behind main: it runs shardtop with the
+// command-line args (without the program name) and returns the exit
+// status. version is the one set at link time, "" for the module version
+// from the build info; getenv is os.Getenv outside tests.
+func Run(version string, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) > 0 && args[0] == "sim" {
 		return runSim(args[1:], stdout, stderr)
 	}
@@ -41,7 +48,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return exitUsage
 	}
 	if o.showVersion {
-		fmt.Fprintln(stdout, versionString())
+		fmt.Fprintln(stdout, versionString(version))
 		return exitOK
 	}
 	ctx, stop := signalContext(stderr)
