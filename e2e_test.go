@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -214,6 +215,29 @@ func TestHeadlessDemo(t *testing.T) {
 	}
 	if l := findLog(p.stderr.String(), "stopped: 16 of 16 sessions saved"); l == nil || l["state_file"] != statePath {
 		t.Errorf("no \"stopped: 16 of 16 sessions saved\" line naming %s:\n%s", statePath, p.stderr)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) > 0 {
+		t.Errorf("the demo left files behind: %v", left)
+	}
+}
+
+// TestMetricsAddrTakenExits1: a metrics address that cannot be listened on
+// is a runtime failure (exit 1) named on stderr, and what was set up before
+// it is undone: the demo's temporary state directory is removed.
+func TestMetricsAddrTakenExits1(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tmp := t.TempDir()
+	p := startProcEnv(t, []string{"TMPDIR=" + tmp}, "--demo", "--headless", "--metrics-addr", ln.Addr().String())
+	if code := p.exitCode(t, 10*time.Second); code != exitFailure {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitFailure, p.stderr)
+	}
+	if msg := p.stderr.String(); !strings.Contains(msg, "shardtop: metrics: ") || !strings.Contains(msg, ln.Addr().String()) {
+		t.Errorf("stderr does not name the metrics address:\n%s", msg)
 	}
 	if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) > 0 {
 		t.Errorf("the demo left files behind: %v", left)

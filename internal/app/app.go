@@ -59,184 +59,303 @@ func Run(version string, args []string, stdout, stderr io.Writer, getenv func(st
 // supervise runs the shard manager with the TUI or headless until ctx ends
 // (a signal) or the TUI quits, then closes every shard resumable.
 func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(string) string) int {
-	var (
-		cfg      config.Config
-		token    string
-		warnings []string
-	)
-	var tokenSource string // where the token came from, for a 401
-	if o.demo {
-		sim, err := startDemoSim()
-		if err != nil {
-			fmt.Fprintln(stderr, "shardtop: demo:", err)
-			return exitFailure
-		}
-		defer sim.Close()
-		cfg, token = demoConfig(sim)
-		// The demo's sessions die with its in-process simulator: keeping
-		// them is pointless (parseOptions refuses --state-file with it).
-		dir, err := os.MkdirTemp("", "shardtop-demo-")
-		if err != nil {
-			fmt.Fprintln(stderr, "shardtop: demo:", err)
-			return exitFailure
-		}
-		defer os.RemoveAll(dir)
-		cfg.StateFile = filepath.Join(dir, "state.toml")
-	} else {
-		var err error
-		cfg, err = loadConfig(o)
-		if err != nil {
-			fmt.Fprintln(stderr, "shardtop: bad config:", err)
-			return exitUsage
-		}
-		token, tokenSource, warnings, err = cfg.ResolveToken(getenv)
-		if err != nil {
-			hint := ""
-			if errors.Is(err, config.ErrNoToken) {
-				hint = " (or try --demo, which needs none)"
-			}
-			fmt.Fprintln(stderr, "shardtop:", err.Error()+hint)
-			return exitUsage
-		}
+	s := &supervisor{o: o, stderr: stderr}
+	defer s.release()
+	if status, ok := s.setup(getenv); !ok {
+		return status
 	}
-	if err := applyOverrides(&cfg, o); err != nil {
-		fmt.Fprintln(stderr, "shardtop:", err)
-		return exitUsage
-	}
-	if !o.headless {
-		if err := checkTerminal(); err != nil {
-			fmt.Fprintf(stderr, "shardtop: %v; run with --headless to log lifecycle events on stderr instead\n", err)
-			return exitUsage
-		}
-	}
+	status, opened := s.run(ctx)
+	return s.shutdown(ctx, status, opened)
+}
 
+// supervisor is one run of supervise. setup fills it step by step, run
+// opens the manager and hands it to the TUI or the headless logger,
+// shutdown closes every shard resumable, and release frees what setup
+// took, in the reverse order. A step that fails has said why on stderr
+// and returns the exit status it calls for with ok false.
+type supervisor struct {
+	o      options
+	stderr io.Writer
+
+	cfg         config.Config
+	token       string
+	tokenSource string   // where the token came from, for a 401
+	warnings    []string // about the token, said once the loggers exist
+
+	logger   *slog.Logger // the program's own lines
+	internal *slog.Logger // the manager's, gateway's and store's
+	held     *heldLines   // internal's lines while the TUI owns the terminal
+
+	sim     *discordsim.Server // --demo's simulator
+	demoDir string             // --demo's temporary state directory
+	st      *store.File
+	m       *manager.Manager
+	metrics *metrics.Server
+	events  <-chan manager.Event // headless: lifecycle events
+	unsub   func()               // ends the subscription to events
+}
+
+// setup loads the configuration and token, builds the loggers, opens the
+// state file and creates the manager and the metrics server.
+func (s *supervisor) setup(getenv func(string) string) (status int, ok bool) {
+	if status, ok := s.configure(getenv); !ok {
+		return status, false
+	}
+	s.setupLogging()
+	if status, ok := s.openStore(); !ok {
+		return status, false
+	}
+	return s.startManager()
+}
+
+// configure takes the configuration and token from the demo or from the
+// config file and the environment, applies the flags over them and checks
+// that the TUI has a terminal, before anything is started.
+func (s *supervisor) configure(getenv func(string) string) (status int, ok bool) {
+	if s.o.demo {
+		if err := s.startDemo(); err != nil {
+			fmt.Fprintln(s.stderr, "shardtop: demo:", err)
+			return exitFailure, false
+		}
+	} else if status, ok := s.readConfig(getenv); !ok {
+		return status, false
+	}
+	if err := applyOverrides(&s.cfg, s.o); err != nil {
+		fmt.Fprintln(s.stderr, "shardtop:", err)
+		return exitUsage, false
+	}
+	if !s.o.headless {
+		if err := checkTerminal(); err != nil {
+			fmt.Fprintf(s.stderr, "shardtop: %v; run with --headless to log lifecycle events on stderr instead\n", err)
+			return exitUsage, false
+		}
+	}
+	return exitOK, true
+}
+
+// startDemo starts the in-process simulator of --demo and configures the
+// run against it.
+func (s *supervisor) startDemo() error {
+	sim, err := startDemoSim()
+	if err != nil {
+		return err
+	}
+	s.sim = sim
+	s.cfg, s.token = demoConfig(sim)
+	// The demo's sessions die with its in-process simulator: keeping
+	// them is pointless (parseOptions refuses --state-file with it).
+	dir, err := os.MkdirTemp("", "shardtop-demo-")
+	if err != nil {
+		return err
+	}
+	s.demoDir = dir
+	s.cfg.StateFile = filepath.Join(dir, "state.toml")
+	return nil
+}
+
+// readConfig reads the config file and finds the bot token.
+func (s *supervisor) readConfig(getenv func(string) string) (status int, ok bool) {
+	cfg, err := loadConfig(s.o)
+	if err != nil {
+		fmt.Fprintln(s.stderr, "shardtop: bad config:", err)
+		return exitUsage, false
+	}
+	s.cfg = cfg
+	s.token, s.tokenSource, s.warnings, err = cfg.ResolveToken(getenv)
+	if err != nil {
+		hint := ""
+		if errors.Is(err, config.ErrNoToken) {
+			hint = " (or try --demo, which needs none)"
+		}
+		fmt.Fprintln(s.stderr, "shardtop:", err.Error()+hint)
+		return exitUsage, false
+	}
+	return exitOK, true
+}
+
+// setupLogging builds the loggers and says the token's warnings.
+func (s *supervisor) setupLogging() {
 	// In the TUI, log lines would tear the screen: the TUI shows events
 	// itself, and the warnings of the manager, gateway and store wait in
 	// held until it has ended.
-	logger := slog.New(slog.DiscardHandler)
-	held := &heldLines{}
-	internal := slog.New(slog.NewTextHandler(held, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if o.headless {
-		logger, internal = newLoggers(cfg, stderr)
+	s.logger = slog.New(slog.DiscardHandler)
+	s.held = &heldLines{}
+	s.internal = slog.New(slog.NewTextHandler(s.held, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if s.o.headless {
+		s.logger, s.internal = newLoggers(s.cfg, s.stderr)
 	}
-	defer held.writeTo(stderr)
-	for _, w := range warnings {
-		if o.headless {
-			logger.Warn(w)
-		} else {
-			fmt.Fprintln(stderr, "shardtop: warning:", w) // seen once the TUI ends
-		}
+	for _, w := range s.warnings {
+		s.warn(w)
 	}
-	storeOpts := []store.Option{store.WithLogger(internal)}
-	if o.freshState {
-		storeOpts = append(storeOpts, store.WithStartFresh())
-	}
-	st, err := store.OpenFile(cfg.StateFile, storeOpts...)
-	if err != nil {
-		fmt.Fprintln(stderr, "shardtop: state file:", err)
-		if errors.Is(err, store.ErrCorrupt) {
-			fmt.Fprintln(stderr, "shardtop: nothing was changed; to start without saved sessions, run again with --fresh-state (the file is kept beside it)")
-		}
-		return exitFailure
-	}
-	if aside, cause := st.MovedAside(); aside != "" {
-		msg := fmt.Sprintf("state file %s was unreadable (%v); moved it to %s and started without saved sessions", cfg.StateFile, cause, aside)
-		if o.headless {
-			logger.Warn(msg)
-		} else {
-			fmt.Fprintln(stderr, "shardtop: warning:", msg)
-		}
-	}
-	defer func() {
-		if err := st.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
-			fmt.Fprintln(stderr, "shardtop: state file:", err)
-		}
-	}()
-	m, err := manager.New(token, managerOptions(cfg, st, internal)...)
-	if err != nil {
-		fmt.Fprintln(stderr, "shardtop:", err)
-		return exitUsage
-	}
+}
 
-	if cfg.MetricsAddr != "" {
-		ms, err := metrics.Start(cfg.MetricsAddr, m, logger)
-		if err != nil {
-			fmt.Fprintln(stderr, "shardtop: metrics:", err)
-			_ = m.Close(context.Background())
-			return exitFailure
-		}
-		defer ms.Close()
-	}
-
-	var (
-		events <-chan manager.Event
-		unsub  = func() {}
-	)
-	if o.headless {
-		// Subscribe before Open so that the first queued and identifying states are logged too.
-		events, unsub = m.Subscribe(eventBuffer)
-	}
-	code, opened := openManager(ctx, m, stderr, tokenSource)
-	if opened {
-		if o.headless {
-			code = runHeadless(ctx, m, events, logger)
-		} else {
-			code = runInteractive(ctx, m, cfg, stderr)
-		}
-	}
-	if ctx.Err() != nil {
-		logger.Info("signal received: closing every shard resumable")
-	}
-	// Headless: keep logging while the shards close (Close ends the
-	// subscription, which ends the drain).
-	drained := make(chan struct{})
-	if o.headless && opened {
-		go func() {
-			defer close(drained)
-			for ev := range events {
-				logEvent(logger, ev)
-			}
-		}()
+// warn says msg in the log when headless, else on stderr, where it is seen
+// once the TUI ends.
+func (s *supervisor) warn(msg string) {
+	if s.o.headless {
+		s.logger.Warn(msg)
 	} else {
-		unsub()
-		close(drained)
+		fmt.Fprintln(s.stderr, "shardtop: warning:", msg)
 	}
+}
 
+// openStore opens the state file, saying so when an unreadable one was
+// moved aside (--fresh-state).
+func (s *supervisor) openStore() (status int, ok bool) {
+	opts := []store.Option{store.WithLogger(s.internal)}
+	if s.o.freshState {
+		opts = append(opts, store.WithStartFresh())
+	}
+	st, err := store.OpenFile(s.cfg.StateFile, opts...)
+	if err != nil {
+		fmt.Fprintln(s.stderr, "shardtop: state file:", err)
+		if errors.Is(err, store.ErrCorrupt) {
+			fmt.Fprintln(s.stderr, "shardtop: nothing was changed; to start without saved sessions, run again with --fresh-state (the file is kept beside it)")
+		}
+		return exitFailure, false
+	}
+	s.st = st
+	if aside, cause := st.MovedAside(); aside != "" {
+		s.warn(fmt.Sprintf("state file %s was unreadable (%v); moved it to %s and started without saved sessions", s.cfg.StateFile, cause, aside))
+	}
+	return exitOK, true
+}
+
+// startManager creates the manager and, with metrics_addr, the metrics
+// server.
+func (s *supervisor) startManager() (status int, ok bool) {
+	m, err := manager.New(s.token, managerOptions(s.cfg, s.st, s.internal)...)
+	if err != nil {
+		fmt.Fprintln(s.stderr, "shardtop:", err)
+		return exitUsage, false
+	}
+	s.m = m
+	if s.cfg.MetricsAddr != "" {
+		ms, err := metrics.Start(s.cfg.MetricsAddr, m, s.logger)
+		if err != nil {
+			fmt.Fprintln(s.stderr, "shardtop: metrics:", err)
+			_ = m.Close(context.Background())
+			return exitFailure, false
+		}
+		s.metrics = ms
+	}
+	return exitOK, true
+}
+
+// run opens the manager and runs the headless logger or the TUI until ctx
+// ends or the TUI quits. opened reports whether Open succeeded.
+func (s *supervisor) run(ctx context.Context) (status int, opened bool) {
+	if s.o.headless {
+		// Subscribe before Open so that the first queued and identifying states are logged too.
+		s.events, s.unsub = s.m.Subscribe(eventBuffer)
+	}
+	status, opened = openManager(ctx, s.m, s.stderr, s.tokenSource)
+	if !opened {
+		return status, false
+	}
+	if s.o.headless {
+		return runHeadless(ctx, s.m, s.events, s.logger), true
+	}
+	return runInteractive(ctx, s.m, s.cfg, s.stderr), true
+}
+
+// shutdown closes every shard resumable and saves the state file, within
+// shutdownTimeout, and says how many sessions were saved. It returns
+// status, or exitFailure if closing or saving failed.
+func (s *supervisor) shutdown(ctx context.Context, status int, opened bool) int {
+	if ctx.Err() != nil {
+		s.logger.Info("signal received: closing every shard resumable")
+	}
+	drained := s.drainEvents(opened)
 	closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	start := time.Now()
-	fail := func(what string, err error) {
-		code = exitFailure
-		if o.headless {
-			logger.Error(what, "err", err)
-		} else {
-			fmt.Fprintf(stderr, "shardtop: %s: %v\n", what, err)
-		}
-	}
-	if err := m.Close(closeCtx); err != nil {
-		fail("closing shards", err)
+	if err := s.m.Close(closeCtx); err != nil {
+		status = s.fail("closing shards", err)
 	}
 	<-drained
-	if err := st.Close(); err != nil {
-		fail("saving the state file", err)
+	if err := s.st.Close(); err != nil {
+		status = s.fail("saving the state file", err)
 	}
-	if code == exitOK && opened {
-		saved, total := savedSessions(m.Snapshot())
-		msg := fmt.Sprintf("stopped: %d of %d sessions saved", saved, total)
-		switch {
-		case saved == 0:
-			msg = "stopped: no session to save (no shard had one yet)"
-		case saved < total:
-			msg += fmt.Sprintf("; %d shards had none yet and will identify", total-saved)
-		}
-		took := time.Since(start).Round(time.Millisecond)
-		if o.headless {
-			logger.Info(msg, "state_file", cfg.StateFile, "took", took.String())
-		} else if !o.demo { // the demo's state file dies with it
-			fmt.Fprintf(stderr, "shardtop: %s in %s\n", msg, cfg.StateFile)
+	if status == exitOK && opened {
+		s.reportSaved(start)
+	}
+	return status
+}
+
+// drainEvents keeps logging lifecycle events while the shards close, when
+// headless (Close ends the subscription, which ends the drain); otherwise
+// it ends the subscription, if any. The channel closes once it is done.
+func (s *supervisor) drainEvents(opened bool) <-chan struct{} {
+	drained := make(chan struct{})
+	if s.o.headless && opened {
+		go func() {
+			defer close(drained)
+			for ev := range s.events {
+				logEvent(s.logger, ev)
+			}
+		}()
+		return drained
+	}
+	if s.unsub != nil {
+		s.unsub()
+	}
+	close(drained)
+	return drained
+}
+
+// fail says what failed during shutdown, in the log when headless,
+// and returns exitFailure.
+func (s *supervisor) fail(what string, err error) int {
+	if s.o.headless {
+		s.logger.Error(what, "err", err)
+	} else {
+		fmt.Fprintf(s.stderr, "shardtop: %s: %v\n", what, err)
+	}
+	return exitFailure
+}
+
+// reportSaved says how many sessions were saved for the next run, and how
+// long the shutdown that began at start took.
+func (s *supervisor) reportSaved(start time.Time) {
+	saved, total := savedSessions(s.m.Snapshot())
+	msg := fmt.Sprintf("stopped: %d of %d sessions saved", saved, total)
+	switch {
+	case saved == 0:
+		msg = "stopped: no session to save (no shard had one yet)"
+	case saved < total:
+		msg += fmt.Sprintf("; %d shards had none yet and will identify", total-saved)
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	if s.o.headless {
+		s.logger.Info(msg, "state_file", s.cfg.StateFile, "took", took.String())
+	} else if !s.o.demo { // the demo's state file dies with it
+		fmt.Fprintf(s.stderr, "shardtop: %s in %s\n", msg, s.cfg.StateFile)
+	}
+}
+
+// release frees what setup took, in the reverse order: the metrics
+// server, the state file (already closed after a shutdown), the held log
+// lines (printed now that the TUI has ended), and the demo's state
+// directory and simulator.
+func (s *supervisor) release() {
+	if s.metrics != nil {
+		_ = s.metrics.Close()
+	}
+	if s.st != nil {
+		if err := s.st.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+			fmt.Fprintln(s.stderr, "shardtop: state file:", err)
 		}
 	}
-	return code
+	if s.held != nil {
+		s.held.writeTo(s.stderr)
+	}
+	if s.demoDir != "" {
+		_ = os.RemoveAll(s.demoDir)
+	}
+	if s.sim != nil {
+		_ = s.sim.Close()
+	}
 }
 
 // savedSessions counts the active shards whose session the manager holds
