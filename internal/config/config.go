@@ -22,6 +22,7 @@ import (
 
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/internal/regularfile"
+	"github.com/shardtop/shardtop/internal/secret"
 	"github.com/shardtop/shardtop/limiter"
 	"github.com/shardtop/shardtop/manager"
 	"github.com/shardtop/shardtop/store"
@@ -87,12 +88,13 @@ const (
 )
 
 // Config is the program's configuration, as read from a TOML file.
-// Its String, GoString and LogValue never show the token.
+// Its String, GoString and LogValue never show the token, nor the file's
+// text, which holds it.
 type Config struct {
 	// TokenFile names a file holding the bot token (relative to the config file).
 	TokenFile string `toml:"token_file"`
 	// Token is the bot token itself (prefer DISCORD_TOKEN or token_file).
-	Token string `toml:"token"`
+	Token secret.Token `toml:"token"`
 	// APIURL is Discord's REST base; point it at `shardtop sim` to test.
 	APIURL string `toml:"api_url"`
 	// Intents are the gateway intents sent in Identify.
@@ -152,9 +154,9 @@ func Default() Config {
 	}
 }
 
-// String describes the config with the token redacted.
+// String describes the config with the token redacted (Token redacts
+// itself; the lines of the file are left out).
 func (c Config) String() string {
-	c.Token = redact(c.Token)
 	c.lines = nil
 	type plain Config // no methods: no recursion
 	return fmt.Sprintf("%+v", plain(c))
@@ -167,7 +169,7 @@ func (c Config) GoString() string { return c.String() }
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("file", c.file),
-		slog.String("token", redact(c.Token)),
+		slog.Any("token", c.Token),
 		slog.String("token_file", c.TokenFile),
 		slog.String("api_url", c.APIURL),
 		slog.Int("shard_count", c.ShardCount),
@@ -176,13 +178,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("compression", c.Compression),
 		slog.String("state_file", c.StateFile),
 	)
-}
-
-func redact(token string) string {
-	if token == "" {
-		return ""
-	}
-	return "[REDACTED]"
 }
 
 // Error is a problem with the configuration, naming the file, line and key.
@@ -432,8 +427,8 @@ func (c Config) ResolveToken(getenv func(string) string) (token, source string, 
 			return "", "", nil, c.errorAt("token_file", fmt.Errorf("%s is empty", c.TokenFile))
 		}
 		warnings = permissionWarning(c.TokenFile, "token file")
-	case c.Token != "":
-		raw, source = c.Token, "token in the config"
+	case c.Token.Reveal() != "":
+		raw, source = c.Token.Reveal(), "token in the config"
 		if c.file != "" {
 			source = "token in " + c.file
 			if line := c.lineOf("token"); line > 0 {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shardtop/shardtop/internal/filetest"
+	"github.com/shardtop/shardtop/internal/secret"
 	"github.com/shardtop/shardtop/store"
 )
 
@@ -183,7 +184,7 @@ func TestResolveToken(t *testing.T) {
 
 	cfg := Default()
 	cfg.TokenFile = private
-	cfg.Token = "config-token"
+	cfg.Token = secret.New("config-token")
 	if tok, src, w, err := cfg.ResolveToken(env); err != nil || tok != "env-token" || src != tokenEnv || len(w) != 0 {
 		t.Errorf("DISCORD_TOKEN first: %q from %q %v %v", tok, src, w, err)
 	}
@@ -226,7 +227,7 @@ func TestConfigNeverShowsTheToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Token != secretToken {
+	if cfg.Token.Reveal() != secretToken {
 		t.Fatalf("token not read")
 	}
 	var buf bytes.Buffer
