@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/internal/secret"
 	"github.com/shardtop/shardtop/limiter"
 	"github.com/shardtop/shardtop/store"
 )
@@ -82,13 +83,6 @@ type User struct {
 	ID       string `json:"id"`
 	Username string `json:"username"`
 }
-
-// secret keeps the token out of %v, logs and errors.
-type secret struct{ v string }
-
-func (secret) String() string       { return "[redacted]" }
-func (secret) GoString() string     { return "[redacted]" }
-func (secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
 type lifecycle uint8
 
@@ -196,7 +190,7 @@ func (e *entry) err() error {
 // Manager owns a bot's shards. Make one with New; all methods are safe for
 // concurrent use.
 type Manager struct {
-	token *secret
+	token secret.Token
 	cfg   config
 	log   *slog.Logger
 
@@ -279,7 +273,7 @@ func New(token string, opts ...Option) (*Manager, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
-		token:       &secret{token},
+		token:       secret.New(token),
 		cfg:         cfg,
 		log:         cfg.logger.With("component", "manager"),
 		active:      make(map[int]*entry),
@@ -508,7 +502,7 @@ func (m *Manager) newEntry(key ShardKey, role Role, sess gateway.Session, lim *l
 		gateway.WithStateHandler(func(c gateway.StateChange) { m.onState(e, c) }),
 		gateway.WithLogger(m.cfg.logger),
 	)
-	e.shard = gateway.New(m.token.v, key.ID, key.Count, opts...)
+	e.shard = gateway.New(m.token.Reveal(), key.ID, key.Count, opts...)
 	return e
 }
 
