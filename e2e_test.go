@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/shardtop/shardtop/internal/filetest"
 	"github.com/shardtop/shardtop/store"
 )
 
@@ -23,17 +25,17 @@ import (
 
 func TestVersion(t *testing.T) {
 	code, out, errOut := runProc(t, "--version")
-	if code != exitOK || !regexp.MustCompile(`^shardtop \S+.* go1\.\d+`).MatchString(out) {
+	if code != exitOK || !regexp.MustCompile(`^shardtop `+regexp.QuoteMeta(linkedVersion)+` .*go1\.\d+`).MatchString(out) {
 		t.Errorf("--version: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 
 func TestBadUsageAndConfigExit2(t *testing.T) {
 	dir := t.TempDir()
-	unknown := writeFile(t, dir, "unknown.toml", "# a bot\nshard_count = 4\nshard_idz = [0]\n", 0o600)
-	wrongType := writeFile(t, dir, "type.toml", "token = \"x\"\n\nmax_concurrency = \"16\"\n", 0o600)
-	impossible := writeFile(t, dir, "value.toml", "token = \"x\"\ncompression = \"brotli\"\n", 0o600)
-	noToken := writeFile(t, dir, "notoken.toml", "shard_count = 1\n", 0o600)
+	unknown := filetest.Write(t, dir, "unknown.toml", "# a bot\nshard_count = 4\nshard_idz = [0]\n", 0o600)
+	wrongType := filetest.Write(t, dir, "type.toml", "token = \"x\"\n\nmax_concurrency = \"16\"\n", 0o600)
+	impossible := filetest.Write(t, dir, "value.toml", "token = \"x\"\ncompression = \"brotli\"\n", 0o600)
+	noToken := filetest.Write(t, dir, "notoken.toml", "shard_count = 1\n", 0o600)
 	cases := []struct {
 		name string
 		args []string
@@ -219,6 +221,29 @@ func TestHeadlessDemo(t *testing.T) {
 	}
 }
 
+// TestMetricsAddrTakenExits1: a metrics address that cannot be listened on
+// is a runtime failure (exit 1) named on stderr, and what was set up before
+// it is undone: the demo's temporary state directory is removed.
+func TestMetricsAddrTakenExits1(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tmp := t.TempDir()
+	p := startProcEnv(t, []string{"TMPDIR=" + tmp}, "--demo", "--headless", "--metrics-addr", ln.Addr().String())
+	if code := p.exitCode(t, 10*time.Second); code != exitFailure {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitFailure, p.stderr)
+	}
+	if msg := p.stderr.String(); !strings.Contains(msg, "shardtop: metrics: ") || !strings.Contains(msg, ln.Addr().String()) {
+		t.Errorf("stderr does not name the metrics address:\n%s", msg)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) > 0 {
+		t.Errorf("the demo left files behind: %v", left)
+	}
+}
+
 // demoRecord is the part of a state file record TestHeadlessDemo checks.
 type demoRecord struct {
 	ID, Count int
@@ -288,7 +313,7 @@ func TestRefusedTokenExits2(t *testing.T) {
 	// DISCORD_TOKEN comes first: with it set (to a wrong token) and no token in
 	// the config, the sim is asked and refuses; without it there is no token.
 	dir := t.TempDir()
-	bare := writeFile(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\n", sim.api), 0o600)
+	bare := filetest.Write(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\n", sim.api), 0o600)
 	cmd := exec.Command(shardtopBin, "-config", bare, "--headless")
 	cmd.Env = append(childEnv(), tokenEnv+"="+e2eToken)
 	outB, err := cmd.CombinedOutput()
@@ -306,7 +331,7 @@ func TestCorruptStateFile(t *testing.T) {
 	cfgPath, statePath := writeSimConfig(t, dir, sim.api, "")
 	corrupt := "# shardtop session state\nversion = 1\n[[shard]]\nid = 0\ncount = \"two\"\n" +
 		"session_id = \"abc\"\nsequence = 5\nresume_url = \"ws://127.0.0.1:1/\"\nupdated_at = 2026-11-22T05:00:00Z\n"
-	writeFile(t, dir, "state.toml", corrupt, 0o600)
+	filetest.Write(t, dir, "state.toml", corrupt, 0o600)
 
 	code, _, stderr := runProc(t, "-config", cfgPath, "--headless")
 	if code != exitFailure {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shardtop/shardtop/internal/filetest"
 )
 
 // The tests in this file run the binary on the hostile input of a trial:
@@ -78,7 +80,7 @@ func TestConfigFileNotRegular(t *testing.T) {
 	if err := syscall.Mkfifo(tokenFifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	withTokenFifo := writeFile(t, dir, "token-fifo.toml", fmt.Sprintf("api_url = %q\ntoken_file = %q\n", deadAPI, tokenFifo), 0o600)
+	withTokenFifo := filetest.Write(t, dir, "token-fifo.toml", fmt.Sprintf("api_url = %q\ntoken_file = %q\n", deadAPI, tokenFifo), 0o600)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -123,7 +125,7 @@ func TestStateFileNotRegular(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	victim := writeFile(t, dir, "SOMEFILE", "precious\n", 0o600)
+	victim := filetest.Write(t, dir, "SOMEFILE", "precious\n", 0o600)
 	linked := filepath.Join(dir, "linked.toml")
 	if err := os.Symlink(victim, linked+".lock"); err != nil {
 		t.Fatal(err)
@@ -188,7 +190,7 @@ func TestEmptyStateFileStarts(t *testing.T) {
 	sim := startSimProc(t, "--shards", "2", "--window", "100ms", "--token", e2eToken)
 	dir := t.TempDir()
 	cfgPath, statePath := writeSimConfig(t, dir, sim.api, "")
-	writeFile(t, dir, "state.toml", "", 0o600)
+	filetest.Write(t, dir, "state.toml", "", 0o600)
 	p := startProc(t, "-config", cfgPath, "--headless", "--log-format", "json")
 	waitAllReady(t, p, 30*time.Second)
 	p.signal(t, syscall.SIGTERM)
@@ -209,9 +211,9 @@ func TestEmptyStateFileStarts(t *testing.T) {
 // came from, never showing it.
 func TestMalformedTokenExit2(t *testing.T) {
 	dir := t.TempDir()
-	bare := writeFile(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\n", deadAPI), 0o600)
-	bearerFile := writeFile(t, dir, "bearer-token", "Bearer "+e2eToken+"\n", 0o600)
-	bearer := writeFile(t, dir, "bearer.toml", fmt.Sprintf("api_url = %q\ntoken_file = %q\n", deadAPI, bearerFile), 0o600)
+	bare := filetest.Write(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\n", deadAPI), 0o600)
+	bearerFile := filetest.Write(t, dir, "bearer-token", "Bearer "+e2eToken+"\n", 0o600)
+	bearer := filetest.Write(t, dir, "bearer.toml", fmt.Sprintf("api_url = %q\ntoken_file = %q\n", deadAPI, bearerFile), 0o600)
 	for _, tc := range []struct {
 		name, config string
 		env          []string
@@ -249,7 +251,7 @@ func TestBotPrefixedTokenWorks(t *testing.T) {
 	t.Parallel()
 	sim := startSimProc(t, "--shards", "1", "--token", e2eToken)
 	dir := t.TempDir()
-	bare := writeFile(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\nidentify_window = \"100ms\"\n", sim.api), 0o600)
+	bare := filetest.Write(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\nidentify_window = \"100ms\"\n", sim.api), 0o600)
 	p := startProcEnv(t, []string{tokenEnv + "=Bot " + e2eToken}, "-config", bare, "--headless", "--log-format", "json")
 	waitAllReady(t, p, 30*time.Second)
 	p.signal(t, syscall.SIGTERM)

@@ -18,6 +18,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shardtop/shardtop/internal/filetest"
+)
+
+// tokenEnv is the variable README documents for the bot token, spelled out
+// rather than taken from internal/config so that renaming it there fails
+// these tests, as it would break every deployment.
+const tokenEnv = "DISCORD_TOKEN"
+
+// The exit statuses README documents, spelled out for the same reason.
+const (
+	exitOK      = 0 // normal stop
+	exitFailure = 1 // runtime failure, or a second signal
+	exitUsage   = 2 // bad usage or configuration
 )
 
 // pollEvery is how often waitFor looks at the observable state.
@@ -252,7 +266,7 @@ identify_margin = "50ms" # the production default: two race-built processes stal
 state_file = "state.toml"
 refresh = "50ms"
 %s`, api, e2eToken, extra)
-	return writeFile(t, dir, "shardtop.toml", cfg, 0o600), statePath
+	return filetest.Write(t, dir, "shardtop.toml", cfg, 0o600), statePath
 }
 
 // assertNoToken fails if any of texts shows the token (or a recognisable part of it).

@@ -10,12 +10,21 @@
 // Exit status: 0 after a normal stop (q, SIGINT or SIGTERM), 2 for bad usage
 // or configuration, 1 for a runtime failure and after a second signal, which
 // exits at once without saving sessions.
+//
+// The program is package internal/app; this package stays at the module
+// root so that go install github.com/shardtop/shardtop@latest builds it.
 package main
 
 import (
 	"os"
+
+	"github.com/shardtop/shardtop/internal/app"
 )
 
+// version is set at link time: go build -ldflags "-X main.version=v1.2.3".
+// Without it the module version from the build info is used.
+var version string
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	os.Exit(app.Run(version, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }

@@ -14,6 +14,10 @@ import (
 // that run it as a real process (with -race when the tests have it).
 var shardtopBin string
 
+// linkedVersion is the version TestMain links in as README says to stamp one,
+// with -ldflags "-X main.version=...": TestVersion checks that it shows.
+const linkedVersion = "v0.0.0-linked.by.tests"
+
 func TestMain(m *testing.M) {
 	// A developer's control token would make the sims these tests start
 	// demand it of the tests' own control requests; the tests that want
@@ -25,7 +29,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	shardtopBin = filepath.Join(dir, "shardtop")
-	args := []string{"build", "-o", shardtopBin}
+	args := []string{"build", "-o", shardtopBin, "-ldflags", "-X main.version=" + linkedVersion}
 	if raceEnabled {
 		args = append(args, "-race")
 	}

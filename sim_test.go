@@ -18,7 +18,7 @@ import (
 // The tests in this file run `shardtop sim` as a process, as a developer
 // testing a bot would.
 
-// controlTokenEnvName is spelled out, not taken from sim.go, so that the
+// controlTokenEnvName is spelled out, not taken from internal/app, so that the
 // documented name is what is tested.
 const controlTokenEnvName = "SHARDTOP_SIM_CONTROL_TOKEN"
 

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"strconv"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/shardtop/shardtop/internal/secret"
 )
 
 // Session is what must be persisted to resume after a restart. The zero
@@ -75,21 +76,11 @@ type Stats struct {
 	Heartbeats          uint64 // heartbeats sent
 }
 
-// secret holds the token behind a pointer so that %v of a Shard or any
-// struct holding it prints an address, and its own methods redact it.
-type secret struct{ v string }
-
-func (secret) String() string               { return "[redacted]" }
-func (secret) GoString() string             { return "[redacted]" }
-func (secret) LogValue() slog.Value         { return slog.StringValue("[redacted]") }
-func (secret) Format(f fmt.State, _ rune)   { _, _ = io.WriteString(f, "[redacted]") }
-func (secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
-
 // Shard is one connection to the gateway. Create it with New; all methods
 // are safe for concurrent use.
 type Shard struct {
 	id, count int
-	token     *secret
+	token     secret.Token
 	cfg       config
 	log       *slog.Logger
 	gate      IdentifyGate
@@ -173,7 +164,7 @@ func New(token string, shardID, shardCount int, opts ...Option) *Shard {
 	s := &Shard{
 		id:      shardID,
 		count:   shardCount,
-		token:   &secret{token},
+		token:   secret.New(token),
 		cfg:     cfg,
 		gate:    cfg.gate,
 		done:    make(chan struct{}),
@@ -262,7 +253,7 @@ func (s *Shard) validate() error {
 	switch {
 	case s.count < 1 || s.id < 0 || s.id >= s.count:
 		return fmt.Errorf("gateway: shard %d: invalid shard [%d, %d]", s.id, s.id, s.count)
-	case s.token.v == "":
+	case s.token.Reveal() == "":
 		return fmt.Errorf("gateway: shard %d: empty token", s.id)
 	case !c.compression.valid():
 		return fmt.Errorf("gateway: shard %d: option compression: unknown value %q", s.id, c.compression)
@@ -794,7 +785,7 @@ func (s *Shard) identifyPayload() ([]byte, error) {
 		Op int  `json:"op"`
 		D  data `json:"d"`
 	}{2, data{
-		Token: s.token.v, Intents: s.cfg.intents,
+		Token: s.token.Reveal(), Intents: s.cfg.intents,
 		Properties: props{s.cfg.osName, s.cfg.browser, s.cfg.device},
 		Shard:      [2]int{s.id, s.count}, LargeThreshold: s.cfg.largeThreshold, Presence: s.cfg.presence,
 	}})
@@ -819,7 +810,7 @@ func (s *Shard) resumePayload(sessionID string, seq int64) ([]byte, error) {
 		Token     string `json:"token"`
 		SessionID string `json:"session_id"`
 		Seq       int64  `json:"seq"`
-	}{s.token.v, sessionID, seq}})
+	}{s.token.Reveal(), sessionID, seq}})
 	if err != nil {
 		return nil, errors.New("cannot encode resume")
 	}

@@ -89,7 +89,7 @@ func TestTokenNeverPrinted(t *testing.T) {
 	var logs bytes.Buffer
 	s := New(token, 0, 1, WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	out := fmt.Sprintf("%v %+v %#v %s", s, s, s, s)
-	out += fmt.Sprintf("%v %+v %#v", *s.token, s.token, s.cfg)
+	out += fmt.Sprintf("%v %+v %#v", s.token, &s.token, s.cfg)
 	slog.New(slog.NewTextHandler(&logs, nil)).Info("x", "shard", s, "token", s.token)
 	if strings.Contains(out, token) || strings.Contains(logs.String(), token) {
 		t.Fatalf("token leaked: %s %s", out, logs.String())

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/internal/secret"
 	"github.com/shardtop/shardtop/store"
 )
 
@@ -87,13 +88,6 @@ type User struct {
 	Username string `json:"username"`
 }
 
-// secret keeps the token out of %v, logs and errors.
-type secret struct{ v string }
-
-func (secret) String() string       { return "[redacted]" }
-func (secret) GoString() string     { return "[redacted]" }
-func (secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
-
 type lifecycle uint8
 
 const (
@@ -107,7 +101,7 @@ const (
 // Manager owns a bot's shards. Make one with New; all methods are safe for
 // concurrent use.
 type Manager struct {
-	token *secret
+	token secret.Token
 	cfg   config
 	log   *slog.Logger
 
@@ -154,7 +148,7 @@ func New(token string, opts ...Option) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{
-		token:     &secret{token},
+		token:     secret.New(token),
 		cfg:       cfg,
 		log:       cfg.logger.With("component", "manager"),
 		inbox:     make(chan func(*loop), inboxSize),
@@ -384,7 +378,7 @@ func (m *Manager) newEntry(key ShardKey, role Role, sess gateway.Session, v *loo
 		}),
 		gateway.WithLogger(m.cfg.logger),
 	)
-	e.shard = gateway.New(m.token.v, key.ID, key.Count, opts...)
+	e.shard = gateway.New(m.token.Reveal(), key.ID, key.Count, opts...)
 	return e
 }
 

@@ -90,7 +90,7 @@ func TestTokenNeverPrinted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{fmt.Sprintf("%v", m), fmt.Sprintf("%+v", m), fmt.Sprintf("%#v", m), fmt.Sprintf("%v", *m.token), fmt.Sprintf("%v", m.cfg)} {
+	for _, s := range []string{fmt.Sprintf("%v", m), fmt.Sprintf("%+v", m), fmt.Sprintf("%#v", m), fmt.Sprintf("%v", m.token), fmt.Sprintf("%v", m.cfg)} {
 		if strings.Contains(s, testToken) {
 			t.Fatalf("token printed: %s", s)
 		}

@@ -108,7 +108,7 @@ func (m *Manager) getJSON(ctx context.Context, path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("manager: GET %s: option WithAPIURL %q: %w", path, m.cfg.apiURL, err)
 	}
-	req.Header.Set("Authorization", "Bot "+m.token.v)
+	req.Header.Set("Authorization", "Bot "+m.token.Reveal())
 	req.Header.Set("User-Agent", "DiscordBot (https://github.com/shardtop/shardtop, 1) shardtop")
 	resp, err := m.cfg.httpClient.Do(req)
 	if err != nil {

@@ -1,7 +1,9 @@
-package main
+package metrics
 
 import (
+	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -140,12 +142,12 @@ func TestCollectorReadsOneSnapshotPerScrape(t *testing.T) {
 
 func TestMetricsServer(t *testing.T) {
 	src := &fakeSnapshots{snap: fixedSnapshot()}
-	ms, err := startMetrics("127.0.0.1:0", src, slog.New(slog.DiscardHandler))
+	ms, err := Start("127.0.0.1:0", src, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ms.Close()
-	body := httpGet(t, "http://"+ms.addr.String()+"/metrics", "")
+	body := scrape(t, "http://"+ms.Addr().String()+"/metrics")
 	for _, want := range []string{
 		"# HELP shardtop_identify_queue_length ", `shardtop_identify_queue_length{bucket="1"} 2`,
 		`shardtop_shard_events_total{count="2",shard="0"} 1234`, "go_goroutines ",
@@ -154,6 +156,22 @@ func TestMetricsServer(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// scrape GETs url as Prometheus would and returns the body of a 200 answer.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v\n%s", url, resp.Status, err, body)
+	}
+	return string(body)
 }
 
 // BenchmarkCollect measures one scrape's collection at 10,000 shards.

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	"github.com/shardtop/shardtop/internal/config"
 )
 
 // Exit statuses.
@@ -16,10 +18,6 @@ const (
 	exitFailure = 1 // runtime failure, or a second signal
 	exitUsage   = 2 // bad usage or configuration
 )
-
-// version is set at link time: go build -ldflags "-X main.version=v1.2.3".
-// Without it the module version from the build info is used.
-var version string
 
 // options are the command-line flags of the supervisor (not of `sim`).
 type options struct {
@@ -40,7 +38,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("shardtop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.configPath, "config", DefaultConfigFile, "config `file` (TOML)")
+	fs.StringVar(&o.configPath, "config", config.DefaultFile, "config `file` (TOML)")
 	fs.BoolVar(&o.demo, "demo", false, "run against an in-process simulator (no token, no network)")
 	fs.BoolVar(&o.headless, "headless", false, "no TUI: log lifecycle events on stderr")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -72,7 +70,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-log-format must be text or json, got %q", o.logFormat)
 	}
 	if o.logLevel != "" {
-		if _, err := parseLevel(o.logLevel); err != nil {
+		if _, err := config.ParseLevel(o.logLevel); err != nil {
 			return o, fmt.Errorf("-log-level %w", err)
 		}
 	}
@@ -91,9 +89,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	return o, nil
 }
 
-// versionString describes the build: the -ldflags version or the module
-// version, the VCS revision when known, and the Go version.
-func versionString() string {
+// versionString describes the build: version (set with -ldflags by main)
+// or else the module version, the VCS revision when known, and the Go
+// version.
+func versionString(version string) string {
 	v := version
 	var rev, dirty string
 	if bi, ok := debug.ReadBuildInfo(); ok {

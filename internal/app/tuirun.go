@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/term"
 
+	"github.com/shardtop/shardtop/internal/config"
 	"github.com/shardtop/shardtop/manager"
 	"github.com/shardtop/shardtop/tui"
 )
 
 // runInteractive shows the TUI until the user quits (q) or ctx ends (a
 // signal); the caller then closes every shard resumable.
-func runInteractive(ctx context.Context, m *manager.Manager, cfg Config, stderr io.Writer) int {
+func runInteractive(ctx context.Context, m *manager.Manager, cfg config.Config, stderr io.Writer) int {
 	err := tui.Run(ctx, m,
 		tui.WithRefresh(time.Duration(cfg.Refresh)),
 		tui.WithSplitCount(cfg.SplitCount),

@@ -1,4 +1,8 @@
-package main
+// Package config is shardtop's configuration: the schema of the TOML config
+// file with every key's default and bound, its loading and validation (each
+// problem names the file, line and key), and where the bot token comes from
+// (DISCORD_TOKEN, token_file or token), never showing it.
+package config
 
 import (
 	"errors"
@@ -18,6 +22,7 @@ import (
 
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/internal/regularfile"
+	"github.com/shardtop/shardtop/internal/secret"
 	"github.com/shardtop/shardtop/limiter"
 	"github.com/shardtop/shardtop/manager"
 	"github.com/shardtop/shardtop/store"
@@ -26,8 +31,8 @@ import (
 // Defaults of the config file. Every key's default lives here and only here;
 // config.example.toml documents the same values (a test checks it).
 const (
-	// DefaultConfigFile is read when -config is not given.
-	DefaultConfigFile = "shardtop.toml"
+	// DefaultFile is read when -config is not given.
+	DefaultFile = "shardtop.toml"
 	// DefaultIntents is GUILDS (1<<0) | GUILD_MESSAGES (1<<9): no privileged intent.
 	DefaultIntents int64 = 1<<0 | 1<<9
 	// DefaultStateFile is where sessions are kept between runs (relative to the config file).
@@ -74,21 +79,22 @@ const (
 // limit is store.MaxFileSize). They stop a device or a wrong path from
 // being read into memory.
 const (
-	// MaxConfigFileSize bounds the config file: real ones are a few KB;
+	// MaxFileSize bounds the config file: real ones are a few KB;
 	// even every ID of store.MaxShardCount shards listed in shard_ids
 	// takes under 500 KB.
-	MaxConfigFileSize = 1 << 20
+	MaxFileSize = 1 << 20
 	// MaxTokenFileSize bounds token_file: a bot token is about 70 bytes.
 	MaxTokenFileSize = 4 << 10
 )
 
 // Config is the program's configuration, as read from a TOML file.
-// Its String, GoString and LogValue never show the token.
+// Its String, GoString and LogValue never show the token, nor the file's
+// text, which holds it.
 type Config struct {
 	// TokenFile names a file holding the bot token (relative to the config file).
 	TokenFile string `toml:"token_file"`
 	// Token is the bot token itself (prefer DISCORD_TOKEN or token_file).
-	Token string `toml:"token"`
+	Token secret.Token `toml:"token"`
 	// APIURL is Discord's REST base; point it at `shardtop sim` to test.
 	APIURL string `toml:"api_url"`
 	// Intents are the gateway intents sent in Identify.
@@ -130,8 +136,8 @@ type Config struct {
 	lines []string
 }
 
-// DefaultConfig returns the configuration used when a key is absent.
-func DefaultConfig() Config {
+// Default returns the configuration used when a key is absent.
+func Default() Config {
 	return Config{
 		APIURL:              manager.DefaultAPIURL,
 		Intents:             DefaultIntents,
@@ -148,9 +154,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// String describes the config with the token redacted.
+// String describes the config with the token redacted (Token redacts
+// itself; the lines of the file are left out).
 func (c Config) String() string {
-	c.Token = redact(c.Token)
 	c.lines = nil
 	type plain Config // no methods: no recursion
 	return fmt.Sprintf("%+v", plain(c))
@@ -163,7 +169,7 @@ func (c Config) GoString() string { return c.String() }
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("file", c.file),
-		slog.String("token", redact(c.Token)),
+		slog.Any("token", c.Token),
 		slog.String("token_file", c.TokenFile),
 		slog.String("api_url", c.APIURL),
 		slog.Int("shard_count", c.ShardCount),
@@ -174,15 +180,8 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
-func redact(token string) string {
-	if token == "" {
-		return ""
-	}
-	return "[REDACTED]"
-}
-
-// ConfigError is a problem with the configuration, naming the file, line and key.
-type ConfigError struct {
+// Error is a problem with the configuration, naming the file, line and key.
+type Error struct {
 	File string // the config file ("" for a command-line value)
 	Line int    // 1-based line, 0 if unknown
 	Key  string // the TOML key at fault, "" if none
@@ -190,7 +189,7 @@ type ConfigError struct {
 }
 
 // Error formats the problem as "file:line: key: problem".
-func (e *ConfigError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	if e.File != "" {
 		b.WriteString(e.File)
@@ -207,27 +206,27 @@ func (e *ConfigError) Error() string {
 }
 
 // Unwrap returns the cause.
-func (e *ConfigError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
 // ErrNoToken means no bot token was found in DISCORD_TOKEN, token_file or token.
 var ErrNoToken = errors.New("no bot token: set " + tokenEnv + ", token_file or token")
 
-// LoadConfig reads the TOML file at path over the defaults and validates it.
-// Every problem is a *ConfigError (several are joined with errors.Join).
+// Load reads the TOML file at path over the defaults and validates it.
+// Every problem is a *config.Error (several are joined with errors.Join).
 // path must be a regular file (a symbolic link to one is followed) of at
-// most MaxConfigFileSize bytes; a missing file matches fs.ErrNotExist.
-func LoadConfig(path string) (Config, error) {
-	data, err := regularfile.Read(path, MaxConfigFileSize)
+// most MaxFileSize bytes; a missing file matches fs.ErrNotExist.
+func Load(path string) (Config, error) {
+	data, err := regularfile.Read(path, MaxFileSize)
 	if err != nil {
-		return Config{}, &ConfigError{File: path, Err: err}
+		return Config{}, &Error{File: path, Err: err}
 	}
-	return ParseConfig(path, string(data))
+	return Parse(path, string(data))
 }
 
-// ParseConfig parses text (the content of the file named name) over the
+// Parse parses text (the content of the file named name) over the
 // defaults and validates the result.
-func ParseConfig(name, text string) (Config, error) {
-	cfg := DefaultConfig()
+func Parse(name, text string) (Config, error) {
+	cfg := Default()
 	cfg.file = name
 	cfg.lines = strings.Split(text, "\n")
 	md, err := toml.Decode(text, &cfg)
@@ -244,7 +243,7 @@ func ParseConfig(name, text string) (Config, error) {
 		errs = append(errs, cfg.errorAt(k.String(), errors.New("unknown key")))
 	}
 	errs = append(errs, cfg.validate()...)
-	sort.SliceStable(errs, func(i, j int) bool { return errs[i].(*ConfigError).Line < errs[j].(*ConfigError).Line })
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].(*Error).Line < errs[j].(*Error).Line })
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
 	}
@@ -268,20 +267,20 @@ var decodeLine = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"
 func (c *Config) decodeError(err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		return c.redacted(&ConfigError{File: c.file, Line: pe.Position.Line, Key: pe.LastKey, Err: errors.New(pe.Message)})
+		return c.redacted(&Error{File: c.file, Line: pe.Position.Line, Key: pe.LastKey, Err: errors.New(pe.Message)})
 	}
 	if m := decodeLine.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		if line == 0 {
 			line = c.lineOf(m[2])
 		}
-		return c.redacted(&ConfigError{File: c.file, Line: line, Key: m[2], Err: errors.New(m[3])})
+		return c.redacted(&Error{File: c.file, Line: line, Key: m[2], Err: errors.New(m[3])})
 	}
 	// No line to judge by: the parser's text may quote any of the file.
 	if c.lineOf("token") > 0 {
-		return &ConfigError{File: c.file, Err: errTokenHidden}
+		return &Error{File: c.file, Err: errTokenHidden}
 	}
-	return &ConfigError{File: c.file, Err: err}
+	return &Error{File: c.file, Err: err}
 }
 
 // errTokenHidden replaces a TOML error about the line that holds the token:
@@ -289,16 +288,16 @@ func (c *Config) decodeError(err error) error {
 var errTokenHidden = errors.New("invalid value (not shown: this line holds the bot token; write it as a quoted string)")
 
 // redacted hides the parser's message when the error is on the token's line.
-func (c *Config) redacted(e *ConfigError) *ConfigError {
+func (c *Config) redacted(e *Error) *Error {
 	if e.Key == "token" || (e.Line > 0 && e.Line == c.lineOf("token")) {
 		e.Err = errTokenHidden
 	}
 	return e
 }
 
-// errorAt builds a ConfigError for key, finding its line in the file's text.
+// errorAt builds an Error for key, finding its line in the file's text.
 func (c *Config) errorAt(key string, err error) error {
-	return &ConfigError{File: c.file, Line: c.lineOf(key), Key: key, Err: err}
+	return &Error{File: c.file, Line: c.lineOf(key), Key: key, Err: err}
 }
 
 // lineOf returns the 1-based line where key is set (or its table opened),
@@ -379,7 +378,7 @@ func (c *Config) validate() []error {
 			bad("metrics_addr", "must be HOST:PORT, got %q", c.MetricsAddr)
 		}
 	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
+	if _, err := ParseLevel(c.LogLevel); err != nil {
 		bad("log_level", "%v", err)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
@@ -428,8 +427,8 @@ func (c Config) ResolveToken(getenv func(string) string) (token, source string, 
 			return "", "", nil, c.errorAt("token_file", fmt.Errorf("%s is empty", c.TokenFile))
 		}
 		warnings = permissionWarning(c.TokenFile, "token file")
-	case c.Token != "":
-		raw, source = c.Token, "token in the config"
+	case c.Token.Reveal() != "":
+		raw, source = c.Token.Reveal(), "token in the config"
 		if c.file != "" {
 			source = "token in " + c.file
 			if line := c.lineOf("token"); line > 0 {
@@ -530,8 +529,8 @@ func permissionWarning(path, what string) []string {
 		what, path, fi.Mode().Perm(), path)}
 }
 
-// parseLevel maps a log_level to a slog level.
-func parseLevel(s string) (slog.Level, error) {
+// ParseLevel maps a log_level to a slog level.
+func ParseLevel(s string) (slog.Level, error) {
 	switch strings.ToLower(s) {
 	case "debug":
 		return slog.LevelDebug, nil

@@ -1,4 +1,6 @@
-package main
+// Package metrics exports a manager's state as Prometheus metrics: a
+// Collector that takes one snapshot per scrape, and a Server for /metrics.
+package metrics
 
 import (
 	"context"
@@ -18,8 +20,9 @@ import (
 	"github.com/shardtop/shardtop/manager"
 )
 
-// snapshotter is what the metrics need from the manager.
-type snapshotter interface {
+// Snapshotter is what the metrics need from the manager
+// (*manager.Manager is one).
+type Snapshotter interface {
 	SnapshotInto(dst *manager.Snapshot)
 }
 
@@ -33,7 +36,7 @@ var shardStates = []gateway.State{
 // Collector exports the manager's state as Prometheus metrics. It takes one
 // Snapshot per scrape (never per event), reusing its buffers.
 type Collector struct {
-	src snapshotter
+	src Snapshotter
 
 	mu   sync.Mutex // guards snap (scrapes may overlap)
 	snap manager.Snapshot
@@ -44,7 +47,7 @@ type Collector struct {
 }
 
 // NewCollector returns a Collector reading src.
-func NewCollector(src snapshotter) *Collector {
+func NewCollector(src Snapshotter) *Collector {
 	shard := []string{"shard", "count"}
 	return &Collector{
 		src:        src,
@@ -124,16 +127,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.recommended, prometheus.GaugeValue, float64(s.RecommendedShards))
 }
 
-// metricsServer serves /metrics.
-type metricsServer struct {
+// Server serves /metrics over HTTP. Create it with Start.
+type Server struct {
 	srv  *http.Server
 	addr net.Addr
 	done chan struct{}
 }
 
-// startMetrics listens on addr and serves the collector plus the Go and
-// process collectors on /metrics.
-func startMetrics(addr string, src snapshotter, logger *slog.Logger) (*metricsServer, error) {
+// Start listens on addr and serves a Collector of src plus the Go and
+// process collectors on /metrics; logger gets the server's errors.
+func Start(addr string, src Snapshotter, logger *slog.Logger) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewCollector(src), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", addr)
@@ -142,7 +145,7 @@ func startMetrics(addr string, src snapshotter, logger *slog.Logger) (*metricsSe
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
-	ms := &metricsServer{
+	ms := &Server{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		addr: ln.Addr(),
 		done: make(chan struct{}),
@@ -157,8 +160,11 @@ func startMetrics(addr string, src snapshotter, logger *slog.Logger) (*metricsSe
 	return ms, nil
 }
 
+// Addr is the address the server listens on (the port chosen, for ":0").
+func (ms *Server) Addr() net.Addr { return ms.addr }
+
 // Close stops the server and waits for it.
-func (ms *metricsServer) Close() error {
+func (ms *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := ms.srv.Shutdown(ctx)

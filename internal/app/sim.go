@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shardtop/shardtop/discordsim"
+	"github.com/shardtop/shardtop/internal/config"
 )
 
 // controlTokenEnv holds the sim's control token when -control-token is not
@@ -69,7 +70,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "shardtop sim:", err)
 		return exitUsage
 	}
-	level, err := parseLevel(*logLevel)
+	level, err := config.ParseLevel(*logLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, "shardtop sim: -log-level", err)
 		return exitUsage

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardtop/shardtop/internal/filetest"
+	"github.com/shardtop/shardtop/internal/secret"
 	"github.com/shardtop/shardtop/store"
 )
 
@@ -39,7 +41,7 @@ func tomlKeys(t *testing.T) []string {
 }
 
 func TestExampleConfigDocumentsEveryKeyWithItsDefault(t *testing.T) {
-	text, err := os.ReadFile("config.example.toml")
+	text, err := os.ReadFile("../../config.example.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +53,11 @@ func TestExampleConfigDocumentsEveryKeyWithItsDefault(t *testing.T) {
 	}
 	// Loading the example must give exactly the defaults: the documented
 	// values are the real ones.
-	got, err := ParseConfig("", string(text))
+	got, err := Parse("", string(text))
 	if err != nil {
 		t.Fatalf("example config: %v", err)
 	}
-	want := DefaultConfig()
+	want := Default()
 	got.lines, got.file = nil, ""
 	if len(got.ShardIDs) == 0 {
 		got.ShardIDs = nil
@@ -65,21 +67,9 @@ func TestExampleConfigDocumentsEveryKeyWithItsDefault(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(p, mode); err != nil { // umask may have narrowed it
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestLoadConfigValues(t *testing.T) {
 	dir := t.TempDir()
-	p := writeFile(t, dir, "shardtop.toml", `
+	p := filetest.Write(t, dir, "shardtop.toml", `
 api_url = "http://127.0.0.1:1234/api/v10"
 intents = 1
 shard_count = 32
@@ -99,7 +89,7 @@ log_level = "debug"
 log_format = "json"
 refresh = "1s"
 `, 0o600)
-	cfg, err := LoadConfig(p)
+	cfg, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +114,7 @@ refresh = "1s"
 		t.Errorf("unexpected values: %v", cfg)
 	}
 
-	whole, err := ParseConfig("x.toml", `shard_count = 16`+"\n"+`shard_ids = "0-15"`)
+	whole, err := Parse("x.toml", `shard_count = 16`+"\n"+`shard_ids = "0-15"`)
 	if err != nil || len(whole.ShardIDs) != 16 || whole.ShardIDs[15] != 15 {
 		t.Errorf("shard_ids as one range string: %v, %v", whole.ShardIDs, err)
 	}
@@ -162,13 +152,13 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig("c.toml", tc.text)
+			_, err := Parse("c.toml", tc.text)
 			if err == nil {
 				t.Fatalf("no error for %q", tc.text)
 			}
-			var ce *ConfigError
+			var ce *Error
 			if !errors.As(err, &ce) {
-				t.Errorf("error %v (%T) is not a *ConfigError", err, err)
+				t.Errorf("error %v (%T) is not a *config.Error", err, err)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
@@ -188,13 +178,13 @@ func TestResolveToken(t *testing.T) {
 		}
 		return ""
 	}
-	private := writeFile(t, dir, "token", secretToken+"\n", 0o600)
-	shared := writeFile(t, dir, "token-shared", secretToken, 0o644)
-	cfgFile := writeFile(t, dir, "open.toml", `token = "`+secretToken+`"`, 0o644)
+	private := filetest.Write(t, dir, "token", secretToken+"\n", 0o600)
+	shared := filetest.Write(t, dir, "token-shared", secretToken, 0o644)
+	cfgFile := filetest.Write(t, dir, "open.toml", `token = "`+secretToken+`"`, 0o644)
 
-	cfg := DefaultConfig()
+	cfg := Default()
 	cfg.TokenFile = private
-	cfg.Token = "config-token"
+	cfg.Token = secret.New("config-token")
 	if tok, src, w, err := cfg.ResolveToken(env); err != nil || tok != "env-token" || src != tokenEnv || len(w) != 0 {
 		t.Errorf("DISCORD_TOKEN first: %q from %q %v %v", tok, src, w, err)
 	}
@@ -210,7 +200,7 @@ func TestResolveToken(t *testing.T) {
 		t.Errorf("the warning shows the token")
 	}
 
-	fromFile, err := LoadConfig(cfgFile)
+	fromFile, err := Load(cfgFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +212,7 @@ func TestResolveToken(t *testing.T) {
 		t.Errorf("source of the config's token = %q, want it to name %s:1", src, cfgFile)
 	}
 
-	cfg = DefaultConfig()
+	cfg = Default()
 	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.Is(err, ErrNoToken) {
 		t.Errorf("no token: %v, want ErrNoToken", err)
 	}
@@ -233,11 +223,11 @@ func TestResolveToken(t *testing.T) {
 }
 
 func TestConfigNeverShowsTheToken(t *testing.T) {
-	cfg, err := ParseConfig("c.toml", `token = "`+secretToken+`"`)
+	cfg, err := Parse("c.toml", `token = "`+secretToken+`"`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Token != secretToken {
+	if cfg.Token.Reveal() != secretToken {
 		t.Fatalf("token not read")
 	}
 	var buf bytes.Buffer
@@ -254,7 +244,7 @@ func TestConfigNeverShowsTheToken(t *testing.T) {
 		}
 	}
 	// A bad value next to the token: the error names the key, not the token.
-	_, err = ParseConfig("c.toml", `token = "`+secretToken+`"`+"\nshard_count = \""+secretToken+"\"\n")
+	_, err = Parse("c.toml", `token = "`+secretToken+`"`+"\nshard_count = \""+secretToken+"\"\n")
 	if err == nil || strings.Contains(err.Error(), secretToken) {
 		t.Errorf("error shows the token or is nil: %v", err)
 	}
@@ -268,7 +258,7 @@ func TestConfigNeverShowsTheToken(t *testing.T) {
 		"token = \"\"\"" + bare + "\n",
 		"token = " + bare + "\"\n",
 	} {
-		_, err := ParseConfig("c.toml", text)
+		_, err := Parse("c.toml", text)
 		if err == nil {
 			t.Errorf("%q parsed", text)
 			continue
@@ -305,14 +295,14 @@ func TestConfigBounds(t *testing.T) {
 		{"identify_margin = \"2562047h\"\n", "c.toml:1: identify_margin: must not be negative nor above 1m0s, got 2562047h0m0s"},
 		{"refresh = \"2562047h\"\n", "c.toml:1: refresh: must be at least 10ms and at most 1m0s, got 2562047h0m0s"},
 	} {
-		_, err := ParseConfig("c.toml", tc.text)
-		var ce *ConfigError
+		_, err := Parse("c.toml", tc.text)
+		var ce *Error
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: error %v, want a *ConfigError containing %q", tc.text, err, tc.want)
+			t.Errorf("%q: error %v, want a *config.Error containing %q", tc.text, err, tc.want)
 		}
 	}
 	// The bounds themselves are accepted: no real bot is refused.
-	cfg, err := ParseConfig("c.toml", "shard_count = 65536\nshard_ids = \"65000-65535\"\nmax_concurrency = 1024\nsplit_count = 64\n"+
+	cfg, err := Parse("c.toml", "shard_count = 65536\nshard_ids = \"65000-65535\"\nmax_concurrency = 1024\nsplit_count = 64\n"+
 		"identify_window = \"1h\"\nidentify_margin = \"1m\"\nrefresh = \"1m\"\nintents = 2147483647\n")
 	if err != nil || cfg.ShardCount != store.MaxShardCount || cfg.MaxConcurrency != store.MaxMaxConcurrency || len(cfg.ShardIDs) != 536 {
 		t.Errorf("the largest values: %v (%d IDs), %v", cfg, len(cfg.ShardIDs), err)
@@ -321,7 +311,7 @@ func TestConfigBounds(t *testing.T) {
 
 // TestExtremeValuesNeverPanic feeds every integer and duration key of
 // Config (found by reflection, so a new key is covered too) the extremes a
-// TOML file can hold. Each is either refused with a *ConfigError naming
+// TOML file can hold. Each is either refused with a *config.Error naming
 // the file, line and key, or accepted within its bound; only
 // session_start_reserve takes any size (the limiter caps it).
 func TestExtremeValuesNeverPanic(t *testing.T) {
@@ -355,7 +345,7 @@ func TestExtremeValuesNeverPanic(t *testing.T) {
 			cfg, err := parseNoPanic(t, text)
 			switch {
 			case err != nil:
-				var ce *ConfigError
+				var ce *Error
 				if !errors.As(err, &ce) || !strings.Contains(err.Error(), "c.toml:") || !strings.Contains(err.Error(), ": "+key+": ") {
 					t.Errorf("%s = %s: error %q does not name c.toml, its line and the key", key, v, err)
 				}
@@ -370,16 +360,16 @@ func TestExtremeValuesNeverPanic(t *testing.T) {
 	}
 }
 
-// parseNoPanic is ParseConfig("c.toml", text), failing the test on a panic.
+// parseNoPanic is Parse("c.toml", text), failing the test on a panic.
 func parseNoPanic(t *testing.T, text string) (cfg Config, err error) {
 	t.Helper()
 	defer func() {
 		if r := recover(); r != nil {
-			t.Errorf("ParseConfig(%q) panicked: %v", text, r)
+			t.Errorf("Parse(%q) panicked: %v", text, r)
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	return ParseConfig("c.toml", text)
+	return Parse("c.toml", text)
 }
 
 // TestResolveTokenRefusesMalformed: a token with a line break used to
@@ -398,7 +388,7 @@ func TestResolveTokenRefusesMalformed(t *testing.T) {
 		}
 	}
 	noEnv := envOf("")
-	cfg := DefaultConfig()
+	cfg := Default()
 	for _, tc := range []struct{ raw, what string }{
 		{secretToken + "\nX-Evil: 1", "a line break"},
 		{secretToken + "\r\nX-Evil: 1", "a line break"},
@@ -424,13 +414,13 @@ func TestResolveTokenRefusesMalformed(t *testing.T) {
 	}
 
 	// The same checks for token_file and token, each named.
-	file := writeFile(t, dir, "token", secretToken+"\nsecond line\n", 0o600)
+	file := filetest.Write(t, dir, "token", secretToken+"\nsecond line\n", 0o600)
 	cfg.TokenFile = file
 	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.Is(err, ErrBadToken) || !strings.Contains(err.Error(), "bot token from token_file "+file+": ") ||
 		strings.Contains(err.Error(), "secret-token") {
 		t.Errorf("token_file with two lines: %v", err)
 	}
-	inConfig, err := ParseConfig(filepath.Join(dir, "c.toml"), "# bot\n\ntoken = \"MTIz\\tsecret-token\"\n")
+	inConfig, err := Parse(filepath.Join(dir, "c.toml"), "# bot\n\ntoken = \"MTIz\\tsecret-token\"\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +431,7 @@ func TestResolveTokenRefusesMalformed(t *testing.T) {
 
 	// A pasted "Bot " prefix: removed, with a warning naming the source.
 	for _, raw := range []string{"Bot " + secretToken, "  bot  " + secretToken + "\n"} {
-		tok, src, w, err := DefaultConfig().ResolveToken(envOf(raw))
+		tok, src, w, err := Default().ResolveToken(envOf(raw))
 		if err != nil || tok != secretToken || src != tokenEnv || len(w) != 1 ||
 			!strings.Contains(w[0], "bot token from DISCORD_TOKEN starts with") || !strings.Contains(w[0], "removed") {
 			t.Errorf("DISCORD_TOKEN=%q: %q from %q, warnings %q, %v; want the token without the prefix and a warning", raw, tok, src, w, err)
@@ -457,12 +447,12 @@ func TestResolveTokenRefusesMalformed(t *testing.T) {
 func TestTokenFileRegularAndBounded(t *testing.T) {
 	dir := t.TempDir()
 	noEnv := func(string) string { return "" }
-	cfg := DefaultConfig()
-	big := writeFile(t, dir, "big-token", strings.Repeat("x", MaxTokenFileSize+1), 0o600)
+	cfg := Default()
+	big := filetest.Write(t, dir, "big-token", strings.Repeat("x", MaxTokenFileSize+1), 0o600)
 	cfg.TokenFile = big
-	var ce *ConfigError
+	var ce *Error
 	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.As(err, &ce) || ce.Key != "token_file" || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "4 KiB") {
-		t.Errorf("token_file over the limit: %v; want a *ConfigError naming token_file, %s and the 4 KiB limit", err, big)
+		t.Errorf("token_file over the limit: %v; want a *config.Error naming token_file, %s and the 4 KiB limit", err, big)
 	}
 	cfg.TokenFile = dir
 	if _, _, _, err := cfg.ResolveToken(noEnv); !errors.As(err, &ce) || ce.Key != "token_file" || !strings.Contains(err.Error(), "directory") {
@@ -470,23 +460,23 @@ func TestTokenFileRegularAndBounded(t *testing.T) {
 	}
 }
 
-// TestLoadConfigTooLarge: the config file is read up to MaxConfigFileSize;
+// TestLoadConfigTooLarge: the config file is read up to MaxFileSize;
 // a larger one is an error naming it and the limit.
 func TestLoadConfigTooLarge(t *testing.T) {
 	dir := t.TempDir()
-	p := writeFile(t, dir, "big.toml", "# padding\n"+strings.Repeat("#", MaxConfigFileSize), 0o600)
-	_, err := LoadConfig(p)
-	var ce *ConfigError
+	p := filetest.Write(t, dir, "big.toml", "# padding\n"+strings.Repeat("#", MaxFileSize), 0o600)
+	_, err := Load(p)
+	var ce *Error
 	if !errors.As(err, &ce) || ce.File != p || !strings.Contains(err.Error(), "1 MiB") {
-		t.Errorf("LoadConfig of a file over 1 MiB: %v; want a *ConfigError naming %s and the limit", err, p)
+		t.Errorf("Load of a file over 1 MiB: %v; want a *config.Error naming %s and the limit", err, p)
 	}
 	// A link to a regular config is followed: users link configs into place.
 	link := filepath.Join(dir, "link.toml")
-	target := writeFile(t, dir, "real.toml", "shard_count = 3\n", 0o600)
+	target := filetest.Write(t, dir, "real.toml", "shard_count = 3\n", 0o600)
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	if cfg, err := LoadConfig(link); err != nil || cfg.ShardCount != 3 {
-		t.Errorf("LoadConfig through a link: %v, %v", cfg, err)
+	if cfg, err := Load(link); err != nil || cfg.ShardCount != 3 {
+		t.Errorf("Load through a link: %v, %v", cfg, err)
 	}
 }
