@@ -17,26 +17,75 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/shardtop/shardtop/discordsim"
 )
 
 // configEnv holds the JSON-encoded discordsim.Config of a child; its presence
-// is what makes the test binary a child.
-const configEnv = "SHARDTOP_SIMPROC_CONFIG"
+// is what makes the test binary a child. burnEnv makes it a CPU burner.
+const (
+	configEnv = "SHARDTOP_SIMPROC_CONFIG"
+	burnEnv   = "SHARDTOP_SIMPROC_BURN"
+)
 
 // RunIfChild must be called first in TestMain. When this process is a child
 // started by Start, it runs the simulator until stdin closes and reports
 // isChild true with the exit code to pass to os.Exit; otherwise it does
 // nothing and reports isChild false.
 func RunIfChild() (exitCode int, isChild bool) {
+	if _, ok := os.LookupEnv(burnEnv); ok {
+		return burn(os.Stdin), true
+	}
 	spec, ok := os.LookupEnv(configEnv)
 	if !ok {
 		return 0, false
 	}
 	return run(spec, os.Stdin, os.Stdout, os.Stderr), true
+}
+
+// burn keeps one CPU busy until stdin is at EOF, as `yes >/dev/null` does.
+func burn(stdin io.Reader) int {
+	runtime.GOMAXPROCS(1)
+	var stop atomic.Bool
+	go func() {
+		_, _ = io.Copy(io.Discard, stdin)
+		stop.Store(true)
+	}()
+	x := uint64(1)
+	for !stop.Load() {
+		for range 1 << 16 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	if x == 0 { // never: keeps the loop from being optimised away
+		fmt.Println(x)
+	}
+	return 0
+}
+
+// Burn starts n child processes that each keep a CPU busy, the load of n
+// `yes >/dev/null` beside the benchmark, until tb's cleanup.
+func Burn(tb testing.TB, n int) {
+	tb.Helper()
+	for range n {
+		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+		cmd.Env = append(os.Environ(), burnEnv+"=1")
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() {
+			_ = stdin.Close()
+			_ = cmd.Wait()
+		})
+	}
 }
 
 // run starts a simulator for the JSON config spec, writes
