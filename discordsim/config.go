@@ -274,6 +274,10 @@ type Config struct {
 	// Unexported: tests shrink it to exercise chunking cheaply. Default
 	// burstChunkEvents.
 	burstChunk int
+	// rateBacklog bounds rate traffic owed to one session (scheduler.go).
+	// Unexported: tests shrink it so that a bounded backlog drains quickly
+	// under -race on a loaded machine. Default maxRateBacklog.
+	rateBacklog int64
 }
 
 // String describes the config with the token redacted.
@@ -360,6 +364,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.CloseGrace = cmp.Or(c.CloseGrace, DefaultCloseGrace)
 	if c.burstChunk <= 0 {
 		c.burstChunk = burstChunkEvents
+	}
+	if c.rateBacklog <= 0 {
+		c.rateBacklog = maxRateBacklog
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

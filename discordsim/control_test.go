@@ -114,7 +114,10 @@ func drainCount(t *testing.T, c *client) (count, lastSeq *atomic.Int64) {
 // scheduler keeps only a fraction of an event as credit, so any rate it is
 // given leaves the next one working.
 func TestEventRateHugeChange(t *testing.T) {
-	s := startSim(t, Config{Guilds: 4, ReplayBuffer: 100, IdentifyWindow: time.Nanosecond})
+	// A small backlog bound: the client drains what a huge rate owed it in
+	// milliseconds, not the seconds 16384 events take under -race on a
+	// loaded machine. The bound itself is TestEventRateBacklogBounded's.
+	s := startSim(t, Config{Guilds: 4, ReplayBuffer: 100, IdentifyWindow: time.Nanosecond, rateBacklog: 256})
 	attached := dial(t, s.GatewayURL(), "")
 	attached.hello()
 	attached.identify("sim-token", 0, 2)

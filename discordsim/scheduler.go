@@ -11,7 +11,8 @@ import (
 // traffic for hundreds of shards costs one ticker.
 const schedTick = 10 * time.Millisecond
 
-// maxRateBacklog bounds rate traffic owed to one session: an attached
+// maxRateBacklog bounds rate traffic owed to one session (Config's
+// rateBacklog, which tests shrink): an attached
 // connection whose writer is this many events behind gets no more until it
 // catches up, and one tick gives a detached session at most this many (a
 // stalled scheduler does not owe the time it lost). Rate traffic is a rate,
@@ -98,13 +99,14 @@ func (s *Server) tickSession(ss *session, now time.Time, add float64) {
 		ss.mu.Unlock()
 		return
 	}
-	k := int64(min(whole, maxRateBacklog))
+	backlog := s.cfg.rateBacklog
+	k := int64(min(whole, float64(backlog)))
 	if c := ss.conn; c != nil {
 		ss.mu.Unlock()
 		// Only this goroutine adds to pending and only the writer takes from
-		// it, so pending never exceeds maxRateBacklog.
-		if p := c.pending.Load(); p < maxRateBacklog {
-			c.pending.Add(min(k, maxRateBacklog-p))
+		// it, so pending never exceeds the backlog bound.
+		if p := c.pending.Load(); p < backlog {
+			c.pending.Add(min(k, backlog-p))
 		}
 		c.notify()
 		return
