@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shardtop/shardtop/internal/poll"
 	"net"
 	"os"
 	"os/exec"
@@ -167,7 +168,7 @@ func TestHeadlessDemo(t *testing.T) {
 	tmp := t.TempDir()
 	p := startProcEnv(t, []string{"TMPDIR=" + tmp}, "--demo", "--headless", "--log-format", "json", "--metrics-addr", "127.0.0.1:0")
 	var addr string
-	waitFor(t, 10*time.Second, "the metrics address in the log", func() (bool, string) {
+	poll.UntilState(t, 10*time.Second, "the metrics address in the log", func() (bool, string) {
 		if l := findLog(p.stderr.String(), "metrics listening"); l != nil {
 			addr, _ = l["addr"].(string)
 		}
@@ -193,7 +194,7 @@ func TestHeadlessDemo(t *testing.T) {
 	// Every READY is saved within the store's flush interval.
 	var statePath string
 	var sessions []demoRecord
-	waitFor(t, 10*time.Second, "16 sessions in the demo's state file under TMPDIR", func() (bool, string) {
+	poll.UntilState(t, 10*time.Second, "16 sessions in the demo's state file under TMPDIR", func() (bool, string) {
 		paths, _ := filepath.Glob(filepath.Join(tmp, "shardtop-demo-*", "state.toml"))
 		if len(paths) != 1 {
 			return false, fmt.Sprintf("state files: %v", paths)
@@ -263,7 +264,7 @@ func demoSessions(path string) ([]demoRecord, error) {
 func waitAllReady(t *testing.T, p *proc, timeout time.Duration) map[string]any {
 	t.Helper()
 	var line map[string]any
-	waitFor(t, timeout, `the "all shards ready" log line`, func() (bool, string) {
+	poll.UntilState(t, timeout, `the "all shards ready" log line`, func() (bool, string) {
 		select {
 		case <-p.done:
 			t.Fatalf("shardtop exited early: %v; stderr:\n%s", p.err, p.stderr)

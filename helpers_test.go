@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shardtop/shardtop/internal/poll"
 	"io"
 	"net/http"
 	"os"
@@ -33,28 +34,6 @@ const (
 	exitFailure = 1 // runtime failure, or a second signal
 	exitUsage   = 2 // bad usage or configuration
 )
-
-// pollEvery is how often waitFor looks at the observable state.
-const pollEvery = 20 * time.Millisecond
-
-// waitFor polls cond until it holds or timeout passes; on timeout it fails
-// the test with what was awaited and the last state cond described.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last state:\n%s", timeout, what, state)
-		}
-		<-tick.C
-	}
-}
 
 // childEnv is the tests' environment without DISCORD_TOKEN, so a developer's
 // real token never reaches the simulator and never changes what is tested.
@@ -181,7 +160,7 @@ func startSimProc(t *testing.T, args ...string) *simProc {
 	t.Helper()
 	p := startProc(t, append([]string{"sim"}, args...)...)
 	var m []string
-	waitFor(t, 15*time.Second, "the sim's API line", func() (bool, string) {
+	poll.UntilState(t, 15*time.Second, "the sim's API line", func() (bool, string) {
 		m = apiLine.FindStringSubmatch(p.stdout.String())
 		return m != nil, "stdout: " + p.stdout.String() + "\nstderr: " + p.stderr.String()
 	})

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/shardtop/shardtop/internal/poll"
 	"io"
 	"net"
 	"net/http"
@@ -31,7 +32,7 @@ func startSimAt(t *testing.T, args ...string) (p *proc, base, hostport string) {
 	t.Helper()
 	p = startProc(t, append([]string{"sim"}, args...)...)
 	var m []string
-	waitFor(t, 15*time.Second, "the sim's API line", func() (bool, string) {
+	poll.UntilState(t, 15*time.Second, "the sim's API line", func() (bool, string) {
 		m = anyAPILine.FindStringSubmatch(p.stdout.String())
 		return m != nil, "stdout: " + p.stdout.String() + "\nstderr: " + p.stderr.String()
 	})

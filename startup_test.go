@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/shardtop/shardtop/internal/poll"
 	"os"
 	"regexp"
 	"strings"
@@ -78,7 +79,7 @@ func TestQuickRestartKeepsTheIdentifyWindow(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filetest.Write(t, dir, "shardtop.toml", fmt.Sprintf("api_url = %q\ntoken = %q\nidentify_window = \"2s\"\nstate_file = \"state.toml\"\n", sim.api, e2eToken), 0o600)
 	first := startProc(t, "-config", cfgPath, "--headless", "--log-format", "json")
-	waitFor(t, 20*time.Second, "the first wave READY", func() (bool, string) {
+	poll.UntilState(t, 20*time.Second, "the first wave READY", func() (bool, string) {
 		n := 0
 		for _, l := range jsonLogLines(first.stderr.String()) {
 			if l["msg"] == "shard ready" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/shardtop/shardtop/internal/poll"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,7 +110,7 @@ func (r *tuiRun) waitScreen(timeout time.Duration, what string, patterns ...stri
 		res[i] = regexp.MustCompile(`(?m)` + p)
 	}
 	var scr string
-	waitFor(r.t, timeout, what, func() (bool, string) {
+	poll.UntilState(r.t, timeout, what, func() (bool, string) {
 		scr = r.screen()
 		for _, re := range res {
 			if !re.MatchString(scr) {
@@ -125,7 +126,7 @@ func (r *tuiRun) waitScreen(timeout time.Duration, what string, patterns ...stri
 func (r *tuiRun) exitCode(timeout time.Duration) int {
 	r.t.Helper()
 	var code int
-	waitFor(r.t, timeout, "shardtop to exit", func() (bool, string) {
+	poll.UntilState(r.t, timeout, "shardtop to exit", func() (bool, string) {
 		b, err := os.ReadFile(r.exitFile)
 		if err != nil || !strings.HasSuffix(string(b), "\n") {
 			return false, r.screen()
@@ -175,7 +176,7 @@ func TestTUIEndToEnd(t *testing.T) {
 	// The retired 0/4 leaves the table with the next snapshot after the split.
 	oldRow := regexp.MustCompile(`(?m)` + row("0/4", `\w+`))
 	var split string
-	waitFor(t, timeout, "0/4 to leave the table", func() (bool, string) {
+	poll.UntilState(t, timeout, "0/4 to leave the table", func() (bool, string) {
 		split = first.screen()
 		return !oldRow.MatchString(split), split
 	})
@@ -223,7 +224,7 @@ func TestTmuxServerOutlivesSessions(t *testing.T) {
 		if out, err := tm.cmd("new-session", "-d", "-s", "s"+strconv.Itoa(i), "echo 0 >"+shellQuote(done)).CombinedOutput(); err != nil {
 			t.Fatalf("session %d: tmux new-session: %v\n%s", i, err, out)
 		}
-		waitFor(t, 10*time.Second, "the session's command to finish", func() (bool, string) {
+		poll.UntilState(t, 10*time.Second, "the session's command to finish", func() (bool, string) {
 			b, err := os.ReadFile(done)
 			return err == nil && len(b) > 0, "no " + done
 		})

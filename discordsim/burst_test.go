@@ -2,6 +2,7 @@ package discordsim
 
 import (
 	"bytes"
+	"github.com/shardtop/shardtop/internal/poll"
 	"testing"
 	"time"
 )
@@ -123,7 +124,7 @@ func TestBurstPreparedResume(t *testing.T) {
 				t.Fatal("drop missed the shard")
 			}
 			var numbered int64
-			eventually(t, "detached", func() bool {
+			poll.Until(t, poll.Timeout, "detached", func() bool {
 				ss := s.Sessions()
 				if len(ss) == 1 && !ss[0].Connected {
 					numbered = ss[0].Seq

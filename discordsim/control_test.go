@@ -3,6 +3,7 @@ package discordsim
 import (
 	"errors"
 	"fmt"
+	"github.com/shardtop/shardtop/internal/poll"
 	"math"
 	"strings"
 	"sync/atomic"
@@ -69,7 +70,7 @@ func TestControlParamRanges(t *testing.T) {
 	}
 	// The limits themselves are accepted (with no connection to act on).
 	c.closeWith(4000)
-	eventually(t, "no connection", func() bool { return s.Stats().ActiveConnections == 0 })
+	poll.Until(t, poll.Timeout, "no connection", func() bool { return s.Stats().ActiveConnections == 0 })
 	var hit map[string]int
 	for _, path := range []string{"/rate?per_shard=100000", "/rate?per_shard=0", "/faults?per_conn=1000", "/faults?per_conn=0",
 		"/burst?shard=2&n=10000000", "/close?shard=0&code=1000", "/close?shard=0&code=1013", "/close?shard=0&code=3000"} {
@@ -135,15 +136,15 @@ func TestEventRateHugeChange(t *testing.T) {
 		}
 		return -1
 	}
-	eventually(t, "detached", func() bool { return detachedSeq() > 0 })
+	poll.Until(t, poll.Timeout, "detached", func() bool { return detachedSeq() > 0 })
 
 	for _, huge := range []float64{1e30, math.Inf(1), math.MaxFloat64} {
 		s.SetEventRate(huge)
 		n0, d0 := count.Load(), detachedSeq()
-		eventually(t, "traffic at a huge rate", func() bool { return count.Load() > n0 && detachedSeq() > d0 })
+		poll.Until(t, poll.Timeout, "traffic at a huge rate", func() bool { return count.Load() > n0 && detachedSeq() > d0 })
 		s.SetEventRate(0)
 		// Everything produced reaches the client: the backlog is bounded.
-		eventually(t, "the backlog drained", func() bool {
+		poll.Until(t, poll.Timeout, "the backlog drained", func() bool {
 			ss := s.Sessions()
 			for _, si := range ss {
 				if si.Connected && si.Seq == lastSeq.Load() {
@@ -154,7 +155,7 @@ func TestEventRateHugeChange(t *testing.T) {
 		})
 		s.SetEventRate(10)
 		n1, d1 := count.Load(), detachedSeq()
-		eventually(t, "traffic at 10 per second", func() bool { return count.Load() > n1 && detachedSeq() > d1 })
+		poll.Until(t, poll.Timeout, "traffic at 10 per second", func() bool { return count.Load() > n1 && detachedSeq() > d1 })
 		s.SetEventRate(0)
 	}
 }
@@ -174,17 +175,17 @@ func TestEventRateBacklogBounded(t *testing.T) {
 	gone.hello()
 	gone.identify("sim-token", 1, 2)
 	gone.closeWith(4000)
-	eventually(t, "one connection left", func() bool { return s.Stats().ActiveConnections == 1 })
+	poll.Until(t, poll.Timeout, "one connection left", func() bool { return s.Stats().ActiveConnections == 1 })
 	ts := s.targets(0)
 	if len(ts) != 1 {
 		t.Fatalf("%d connections of shard 0", len(ts))
 	}
 	c := ts[0]
-	eventually(t, "a full backlog", func() bool { return c.pending.Load() >= maxRateBacklog })
+	poll.Until(t, poll.Timeout, "a full backlog", func() bool { return c.pending.Load() >= maxRateBacklog })
 	// Ten more ticks' worth of events at the full rate.
 	d0 := s.Stats().Dispatches
 	perTick := int64(MaxEventRate * schedTick.Seconds())
-	eventually(t, "ten more ticks", func() bool { return s.Stats().Dispatches >= d0+uint64(10*perTick) })
+	poll.Until(t, poll.Timeout, "ten more ticks", func() bool { return s.Stats().Dispatches >= d0+uint64(10*perTick) })
 	if p := c.pending.Load(); p > maxRateBacklog {
 		t.Fatalf("backlog %d events, want at most %d", p, maxRateBacklog)
 	}

@@ -45,18 +45,6 @@ func startSim(t testing.TB, cfg Config) *Server {
 	return s
 }
 
-// eventually polls cond until it holds or waitTimeout passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 // frame is one decoded gateway payload.
 type frame struct {
 	Op  int             `json:"op"`

@@ -2,6 +2,7 @@ package discordsim
 
 import (
 	"encoding/json"
+	"github.com/shardtop/shardtop/internal/poll"
 	"testing"
 	"time"
 )
@@ -48,7 +49,7 @@ func TestPresenceLimit(t *testing.T) {
 	}
 	c2.expectACK()
 	at := time.Now()
-	eventually(t, "the window to pass", func() bool { return time.Since(at) > window })
+	poll.Until(t, poll.Timeout, "the window to pass", func() bool { return time.Since(at) > window })
 	for range 3 {
 		c2.send(presencePayload())
 	}
@@ -128,7 +129,7 @@ func TestClientThatStopsReading(t *testing.T) {
 			reader := dial(t, s.GatewayURL(), "")
 			reader.hello()
 			reader.identify("sim-token", 1, 2)
-			eventually(t, "both live", func() bool { return len(s.targets(0)) == 1 && len(s.targets(1)) == 1 })
+			poll.Until(t, poll.Timeout, "both live", func() bool { return len(s.targets(0)) == 1 && len(s.targets(1)) == 1 })
 			s.Burst(0, 100000) // far more than the socket buffers hold
 			if tc.faults {
 				done := make(chan struct{})
@@ -144,7 +145,7 @@ func TestClientThatStopsReading(t *testing.T) {
 					t.Fatal("RequestHeartbeat blocked on a client that does not read")
 				}
 			}
-			eventually(t, "the stalled client dropped", func() bool { return s.Stats().ActiveConnections == 1 })
+			poll.Until(t, poll.Timeout, "the stalled client dropped", func() bool { return s.Stats().ActiveConnections == 1 })
 			if got := s.Stats().SlowClientDrops > 0; got != tc.wantDrops {
 				t.Fatalf("SlowClientDrops %d, want drops: %v", s.Stats().SlowClientDrops, tc.wantDrops)
 			}

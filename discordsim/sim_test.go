@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/shardtop/shardtop/internal/poll"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -74,7 +75,7 @@ func TestRESTAuthAndBudget(t *testing.T) {
 	c4.send(identifyPayload("sim-token", 3, 6, 0))
 	c4.expectClose(4004)
 	// And it comes back after reset_after.
-	eventually(t, "budget reset", func() bool {
+	poll.Until(t, poll.Timeout, "budget reset", func() bool {
 		getJSON(t, s.APIURL()+"/gateway/bot", "Bot sim-token", &gb)
 		return gb.SessionStartLimit.Remaining == 3
 	})
@@ -151,7 +152,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 		t.Fatalf("took %v", el)
 	}
 	// 4009: the session is gone.
-	eventually(t, "session ended", func() bool { return s.Stats().ActiveSessions == 0 })
+	poll.Until(t, poll.Timeout, "session ended", func() bool { return s.Stats().ActiveSessions == 0 })
 	c2 := dial(t, r.ResumeGatewayURL, "")
 	c2.hello()
 	c2.send(map[string]any{"op": 6, "d": map[string]any{"token": "sim-token", "session_id": r.SessionID, "seq": 1}})
@@ -403,7 +404,7 @@ func TestResumeReplay(t *testing.T) {
 	}
 	last := readMessages(t, c, first, 40)
 	c.closeWith(4000) // keeps the session
-	eventually(t, "detached", func() bool {
+	poll.Until(t, poll.Timeout, "detached", func() bool {
 		ss := s.Sessions()
 		return len(ss) == 1 && !ss[0].Connected && ss[0].Seq == last
 	})
@@ -455,7 +456,7 @@ func TestResumeOutsideReplayBuffer(t *testing.T) {
 	s.Burst(0, 30)
 	last := readMessages(t, c, 1+int64(len(r.Guilds)), 30)
 	c.closeWith(4000)
-	eventually(t, "detached", func() bool { ss := s.Sessions(); return len(ss) == 1 && !ss[0].Connected })
+	poll.Until(t, poll.Timeout, "detached", func() bool { ss := s.Sessions(); return len(ss) == 1 && !ss[0].Connected })
 	c2 := dial(t, r.ResumeGatewayURL, "")
 	c2.hello()
 	c2.send(map[string]any{"op": 6, "d": map[string]any{"token": "sim-token", "session_id": r.SessionID, "seq": last - 15}})
@@ -483,7 +484,7 @@ func TestSessionEnds(t *testing.T) {
 		c.hello()
 		r := c.identify("sim-token", 0, 1)
 		c.closeWith(1000)
-		eventually(t, "session gone", func() bool { return s.Stats().ActiveSessions == 0 })
+		poll.Until(t, poll.Timeout, "session gone", func() bool { return s.Stats().ActiveSessions == 0 })
 		if f := resume(r); f.Op != 9 || string(f.D) != "false" {
 			t.Fatalf("got %v %s", f, f.D)
 		}
@@ -494,7 +495,7 @@ func TestSessionEnds(t *testing.T) {
 		c.hello()
 		r := c.identify("sim-token", 0, 1)
 		c.closeWith(4000)
-		eventually(t, "session expired", func() bool { return s2.Stats().ActiveSessions == 0 })
+		poll.Until(t, poll.Timeout, "session expired", func() bool { return s2.Stats().ActiveSessions == 0 })
 		c2 := dial(t, r.ResumeGatewayURL, "")
 		c2.hello()
 		c2.send(map[string]any{"op": 6, "d": map[string]any{"token": "sim-token", "session_id": r.SessionID, "seq": 1}})
@@ -557,7 +558,7 @@ func TestFaults(t *testing.T) {
 		if ce := c.expectClose(4000); ce.Text != "Unknown error." {
 			t.Fatalf("reason %q", ce.Text)
 		}
-		eventually(t, "detached", func() bool {
+		poll.Until(t, poll.Timeout, "detached", func() bool {
 			for _, si := range s.Sessions() {
 				if si.ID == r.SessionID {
 					return !si.Connected
@@ -573,7 +574,7 @@ func TestFaults(t *testing.T) {
 		c, r := open(1)
 		s.CloseShard(1, 4007)
 		c.expectClose(4007)
-		eventually(t, "ended", func() bool {
+		poll.Until(t, poll.Timeout, "ended", func() bool {
 			for _, si := range s.Sessions() {
 				if si.ID == r.SessionID {
 					return false
@@ -591,7 +592,7 @@ func TestFaults(t *testing.T) {
 		c.closeWith(4000)
 		// The server notices the close a moment later; the next subtest
 		// counts hits on shard 2.
-		eventually(t, "shard 2 connection gone", func() bool { return len(s.targets(2)) == 0 })
+		poll.Until(t, poll.Timeout, "shard 2 connection gone", func() bool { return len(s.targets(2)) == 0 })
 	})
 	t.Run("RequestHeartbeat", func(t *testing.T) {
 		c, _ := open(2)
@@ -602,7 +603,7 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("got %v", f)
 		}
 		c.closeWith(4000)
-		eventually(t, "shard 2 connection gone", func() bool { return len(s.targets(2)) == 0 })
+		poll.Until(t, poll.Timeout, "shard 2 connection gone", func() bool { return len(s.targets(2)) == 0 })
 	})
 	t.Run("InvalidateSession resumable", func(t *testing.T) {
 		c, r := open(3)
@@ -644,7 +645,7 @@ func TestFaults(t *testing.T) {
 		}
 		c.send(map[string]any{"op": 1, "d": nil})
 		s.Burst(1, 5)
-		eventually(t, "events numbered", func() bool {
+		poll.Until(t, poll.Timeout, "events numbered", func() bool {
 			for _, si := range s.Sessions() {
 				if si.ID == r.SessionID {
 					return si.Seq == int64(1+len(r.Guilds)+5)
@@ -663,7 +664,7 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("got %v", f)
 		}
 		// The zombie connection was dropped when its session moved.
-		eventually(t, "zombie dropped", func() bool { return s.Stats().ActiveConnections == 1 })
+		poll.Until(t, poll.Timeout, "zombie dropped", func() bool { return s.Stats().ActiveConnections == 1 })
 		c2.closeWith(1000)
 	})
 	t.Run("DropTCP", func(t *testing.T) {
@@ -675,7 +676,7 @@ func TestFaults(t *testing.T) {
 		if ce, ok := err.(*websocket.CloseError); err == nil || ok && ce.Code != websocket.CloseAbnormalClosure {
 			t.Fatalf("want a drop without close frame, got %v", err)
 		}
-		eventually(t, "session detached, kept", func() bool {
+		poll.Until(t, poll.Timeout, "session detached, kept", func() bool {
 			for _, si := range s.Sessions() {
 				if si.ID == r.SessionID {
 					return !si.Connected
@@ -730,7 +731,7 @@ func TestEventRate(t *testing.T) {
 	// A detached session keeps receiving into its replay buffer.
 	c.closeWith(4000)
 	var before int64
-	eventually(t, "detached", func() bool {
+	poll.Until(t, poll.Timeout, "detached", func() bool {
 		ss := s.Sessions()
 		if len(ss) == 1 && !ss[0].Connected {
 			before = ss[0].Seq
@@ -739,7 +740,7 @@ func TestEventRate(t *testing.T) {
 		return false
 	})
 	var queued int64
-	eventually(t, "queued while detached", func() bool { queued = s.Sessions()[0].Seq; return queued >= before+20 })
+	poll.Until(t, poll.Timeout, "queued while detached", func() bool { queued = s.Sessions()[0].Seq; return queued >= before+20 })
 	c2 := dial(t, r.ResumeGatewayURL, "")
 	c2.hello()
 	c2.send(map[string]any{"op": 6, "d": map[string]any{"token": "sim-token", "session_id": r.SessionID, "seq": seq}})
@@ -874,7 +875,7 @@ func TestSimHTTP(t *testing.T) {
 	c2.hello()
 	c2.send(identifyPayload("sim-token", 1, 4, 0))
 	var st Stats
-	eventually(t, "second identify refused", func() bool {
+	poll.Until(t, poll.Timeout, "second identify refused", func() bool {
 		getJSON(t, base+"/stats", "", &st)
 		return st.IdentifyViolations == 1
 	})

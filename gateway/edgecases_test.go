@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/shardtop/shardtop/internal/poll"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -39,7 +40,7 @@ func TestEndAfterCloseKeepsSession(t *testing.T) {
 	if ts.Session().ID != id || id == "" {
 		t.Fatalf("session %q after End, want %q kept", ts.Session().ID, id)
 	}
-	eventually(t, "sim saw 4000", func() bool { return sim.Stats().ClientCloses[4000] == 1 })
+	poll.Until(t, poll.Timeout, "sim saw 4000", func() bool { return sim.Stats().ClientCloses[4000] == 1 })
 	if c := sim.Stats().ClientCloses[1000]; c != 0 {
 		t.Fatalf("sim saw %d closes 1000", c)
 	}
@@ -54,7 +55,7 @@ func TestEndAfterExpiredClose(t *testing.T) {
 	ts.open(t)
 	_, _ = ts.Close(expiredCtx())
 	err := ts.End(ctxT(t))
-	eventually(t, "sim saw the close", func() bool {
+	poll.Until(t, poll.Timeout, "sim saw the close", func() bool {
 		st := sim.Stats()
 		return st.ClientCloses[1000]+st.ClientCloses[4000] == 1
 	})
@@ -102,7 +103,7 @@ func TestEndUpgradesPendingClose(t *testing.T) {
 	}
 	endErr := make(chan error, 1)
 	go func() { endErr <- s.End(context.Background()) }()
-	eventually(t, "End upgrading the close code", func() bool {
+	poll.Until(t, poll.Timeout, "End upgrading the close code", func() bool {
 		s.lifeMu.Lock()
 		defer s.lifeMu.Unlock()
 		return s.stopCode == websocket.CloseNormalClosure
@@ -163,7 +164,7 @@ func TestSendRejectsReservedOps(t *testing.T) {
 	if err := ts.Send(ctxT(t), []byte(`{"op":4,"d":{"guild_id":"1","channel_id":null,"self_mute":false,"self_deaf":false}}`)); err != nil {
 		t.Fatalf("op 4: %v", err)
 	}
-	eventually(t, "the op 4", func() bool { return sim.Stats().PayloadsByOp[4] == before.PayloadsByOp[4]+1 })
+	poll.Until(t, poll.Timeout, "the op 4", func() bool { return sim.Stats().PayloadsByOp[4] == before.PayloadsByOp[4]+1 })
 	st := sim.Stats()
 	if st.Identifies != 1 || ts.State() != StateReady {
 		t.Fatalf("sim %+v state %v", st, ts.State())
@@ -256,7 +257,7 @@ func TestRequestedHeartbeatsDoNotHideZombie(t *testing.T) {
 	sim := startSim(t, discordsim.Config{HeartbeatInterval: interval})
 	ts := newShard(t, sim)
 	ts.open(t)
-	eventually(t, "an ACK", func() bool { return ts.Stats().Latency > 0 })
+	poll.Until(t, poll.Timeout, "an ACK", func() bool { return ts.Stats().Latency > 0 })
 	start := time.Now()
 	sim.WithholdACKs(0)
 	stop := make(chan struct{})
@@ -275,7 +276,7 @@ func TestRequestedHeartbeatsDoNotHideZombie(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); <-pokerDone }()
-	eventually(t, "zombie detected", func() bool { return ts.rec.count(StateReconnecting) == 1 })
+	poll.Until(t, poll.Timeout, "zombie detected", func() bool { return ts.rec.count(StateReconnecting) == 1 })
 	if took := time.Since(start); took > 2*interval+150*time.Millisecond {
 		t.Fatalf("zombie found after %v, want within two intervals", took)
 	}
@@ -318,7 +319,7 @@ func TestHelloIntervalBounds(t *testing.T) {
 			if err := s.Start(); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "a reconnect", func() bool { return rec.count(StateReconnecting) >= 1 && conns.Load() >= 2 })
+			poll.Until(t, poll.Timeout, "a reconnect", func() bool { return rec.count(StateReconnecting) >= 1 && conns.Load() >= 2 })
 			if _, err := s.Close(ctxT(t)); err != nil {
 				t.Fatal(err)
 			}

@@ -44,18 +44,6 @@ func startSim(t testing.TB, cfg discordsim.Config) *discordsim.Server {
 	return s
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // poll interval, not synchronisation
-	}
-}
-
 // recorder collects state changes and checks each against the state machine.
 type recorder struct {
 	t       testing.TB

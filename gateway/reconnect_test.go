@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"github.com/shardtop/shardtop/internal/poll"
 	"net"
 	"strings"
 	"sync"
@@ -107,7 +108,7 @@ func TestUnreachableResumeURLFallsBackToGateway(t *testing.T) {
 	sim := startSim(t, discordsim.Config{EventRate: 50})
 	first := newShard(t, sim)
 	first.open(t)
-	eventually(t, "traffic", func() bool { return first.Stats().Sequence > 3 })
+	poll.Until(t, poll.Timeout, "traffic", func() bool { return first.Stats().Sequence > 3 })
 	sess, err := first.Close(ctxT(t))
 	if err != nil || !sess.Resumable() {
 		t.Fatalf("Close: %+v %v", sess, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shardtop/shardtop/internal/poll"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -23,8 +24,8 @@ func TestOpenReadyGuildsHeartbeats(t *testing.T) {
 	if st.SessionID == "" || st.Identifies != 1 || ts.gate.readyReleases.Load() != 1 || ts.gate.acquires.Load() != 1 {
 		t.Fatalf("after Open: %+v gate acquires=%d ready releases=%d", st, ts.gate.acquires.Load(), ts.gate.readyReleases.Load())
 	}
-	eventually(t, "all GUILD_CREATE", func() bool { return ts.Stats().Guilds == 20 && ts.Stats().Events >= 21 })
-	eventually(t, "a heartbeat round trip", func() bool { return ts.Stats().Latency > 0 && ts.Stats().SmoothedLatency > 0 })
+	poll.Until(t, poll.Timeout, "all GUILD_CREATE", func() bool { return ts.Stats().Guilds == 20 && ts.Stats().Events >= 21 })
+	poll.Until(t, poll.Timeout, "a heartbeat round trip", func() bool { return ts.Stats().Latency > 0 && ts.Stats().SmoothedLatency > 0 })
 	if s := ts.Session(); s.ID != st.SessionID || s.ResumeURL != sim.ResumeURL() || s.Sequence < 21 {
 		t.Fatalf("session %+v (resume url want %s)", s, sim.ResumeURL())
 	}
@@ -47,18 +48,18 @@ func TestCloseCodes(t *testing.T) {
 			_, action := CloseCodeInfo(code)
 			switch action {
 			case ActionResume:
-				eventually(t, "resume", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
+				poll.Until(t, poll.Timeout, "resume", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
 				if st := sim.Stats(); st.Identifies != 1 || ts.Stats().Resumes != 1 {
 					t.Fatalf("identifies %d, client resumes %d", st.Identifies, ts.Stats().Resumes)
 				}
 			case ActionIdentify:
-				eventually(t, "identify anew", func() bool { return sim.Stats().Identifies == 2 && ts.State() == StateReady })
+				poll.Until(t, poll.Timeout, "identify anew", func() bool { return sim.Stats().Identifies == 2 && ts.State() == StateReady })
 				if sim.Stats().Resumes != 0 || ts.gate.acquires.Load() != 2 {
 					t.Fatalf("resumes %d, gate acquires %d", sim.Stats().Resumes, ts.gate.acquires.Load())
 				}
 			default:
 				// The recorder hears of a change after the state is published.
-				eventually(t, "Failed", func() bool { _, ok := ts.rec.find(StateFailed); return ok })
+				poll.Until(t, poll.Timeout, "Failed", func() bool { _, ok := ts.rec.find(StateFailed); return ok })
 				err := ts.Open(ctxT(t))
 				var ce *CloseError
 				if !errors.As(err, &ce) || ce.Code != code {
@@ -113,7 +114,7 @@ func TestOp7Resumes(t *testing.T) {
 	ts := newShard(t, sim)
 	ts.open(t)
 	sim.Reconnect(0)
-	eventually(t, "resume after op 7", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
+	poll.Until(t, poll.Timeout, "resume after op 7", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
 	if ch, _ := ts.rec.find(StateReconnecting); ch.Reason != "op 7 reconnect: resuming" {
 		t.Fatalf("reason %q", ch.Reason)
 	}
@@ -128,7 +129,7 @@ func TestOp9(t *testing.T) {
 		ts := newShard(t, sim)
 		ts.open(t)
 		sim.InvalidateSession(0, true)
-		eventually(t, "resume", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
+		poll.Until(t, poll.Timeout, "resume", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
 		if sim.Stats().Identifies != 1 {
 			t.Fatal("re-identified")
 		}
@@ -139,7 +140,7 @@ func TestOp9(t *testing.T) {
 		ts.open(t)
 		old := ts.Session().ID
 		sim.InvalidateSession(0, false)
-		eventually(t, "identify anew", func() bool { return sim.Stats().Identifies == 2 && ts.State() == StateReady })
+		poll.Until(t, poll.Timeout, "identify anew", func() bool { return sim.Stats().Identifies == 2 && ts.State() == StateReady })
 		if ts.gate.acquires.Load() != 2 || ts.gate.approaches.Load() != 2 || sim.Stats().Resumes != 0 {
 			t.Fatalf("identify did not go through the gate: approaches %d acquires %d", ts.gate.approaches.Load(), ts.gate.acquires.Load())
 		}
@@ -156,10 +157,10 @@ func TestZombieResumes(t *testing.T) {
 	sim := startSim(t, discordsim.Config{HeartbeatInterval: interval, EventRate: 200})
 	ts := newShard(t, sim)
 	ts.open(t)
-	eventually(t, "traffic", func() bool { return ts.events.Load() > 30 })
+	poll.Until(t, poll.Timeout, "traffic", func() bool { return ts.events.Load() > 30 })
 	start := time.Now()
 	sim.Zombie(0)
-	eventually(t, "zombie detected", func() bool { return ts.rec.count(StateReconnecting) == 1 })
+	poll.Until(t, poll.Timeout, "zombie detected", func() bool { return ts.rec.count(StateReconnecting) == 1 })
 	if took := time.Since(start); took > 2*interval+100*time.Millisecond {
 		t.Fatalf("zombie detected after %v, want within two heartbeats (%v)", took, 2*interval)
 	}
@@ -167,7 +168,7 @@ func TestZombieResumes(t *testing.T) {
 	if ch.Reason != "zombie: no ACK in 200ms" {
 		t.Fatalf("reason %q", ch.Reason)
 	}
-	eventually(t, "resume with replay", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
+	poll.Until(t, poll.Timeout, "resume with replay", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
 	if sim.Stats().Replayed == 0 {
 		t.Fatal("nothing replayed")
 	}
@@ -175,7 +176,7 @@ func TestZombieResumes(t *testing.T) {
 		t.Fatalf("client closes %v identifies %d", st.ClientCloses, st.Identifies)
 	}
 	seqNow := ts.Stats().Sequence
-	eventually(t, "traffic after resume", func() bool { return ts.Stats().Sequence > seqNow+10 })
+	poll.Until(t, poll.Timeout, "traffic after resume", func() bool { return ts.Stats().Sequence > seqNow+10 })
 	if g := ts.Stats().SequenceGaps; g != 0 {
 		t.Fatalf("%d sequence gaps after resume", g)
 	}
@@ -185,11 +186,11 @@ func TestDropTCPResumesWithoutGap(t *testing.T) {
 	sim := startSim(t, discordsim.Config{EventRate: 300})
 	ts := newShard(t, sim)
 	ts.open(t)
-	eventually(t, "traffic", func() bool { return ts.events.Load() > 30 })
+	poll.Until(t, poll.Timeout, "traffic", func() bool { return ts.events.Load() > 30 })
 	sim.DropTCP(0)
-	eventually(t, "resume", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
+	poll.Until(t, poll.Timeout, "resume", func() bool { return sim.Stats().Resumes == 1 && ts.State() == StateReady })
 	seqNow := ts.Stats().Sequence
-	eventually(t, "traffic after resume", func() bool { return ts.Stats().Sequence > seqNow+20 })
+	poll.Until(t, poll.Timeout, "traffic after resume", func() bool { return ts.Stats().Sequence > seqNow+20 })
 	st := ts.Stats()
 	if st.SequenceGaps != 0 || st.Reconnects != 1 || st.ReconnectAttempts != 0 {
 		t.Fatalf("stats %+v", st)
@@ -206,8 +207,8 @@ func TestServerRequestedHeartbeat(t *testing.T) {
 	ts.open(t)
 	before := sim.Stats().HeartbeatsReceived
 	sim.RequestHeartbeat(0)
-	eventually(t, "heartbeat answering op 1", func() bool { return sim.Stats().HeartbeatsReceived == before+1 })
-	eventually(t, "its ACK", func() bool { return ts.Stats().Latency > 0 })
+	poll.Until(t, poll.Timeout, "heartbeat answering op 1", func() bool { return sim.Stats().HeartbeatsReceived == before+1 })
+	poll.Until(t, poll.Timeout, "its ACK", func() bool { return ts.Stats().Latency > 0 })
 }
 
 func TestCompressionEndToEnd(t *testing.T) {
@@ -234,7 +235,7 @@ func TestCompressionEndToEnd(t *testing.T) {
 			ts.open(t)
 			// READY alone makes Guilds 12; wait for its GUILD_CREATEs too
 			// (READY + 12 dispatches) so none lands inside the burst count.
-			eventually(t, "guilds", func() bool { st := ts.Stats(); return st.Guilds == 12 && st.Events == 13 })
+			poll.Until(t, poll.Timeout, "guilds", func() bool { st := ts.Stats(); return st.Guilds == 12 && st.Events == 13 })
 			// Count the messages, not all events: on a loaded machine the
 			// sim may drop a client that reads too slowly (as Discord does),
 			// and the resume that follows adds a RESUMED of its own.
@@ -242,12 +243,12 @@ func TestCompressionEndToEnd(t *testing.T) {
 			// some 30 times, and -race on a loaded machine still gets through
 			// them well within the wait.
 			sim.Burst(0, 1000)
-			eventually(t, "burst", func() bool { return msgs.Load() == 1000 && ts.State() == StateReady })
+			poll.Until(t, poll.Timeout, "burst", func() bool { return msgs.Load() == 1000 && ts.State() == StateReady })
 			resumes := sim.Stats().Resumes
 			sim.Reconnect(0) // new connection, new decoder context
-			eventually(t, "resume", func() bool { return sim.Stats().Resumes == resumes+1 && ts.State() == StateReady })
+			poll.Until(t, poll.Timeout, "resume", func() bool { return sim.Stats().Resumes == resumes+1 && ts.State() == StateReady })
 			sim.Burst(0, 300)
-			eventually(t, "burst after resume", func() bool { return msgs.Load() == 1300 })
+			poll.Until(t, poll.Timeout, "burst after resume", func() bool { return msgs.Load() == 1300 })
 			if bad.Load() != 0 || ts.Stats().SequenceGaps != 0 {
 				t.Fatalf("%d invalid payloads, %d gaps", bad.Load(), ts.Stats().SequenceGaps)
 			}
@@ -319,7 +320,7 @@ func TestSendRefusals(t *testing.T) {
 	if err := ts.Send(ctxT(t), []byte(`{"op":4,"d":{"guild_id":"1","channel_id":null,"self_mute":false,"self_deaf":false}}`)); err != nil {
 		t.Fatalf("op 4: %v", err)
 	}
-	eventually(t, "the op 4 marker", func() bool { return sim.Stats().PayloadsByOp[4] == before.PayloadsByOp[4]+1 })
+	poll.Until(t, poll.Timeout, "the op 4 marker", func() bool { return sim.Stats().PayloadsByOp[4] == before.PayloadsByOp[4]+1 })
 	if st := sim.Stats(); st.PayloadsByOp[3] != before.PayloadsByOp[3] || st.Closes[4002] != 0 || ts.State() != StateReady {
 		t.Fatalf("refused payloads reached the sim: op 3 %d -> %d, 4002 closes %d, state %v",
 			before.PayloadsByOp[3], st.PayloadsByOp[3], st.Closes[4002], ts.State())
@@ -340,7 +341,7 @@ func TestIdentifyWaitsForGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Connected, heartbeating, but no identify until the gate says so.
-	eventually(t, "heartbeats while waiting", func() bool { return sim.Stats().HeartbeatsReceived >= 3 })
+	poll.Until(t, poll.Timeout, "heartbeats while waiting", func() bool { return sim.Stats().HeartbeatsReceived >= 3 })
 	st := sim.Stats()
 	if st.Identifies != 0 || ts.State() != StateConnecting {
 		t.Fatalf("identified before the gate: sim %+v state %v", st, ts.State())
@@ -364,7 +365,7 @@ func TestGateReleasedOnCloseWhileQueued(t *testing.T) {
 	if err := ts.Start(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "waiting in Acquire", func() bool { return ts.State() == StateConnecting && sim.Stats().ActiveConnections == 1 })
+	poll.Until(t, poll.Timeout, "waiting in Acquire", func() bool { return ts.State() == StateConnecting && sim.Stats().ActiveConnections == 1 })
 	if _, err := ts.Close(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +392,7 @@ func TestBackoffDialFailures(t *testing.T) {
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "7 attempts", func() bool { mu.Lock(); defer mu.Unlock(); return len(attempts) >= 7 })
+	poll.Until(t, poll.Timeout, "7 attempts", func() bool { mu.Lock(); defer mu.Unlock(); return len(attempts) >= 7 })
 	if _, err := s.Close(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +418,7 @@ func TestCloseKeepsSessionForNewShard(t *testing.T) {
 	sim := startSim(t, discordsim.Config{EventRate: 100, Guilds: 12})
 	ts := newShard(t, sim)
 	ts.open(t)
-	eventually(t, "traffic", func() bool { return ts.events.Load() > 10 && ts.Stats().Guilds == 12 })
+	poll.Until(t, poll.Timeout, "traffic", func() bool { return ts.events.Load() > 10 && ts.Stats().Guilds == 12 })
 	sess, err := ts.Close(ctxT(t))
 	if err != nil || !sess.Resumable() || sess.Sequence == 0 || sess.ResumeURL == "" || sess.Guilds != 12 {
 		t.Fatalf("Close: %+v %v", sess, err)
@@ -425,7 +426,7 @@ func TestCloseKeepsSessionForNewShard(t *testing.T) {
 	if ts.State() != StateClosed {
 		t.Fatalf("state %v", ts.State())
 	}
-	eventually(t, "sim saw close 4000", func() bool { return sim.Stats().ClientCloses[4000] == 1 })
+	poll.Until(t, poll.Timeout, "sim saw close 4000", func() bool { return sim.Stats().ClientCloses[4000] == 1 })
 	again, err := ts.Close(ctxT(t))
 	if err != nil || again != sess {
 		t.Fatal("Close not idempotent")
@@ -440,7 +441,7 @@ func TestCloseKeepsSessionForNewShard(t *testing.T) {
 		t.Fatal("resumed into another session or with a gap")
 	}
 	// No READY on a resume: the guild count comes with the session.
-	eventually(t, "live traffic after the resume", func() bool { return ts2.Stats().Sequence > sess.Sequence+5 })
+	poll.Until(t, poll.Timeout, "live traffic after the resume", func() bool { return ts2.Stats().Sequence > sess.Sequence+5 })
 	if g, sg := ts2.Stats().Guilds, ts2.Session().Guilds; g != 12 || sg != 12 {
 		t.Fatalf("resumed shard counts %d guilds (session %d), want 12", g, sg)
 	}
@@ -460,7 +461,7 @@ func TestEndEndsSession(t *testing.T) {
 	if ts.Session().Resumable() || ts.State() != StateClosed {
 		t.Fatal("End kept the session")
 	}
-	eventually(t, "sim session gone", func() bool {
+	poll.Until(t, poll.Timeout, "sim session gone", func() bool {
 		for _, s := range sim.Sessions() {
 			if s.ID == id {
 				return false
@@ -468,7 +469,7 @@ func TestEndEndsSession(t *testing.T) {
 		}
 		return true
 	})
-	eventually(t, "sim saw close 1000", func() bool { return sim.Stats().ClientCloses[1000] == 1 })
+	poll.Until(t, poll.Timeout, "sim saw close 1000", func() bool { return sim.Stats().ClientCloses[1000] == 1 })
 	ts2 := newShard(t, sim, WithSession(Session{ID: id, Sequence: 1, ResumeURL: sim.ResumeURL()}))
 	ts2.open(t)
 	if sim.Stats().Identifies != 2 || sim.Stats().ResumesRejected != 1 {
@@ -501,7 +502,7 @@ func TestResumeReplayDoesNotDoubleCountGuilds(t *testing.T) {
 	sim := startSim(t, discordsim.Config{Guilds: 9})
 	ts := newShard(t, sim)
 	ts.open(t)
-	eventually(t, "all GUILD_CREATE", func() bool { return ts.Stats().Guilds == 9 })
+	poll.Until(t, poll.Timeout, "all GUILD_CREATE", func() bool { return ts.Stats().Guilds == 9 })
 	sess, err := ts.Close(ctxT(t))
 	if err != nil || sess.Guilds != 9 {
 		t.Fatalf("Close: %+v %v", sess, err)
@@ -509,7 +510,7 @@ func TestResumeReplayDoesNotDoubleCountGuilds(t *testing.T) {
 	sess.Sequence = 1 // as if saved right after READY
 	ts2 := newShard(t, sim, WithSession(sess))
 	ts2.open(t)
-	eventually(t, "the replayed GUILD_CREATEs", func() bool { return ts2.maxSeq.Load() >= 10 })
+	poll.Until(t, poll.Timeout, "the replayed GUILD_CREATEs", func() bool { return ts2.maxSeq.Load() >= 10 })
 	if st := sim.Stats(); st.Resumes != 1 || st.Replayed < 9 {
 		t.Fatalf("sim: %d resumes, %d replayed; want 1 and at least 9", st.Resumes, st.Replayed)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shardtop/shardtop/internal/poll"
 	"log/slog"
 	"math"
 	"net/http"
@@ -278,7 +279,7 @@ func TestBotUserFromREST(t *testing.T) {
 		if err := m.WaitReady(ctx); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "bot user from READY", func() bool { return m.Snapshot().BotUser.ID == wantBotID })
+		poll.Until(t, 5*time.Second, "bot user from READY", func() bool { return m.Snapshot().BotUser.ID == wantBotID })
 	})
 	t.Run("users/@me 401 beside a working /gateway/bot: logged", func(t *testing.T) {
 		m := newTestManager(t, sim, cfg.IdentifyWindow, WithAPIURL(apiProxy(t, sim, map[string]int{"/users/@me": 401})), WithHTTPClient(noREST))
@@ -327,7 +328,7 @@ func TestTotalsCountReplacedShards(t *testing.T) {
 	matchSim := func(what string, identifies, resumes uint64) {
 		t.Helper()
 		var tot Totals
-		waitFor(t, 5*time.Second, what, func() bool {
+		poll.Until(t, 5*time.Second, what, func() bool {
 			tot = m.Snapshot().Totals
 			return tot.Identifies == identifies && tot.Resumes == resumes
 		})
@@ -375,7 +376,7 @@ func TestExpiredSessionFallsBackToIdentify(t *testing.T) {
 		t.Fatal(err)
 	}
 	f1.Close()
-	waitFor(t, 5*time.Second, "sessions to expire", func() bool { return len(sim.Sessions()) == 0 })
+	poll.Until(t, 5*time.Second, "sessions to expire", func() bool { return len(sim.Sessions()) == 0 })
 
 	f2 := openStore(t, path)
 	defer f2.Close()
@@ -669,7 +670,7 @@ func TestSplitAndRepeatedSplit(t *testing.T) {
 		t.Fatalf("after split: %v, want %v", got, want)
 	}
 	noJoiningDelivery(t, &log, 4)
-	waitFor(t, 5*time.Second, "old session 1/2 to end", func() bool {
+	poll.Until(t, 5*time.Second, "old session 1/2 to end", func() bool {
 		for _, s := range sim.Sessions() {
 			if s.ShardID == 1 && s.ShardCount == 2 {
 				return false
@@ -695,7 +696,7 @@ func TestSplitAndRepeatedSplit(t *testing.T) {
 
 	// Delivery after the switch comes from the new shards.
 	n0 := len(log.snapshot())
-	waitFor(t, 5*time.Second, "events from 7/8", func() bool {
+	poll.Until(t, 5*time.Second, "events from 7/8", func() bool {
 		for _, d := range log.snapshot()[n0:] {
 			if d.Key == (ShardKey{7, 8}) {
 				return true
@@ -706,7 +707,7 @@ func TestSplitAndRepeatedSplit(t *testing.T) {
 	if err := f.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "store records of the active set", func() bool {
+	poll.Until(t, 5*time.Second, "store records of the active set", func() bool {
 		var keys []ShardKey
 		for _, r := range f.Load() {
 			keys = append(keys, ShardKey{r.ShardID, r.ShardCount})
@@ -786,14 +787,14 @@ func TestAutoReshardAfterReconnectAndAgain(t *testing.T) {
 	openReady(t, m)
 	// A reconnect first, then Discord demands sharding.
 	sim.DropTCP(1)
-	waitFor(t, 5*time.Second, "resume after drop", func() bool { return sim.Stats().Resumes >= 1 && allActiveReady(m) })
+	poll.Until(t, 5*time.Second, "resume after drop", func() bool { return sim.Stats().Resumes >= 1 && allActiveReady(m) })
 	sim.CloseShard(1, 4011)
-	waitFor(t, 10*time.Second, "split of 1/2", func() bool {
+	poll.Until(t, 10*time.Second, "split of 1/2", func() bool {
 		return fmt.Sprint(activeKeys(m)) == "[0/2 1/4 3/4]" && allActiveReady(m)
 	})
 	// Again on a shard that was already split: its own count.
 	sim.CloseShard(3, 4011)
-	waitFor(t, 10*time.Second, "split of 3/4", func() bool {
+	poll.Until(t, 10*time.Second, "split of 3/4", func() bool {
 		return fmt.Sprint(activeKeys(m)) == "[0/2 1/4 3/8 7/8]" && allActiveReady(m)
 	})
 	if err := m.WaitReady(ctxT(t, 5*time.Second)); err != nil {
@@ -826,7 +827,7 @@ func TestReshardWhole(t *testing.T) {
 	if len(keys) != 5 || keys[4] != (ShardKey{4, 5}) {
 		t.Fatalf("after Reshard(0): %v", keys)
 	}
-	waitFor(t, 5*time.Second, "old sessions to end", func() bool {
+	poll.Until(t, 5*time.Second, "old sessions to end", func() bool {
 		for _, s := range sim.Sessions() {
 			if s.ShardCount != 5 {
 				return false
@@ -928,7 +929,7 @@ func TestChaos(t *testing.T) {
 		faults[i%len(faults)]((i * 7) % 32)
 	}
 	tick.Stop()
-	waitFor(t, 20*time.Second, "every shard READY after chaos", func() bool { return allActiveReady(m) })
+	poll.Until(t, 20*time.Second, "every shard READY after chaos", func() bool { return allActiveReady(m) })
 	if err := m.WaitReady(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -960,7 +961,7 @@ func TestChaosRandomFaults(t *testing.T) {
 	sim.SetFaultRate(2)           // per connection per second: ~190 faults in 3 s
 	<-time.After(3 * time.Second) // the chaos period itself, not synchronisation
 	sim.SetFaultRate(0)
-	waitFor(t, 20*time.Second, "every shard READY after chaos", func() bool { return allActiveReady(m) })
+	poll.Until(t, 20*time.Second, "every shard READY after chaos", func() bool { return allActiveReady(m) })
 	if err := m.WaitReady(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -1051,7 +1052,7 @@ func TestRefreshGatewayBot(t *testing.T) {
 	m2 := newTestManager(t, sim, cfg.IdentifyWindow)
 	openReady(t, m2)
 	want := sim.Stats().SessionStartRemaining
-	waitFor(t, 5*time.Second, "m1's budget to match Discord's", func() bool {
+	poll.Until(t, 5*time.Second, "m1's budget to match Discord's", func() bool {
 		b := m1.Snapshot().Limiter.Budget
 		return b.Known && b.Remaining == want
 	})
@@ -1176,7 +1177,7 @@ func TestCloseKeepsAnIdentifyInFlight(t *testing.T) {
 	if err := m.Open(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "both shards identifying", func() bool {
+	poll.Until(t, 5*time.Second, "both shards identifying", func() bool {
 		n := 0
 		for _, s := range m.Snapshot().Shards {
 			if s.State == gateway.StateIdentifying {

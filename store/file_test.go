@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shardtop/shardtop/internal/poll"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -332,7 +333,7 @@ func TestBackgroundWriteRespectsInterval(t *testing.T) {
 	// Put continuously; the background writer alone must write, no more
 	// than once per interval.
 	var seq int64
-	waitFor(t, "4 background writes", 5*time.Second, func() bool {
+	poll.Until(t, 5*time.Second, "4 background writes", func() bool {
 		seq++
 		mustPut(t, f, ShardState{ShardID: 0, ShardCount: 1, SessionID: "s", Sequence: seq})
 		return w.count() >= 4
@@ -346,7 +347,7 @@ func TestBackgroundWriteRespectsInterval(t *testing.T) {
 		}
 	}
 	// The last Put reaches the file without Flush.
-	waitFor(t, "last Put on disk", 5*time.Second, func() bool {
+	poll.Until(t, 5*time.Second, "last Put on disk", func() bool {
 		data, err := os.ReadFile(path)
 		return err == nil && strings.Contains(string(data), fmt.Sprintf("sequence = %d\n", seq))
 	})
@@ -682,17 +683,17 @@ func TestWriteErrorKeptAndRetried(t *testing.T) {
 		t.Fatalf("Flush into a missing directory: %v; want an error naming %s", err, path)
 	}
 	assertStates(t, f.Load(), []ShardState{a, b})
-	waitFor(t, "the failure to be logged", 5*time.Second, func() bool {
+	poll.Until(t, 5*time.Second, "the failure to be logged", func() bool {
 		return strings.Contains(logs.String(), "level=ERROR") && strings.Contains(logs.String(), "no such file")
 	})
 	// The background writer keeps retrying on its own (at retryDelay).
 	failed := w.count()
-	waitFor(t, "a background retry", 5*time.Second, func() bool { return w.count() > failed })
+	poll.Until(t, 5*time.Second, "a background retry", func() bool { return w.count() > failed })
 
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the retried write on disk", 5*time.Second, func() bool {
+	poll.Until(t, 5*time.Second, "the retried write on disk", func() bool {
 		_, err := os.Stat(path)
 		return err == nil
 	})

@@ -92,18 +92,6 @@ func churnState(id, n int, g int64) ShardState {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(time.Millisecond) // poll interval, not synchronisation
-	}
-}
-
 // writeLog records write attempts through the afterWrite hook.
 type writeLog struct {
 	mu     sync.Mutex

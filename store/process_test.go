@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"github.com/shardtop/shardtop/internal/poll"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -101,7 +102,7 @@ func TestSIGKILL(t *testing.T) {
 		}
 		// Let it replace the file a few times.
 		target := gen + 3 + rng.Int64N(5)
-		waitFor(t, "the helper's writes", 20*time.Second, func() bool {
+		poll.Until(t, 20*time.Second, "the helper's writes", func() bool {
 			if cmd.ProcessState != nil {
 				return true
 			}

@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"errors"
+	"github.com/shardtop/shardtop/internal/poll"
 	"io"
 	"testing"
 	"time"
@@ -28,18 +29,6 @@ func waitErr(t *testing.T, done <-chan error) error {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 func TestRunQuitsOnQ(t *testing.T) {
 	f := newFake(fixture())
 	in, inW := io.Pipe()
@@ -49,7 +38,7 @@ func TestRunQuitsOnQ(t *testing.T) {
 		WithRefresh(time.Millisecond),
 		WithQuitHandler(func() { close(quit) }),
 		WithProgramOptions(tea.WithInput(in), tea.WithOutput(io.Discard), tea.WithoutSignalHandler()))
-	waitFor(t, "ticks", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.pulls >= 3 })
+	poll.Until(t, poll.Timeout, "ticks", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.pulls >= 3 })
 	if _, err := inW.Write([]byte("q")); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +65,7 @@ func TestRunEndsWithContext(t *testing.T) {
 	defer cancel()
 	done := runAsync(ctx, f, WithRefresh(time.Millisecond),
 		WithProgramOptions(tea.WithInput(in), tea.WithOutput(io.Discard), tea.WithoutSignalHandler()))
-	waitFor(t, "ticks", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.pulls >= 3 })
+	poll.Until(t, poll.Timeout, "ticks", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.pulls >= 3 })
 	cancel()
 	if err := waitErr(t, done); err != nil {
 		t.Fatalf("Run after cancel = %v, want nil", err)
