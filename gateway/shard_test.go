@@ -1,18 +1,15 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/shardtop/shardtop/internal/poll"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/shardtop/shardtop/discordsim"
 )
 
@@ -371,46 +368,6 @@ func TestGateReleasedOnCloseWhileQueued(t *testing.T) {
 	}
 	if ts.gate.releases.Load() != 1 || ts.gate.readyReleases.Load() != 0 || ts.State() != StateClosed {
 		t.Fatalf("releases %d state %v", ts.gate.releases.Load(), ts.State())
-	}
-}
-
-// TestBackoffDialFailures measures dial attempts against a failing dialer.
-func TestBackoffDialFailures(t *testing.T) {
-	var mu sync.Mutex
-	var attempts []time.Time
-	dialer := &websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		mu.Lock()
-		attempts = append(attempts, time.Now())
-		mu.Unlock()
-		return nil, errors.New("connection refused (test)")
-	}}
-	rec := &recorder{t: t}
-	gate := &testGate{}
-	s := New(testToken, 0, 1, WithURL("ws://127.0.0.1:1/gateway"), WithDialer(dialer), WithIdentifyGate(gate),
-		WithBackoff(20*time.Millisecond, 80*time.Millisecond), WithBackoffJitter(func() float64 { return 1 }),
-		WithStateHandler(rec.handle))
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	poll.Until(t, poll.Timeout, "7 attempts", func() bool { mu.Lock(); defer mu.Unlock(); return len(attempts) >= 7 })
-	if _, err := s.Close(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	// Attempt 1 -> 2 is the immediate first retry, then 20, 40, 80, 80, 80 ms.
-	want := []time.Duration{0, 20, 40, 80, 80, 80}
-	for i, w := range want {
-		gap := attempts[i+1].Sub(attempts[i])
-		if gap < w*time.Millisecond*9/10 || gap > w*time.Millisecond+150*time.Millisecond {
-			t.Fatalf("gap %d = %v, want ~%v ms (all: %v)", i, gap, w, attempts)
-		}
-	}
-	if gate.approaches.Load() != gate.releases.Load() || gate.acquires.Load() != 0 {
-		t.Fatalf("gate approaches %d releases %d acquires %d", gate.approaches.Load(), gate.releases.Load(), gate.acquires.Load())
-	}
-	if s.Stats().ReconnectAttempts < 6 {
-		t.Fatalf("attempts %d", s.Stats().ReconnectAttempts)
 	}
 }
 
