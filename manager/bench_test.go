@@ -4,7 +4,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +19,7 @@ import (
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/internal/simproc"
 	"github.com/shardtop/shardtop/limiter"
+	"github.com/shardtop/shardtop/store"
 )
 
 // startupMargin and startupLead are the identify margin and lead the
@@ -219,4 +227,154 @@ func unconnectedManager(b *testing.B, n int) *Manager {
 	l.publish()
 	b.Cleanup(func() { _ = m.Close(context.Background()) })
 	return m
+}
+
+// BenchmarkTenThousandShards is a large bot in one process: 10,000 shards
+// at max_concurrency 64 with a 20 ms identify window, against a simulator
+// in a child process that sends Discord's 41.25 s heartbeat interval and no
+// events. It reports the start-up over its minimum ((ceil(N/C) - 1)
+// windows), the resident memory each idle READY shard costs (VmRSS of this
+// process 3 s after all READY, less the RSS before Open, over 10,000), the
+// CPU this process spends idle (getrusage over 30 s, as % of one core per
+// 1000 shards), Snapshot's time at 10,000 shards, and a restart on the same
+// state file: the time until every shard resumed, and its identifies
+// (goal: 0). -benchtime=1x; it takes about a minute.
+func BenchmarkTenThousandShards(b *testing.B) {
+	const (
+		n, conc = 10_000, 64
+		window  = 20 * time.Millisecond
+		idleFor = 30 * time.Second
+	)
+	cfg := benchSim(n, conc, window, n)
+	cfg.HeartbeatInterval = discordsim.DefaultHeartbeatInterval
+	sim := simproc.Start(b, cfg)
+	defer sim.Close(b)
+	path := filepath.Join(b.TempDir(), "state.toml")
+	gw := []gateway.Option{gateway.WithCompression(gateway.CompressionNone), gateway.WithHandshakeTimeout(30 * time.Second)}
+	for b.Loop() {
+		st, err := store.OpenFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		rss0 := vmRSS(b)
+		m, err := New(testToken, WithAPIURL(sim.API), WithIdentifyWindow(window), WithStore(st), WithGatewayOptions(gw...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		start := time.Now()
+		if err := m.Open(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		minimum := time.Duration((n+conc-1)/conc-1) * window
+		b.ReportMetric(float64(took)/float64(minimum), "startup/min")
+		time.Sleep(3 * time.Second) // the measuring point: 3 s after all READY (a measurement, not synchronisation)
+		runtime.GC()
+		b.ReportMetric(float64(vmRSS(b)-rss0)/n/1024, "KB-RSS/shard")
+
+		stopProfile := startIdleProfile(b)
+		user0, sys0 := cpuTime(b)
+		time.Sleep(idleFor) // idle: heartbeats only (a measurement, not synchronisation)
+		user1, sys1 := cpuTime(b)
+		stopProfile()
+		idle := (user1 - user0) + (sys1 - sys0)
+		b.ReportMetric(100*float64(idle)/float64(idleFor)/(n/1000), "%core-idle/1000shards")
+		b.ReportMetric(100*float64(sys1-sys0)/float64(idleFor)/(n/1000), "%core-idle-kernel/1000shards")
+
+		var snap Snapshot
+		snapStart := time.Now()
+		const snaps = 20
+		for range snaps {
+			m.SnapshotInto(&snap)
+		}
+		b.ReportMetric(float64(time.Since(snapStart))/snaps/1e6, "ms/snapshot")
+		if err := m.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+
+		// The restart: every shard resumes its saved session.
+		st, err = store.OpenFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		before := sim.Stats(b)
+		m, err = New(testToken, WithAPIURL(sim.API), WithIdentifyWindow(window), WithStore(st), WithGatewayOptions(gw...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		if err := m.Open(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.WaitReady(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(start).Seconds(), "s-restart")
+		after := sim.Stats(b)
+		b.ReportMetric(float64(after.Identifies-before.Identifies), "identifies-restart")
+		endSessions(ctx, m)
+		_ = m.Close(ctx)
+		_ = st.Close()
+		cancel()
+		_ = os.Remove(path)
+	}
+}
+
+// idleProfile names a file for a CPU profile of the idle phase alone
+// (-args -tenk.idleprofile=FILE): what the bookkeeping costs.
+var idleProfile = flag.String("tenk.idleprofile", "", "CPU profile of BenchmarkTenThousandShards' idle phase")
+
+func startIdleProfile(b *testing.B) (stop func()) {
+	if *idleProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(*idleProfile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
+
+// vmRSS is this process's resident set size in bytes (Linux).
+func vmRSS(b *testing.B) int64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Skip("no /proc/self/status:", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// cpuTime is the user and system (kernel) CPU this process has used.
+func cpuTime(b *testing.B) (user, sys time.Duration) {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
 }

@@ -283,6 +283,9 @@ func (l *loop) onState(e *entry, c gateway.StateChange) {
 		}
 	})
 	l.changed = true
+	if c.To == gateway.StateFailed {
+		l.m.failures.Add(1)
+	}
 	l.m.subs.publish(Event{Type: EventState, Key: e.key, Role: info.role, From: from, To: c.To,
 		Reason: c.Reason, CloseCode: c.CloseCode, Err: c.Err, At: c.At})
 	switch c.To {
@@ -311,8 +314,13 @@ func (l *loop) persist(e *entry) {
 	}
 }
 
-// save keeps sess as e's saved session.
+// save keeps sess as e's saved session. An unchanged session (an idle
+// shard's, every persist interval) is not written again: its record says
+// when it last changed.
 func (l *loop) save(e *entry, sess gateway.Session) {
+	if old, ok := l.saved[e.key]; ok && old == sess && e.infoOf().resumable {
+		return
+	}
 	l.saved[e.key] = sess
 	if !e.infoOf().resumable {
 		e.update(func(i *entryInfo) { i.resumable = true })
@@ -336,22 +344,38 @@ func (l *loop) retire(e *entry) {
 	l.dirty = true
 }
 
-// sample computes events/s from the shards' counters and, every persist
-// interval, saves the latest sequence of every Ready shard.
+// sample computes events/s from the shards' counters while someone reads
+// them (a Snapshot in the last two sample intervals: the TUI, a metrics
+// scrape), and every persist interval saves the latest sequence of every
+// Ready shard whose sequence moved. An idle headless manager of 10,000
+// shards so does almost nothing between heartbeats. A rate sampled after a
+// pause is the average over the pause.
 func (l *loop) sample(now time.Time) {
-	dt := now.Sub(l.lastSample).Seconds()
-	l.lastSample = now
 	doPersist := now.Sub(l.lastPersist) >= l.m.cfg.persistInterval
+	read := now.UnixNano()-l.m.lastRead.Load() < int64(2*l.m.cfg.sampleInterval)
+	if !doPersist && !read {
+		return
+	}
 	if doPersist {
 		l.lastPersist = now
 	}
+	dt := now.Sub(l.lastSample).Seconds()
+	if read {
+		l.lastSample = now
+	}
+	// Atomic loads only: this is most of what an idle manager does.
 	visit := func(e *entry) {
-		st := e.shard.Stats()
-		if dt > 0 {
-			e.rate.Store(float64bits(float64(st.Events-e.lastEvents) / dt))
+		if read {
+			events := e.shard.Events()
+			if dt > 0 && events != e.lastEvents {
+				e.rate.Store(float64bits(float64(events-e.lastEvents) / dt))
+			} else if e.rate.Load() != 0 {
+				e.rate.Store(0)
+			}
+			e.lastEvents = events
 		}
-		e.lastEvents = st.Events
-		if doPersist && st.State == gateway.StateReady && e.infoOf().role != RoleRetiring {
+		if doPersist && e.shard.Sequence() != l.saved[e.key].Sequence &&
+			e.shard.State() == gateway.StateReady && e.infoOf().role != RoleRetiring {
 			l.persist(e)
 		}
 	}
@@ -386,6 +410,7 @@ func (l *loop) claim(id int) (*entry, error) {
 
 // unclaim ends the action on shard id.
 func (l *loop) unclaim(id int) {
+	l.m.failures.Add(1) // a failed shard no longer busy is a failure now
 	delete(l.busy, id)
 	if e := l.active[id]; e != nil && e.infoOf().busy {
 		e.update(func(i *entryInfo) { i.busy = false })
@@ -591,6 +616,7 @@ func (l *loop) autoSplit(e *entry) {
 	id := e.key.ID
 	if l.life != stateOpen || l.active[id] != e || l.busy[id] || l.resh != nil {
 		e.update(func(i *entryInfo) { i.autoSplit = false })
+		l.m.failures.Add(1)
 		return
 	}
 	l.busy[id] = true

@@ -115,8 +115,14 @@ type Manager struct {
 
 	view    atomic.Pointer[view]
 	changed atomic.Pointer[chan struct{}]
-	botUser atomic.Pointer[User]
-	subs    subscribers
+	// lastRead is when a Snapshot was last taken (unix nanoseconds): the
+	// loop samples events/s only while someone reads them.
+	lastRead atomic.Int64
+	// failures counts the shards the loop has seen fail (and the changes
+	// of what makes a failure final): WaitReady looks for one only then.
+	failures atomic.Uint64
+	botUser  atomic.Pointer[User]
+	subs     subscribers
 
 	// workers are the goroutines the loop starts for I/O (closing and
 	// ending shards, the store writer, the refresher); handlers the close

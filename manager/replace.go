@@ -282,6 +282,7 @@ func (l *loop) aborted(op *replaceOp, err error) {
 	if op.auto {
 		l.m.log.Error("automatic split failed", "shard", op.key.ID, "shards", op.key.Count, "err", err)
 		op.olds[0].update(func(i *entryInfo) { i.autoSplit = false })
+		l.m.failures.Add(1)
 	}
 	l.finish(op, err)
 }
@@ -313,6 +314,7 @@ func (l *loop) finish(op *replaceOp, err error) {
 	l.ops = slices.DeleteFunc(l.ops, func(x *replaceOp) bool { return x == op })
 	if op.reshard {
 		l.resh = nil
+		l.m.failures.Add(1) // failures the re-shard covered are final now
 	} else {
 		l.unclaim(op.key.ID)
 	}

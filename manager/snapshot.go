@@ -120,6 +120,7 @@ func (m *Manager) infoFor(v *view, e *entry, now time.Time) ShardInfo {
 func (m *Manager) SnapshotInto(dst *Snapshot) {
 	v := m.view.Load()
 	now := time.Now()
+	m.lastRead.Store(now.UnixNano())
 	t := Totals{Identifies: v.retired.identifies, Resumes: v.retired.resumes}
 	shards := dst.Shards[:0]
 	if cap(shards) < len(v.entries) {
