@@ -94,16 +94,7 @@ func TestConfigFileNotRegular(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := startProc(t, append(tc.args, "--headless")...)
-			code := p.exitCode(t, quickExit)
-			stderr := p.stderr.String()
-			if code != exitUsage {
-				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitUsage, stderr)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr does not contain %q:\n%s", w, stderr)
-				}
-			}
+			assertExit(t, p, exitUsage, tc.want...)
 		})
 	}
 	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
@@ -159,16 +150,7 @@ func TestStateFileNotRegular(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startProc(t, append([]string{"-config", cfgPath, "--headless"}, tc.args...)...)
-			code := p.exitCode(t, quickExit)
-			stderr := p.stderr.String()
-			if code != exitFailure {
-				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitFailure, stderr)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr does not contain %q:\n%s", w, stderr)
-				}
-			}
+			assertExit(t, p, exitFailure, tc.want...)
 			fi, err := os.Lstat(tc.path)
 			if err != nil || fi.Mode() != before[tc.path].Mode() || !os.SameFile(fi, before[tc.path]) {
 				t.Errorf("%s was moved or replaced: %v %v", tc.path, fi, err)
@@ -226,16 +208,7 @@ func TestMalformedTokenExit2(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := startProcEnv(t, tc.env, "-config", tc.config, "--headless")
-			code := p.exitCode(t, quickExit)
-			stderr := p.stderr.String()
-			if code != exitUsage {
-				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitUsage, stderr)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr does not contain %q:\n%s", w, stderr)
-				}
-			}
+			stderr := assertExit(t, p, exitUsage, tc.want...)
 			if strings.Contains(stderr, "X-Evil") || strings.Contains(stderr, "header field") {
 				t.Errorf("the token reached the HTTP client or is shown:\n%s", stderr)
 			}

@@ -2,12 +2,12 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/shardtop/shardtop/internal/poll"
+	"github.com/shardtop/shardtop/internal/syncbuf"
 	"io"
 	"net/http"
 	"os"
@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,29 +53,11 @@ func childEnv() []string {
 	return env
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer goroutine and a polling reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proc is a shardtop process started by a test.
 type proc struct {
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *syncbuf.Buffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
 	err    error // Wait's result, set before done is closed
 }
@@ -91,7 +72,7 @@ func startProc(t *testing.T, args ...string) *proc {
 // startProcEnv is startProc with env (KEY=value) added to childEnv().
 func startProcEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(shardtopBin, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(shardtopBin, args...), stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(childEnv(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -136,6 +117,23 @@ func (p *proc) exitCode(t *testing.T, timeout time.Duration) int {
 	}
 	t.Fatalf("wait: %v", p.err)
 	return -1
+}
+
+// assertExit waits (briefly) for p to exit and checks its status and that
+// its stderr says each of says; it returns the stderr.
+func assertExit(t *testing.T, p *proc, want int, says ...string) string {
+	t.Helper()
+	code := p.exitCode(t, quickExit)
+	stderr := p.stderr.String()
+	if code != want {
+		t.Errorf("exit %d, want %d; stderr:\n%s", code, want, stderr)
+	}
+	for _, w := range says {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("stderr does not contain %q:\n%s", w, stderr)
+		}
+	}
+	return stderr
 }
 
 // runProc runs shardtop to completion and returns its exit status and output.

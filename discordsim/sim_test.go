@@ -1,10 +1,10 @@
 package discordsim
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"github.com/shardtop/shardtop/internal/poll"
+	"github.com/shardtop/shardtop/internal/syncbuf"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -538,7 +538,7 @@ func TestCompression(t *testing.T) {
 }
 
 func TestFaults(t *testing.T) {
-	var logbuf syncBuffer
+	var logbuf syncbuf.Buffer
 	s := startSim(t, Config{Guilds: 4, IdentifyWindow: time.Nanosecond, Logger: slog.New(slog.NewTextHandler(&logbuf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	defer func() {
 		if t.Failed() {
@@ -959,15 +959,3 @@ func TestGuildFormula(t *testing.T) {
 		}
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

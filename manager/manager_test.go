@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/shardtop/shardtop/internal/poll"
+	"github.com/shardtop/shardtop/internal/syncbuf"
 	"log/slog"
 	"math"
 	"net/http"
@@ -1117,7 +1118,7 @@ func TestReopenedShardKeepsItsHistory(t *testing.T) {
 // Discord's buckets earn op 9); when Discord cannot be reached at all, the
 // error is what Open returns and no lesser warning comes before it.
 func TestStartupWarnings(t *testing.T) {
-	var logs syncLog
+	var logs syncbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := simConfig()
 	cfg.Shards = 2
@@ -1130,7 +1131,7 @@ func TestStartupWarnings(t *testing.T) {
 		t.Fatalf("no warning for max_concurrency 4 over Discord's 1:\n%s", logs.String())
 	}
 
-	var unreachable syncLog
+	var unreachable syncbuf.Buffer
 	m2, err := New(testToken, WithAPIURL("http://127.0.0.1:1/api/v10"),
 		WithLogger(slog.New(slog.NewTextHandler(&unreachable, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	if err != nil {
@@ -1143,24 +1144,6 @@ func TestStartupWarnings(t *testing.T) {
 	if strings.Contains(unreachable.String(), "/users/@me") {
 		t.Fatalf("a /users/@me warning came before the start-up error:\n%s", unreachable.String())
 	}
-}
-
-// syncLog is a log sink safe for concurrent writers.
-type syncLog struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // A shard that has sent its Identify when Close comes gets its READY first:

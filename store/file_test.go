@@ -1,11 +1,11 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/shardtop/shardtop/internal/poll"
+	"github.com/shardtop/shardtop/internal/syncbuf"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -554,7 +554,7 @@ func TestStartFresh(t *testing.T) {
 	path := statePath(t)
 	bad := header + "version = 1\n[[shard]]\nid = 0\ncount = 0\nsession_id = \"x\"\nsequence = 1\n"
 	writeRaw(t, path, bad)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	f := mustOpen(t, path, WithStartFresh(), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	moved, cause := f.MovedAside()
 	if !errors.Is(cause, ErrCorrupt) {
@@ -637,31 +637,13 @@ func TestPathIsDirectory(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestWriteErrorKeptAndRetried(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "state.toml")
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	var w writeLog
 	f := mustOpen(t, path, WithFlushInterval(time.Millisecond), w.option(),
 		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
