@@ -255,7 +255,7 @@ func (m *Manager) Close(ctx context.Context) error {
 			m.shutdown(ctx)
 			close(m.closeDone)
 		}
-		break
+		break // closing or closed (by this call or another): wait for it
 	}
 	select {
 	case <-m.closeDone:
@@ -296,9 +296,7 @@ func (m *Manager) publishClosed() {
 	v := *m.view.Load()
 	v.life = stateClosed
 	m.view.Store(&v)
-	ch := m.changed.Swap(new(chan struct{}))
-	*m.changed.Load() = make(chan struct{})
-	close(*ch)
+	m.notify()
 }
 
 // send hands f to the loop; false if the loop has ended.
