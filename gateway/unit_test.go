@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestStateMachine(t *testing.T) {
 }
 
 func TestSendWindow(t *testing.T) {
-	w := newSendWindow(10, time.Second)
+	w := makeSendWindow(10, time.Second)
 	now := time.Duration(0)
 	for i := range 7 {
 		if d := w.wait(now, 7); d != 0 {
@@ -63,6 +64,47 @@ func TestSendWindow(t *testing.T) {
 	}
 	if r := reserveFor(120, 60*time.Second, 41250*time.Millisecond); r < 4 || r > 10 {
 		t.Fatalf("reserve %d", r)
+	}
+}
+
+// The ring keeps only what is inside the window, growing as needed: its
+// waits are those of a list of every send time, at any density of sends.
+func TestSendWindowMatchesEverySendTime(t *testing.T) {
+	const limit, window = 20, time.Second
+	w := makeSendWindow(limit, window)
+	margin := window + window/20
+	var all []time.Duration
+	rng := rand.New(rand.NewPCG(1, 2))
+	now := time.Duration(0)
+	for i := range 5000 {
+		// Bursts and lulls: gaps from 0 to 2 windows.
+		switch rng.IntN(4) {
+		case 0:
+			now += time.Duration(rng.Int64N(int64(2 * window)))
+		default:
+			now += time.Duration(rng.Int64N(int64(window / 50)))
+		}
+		for _, allowed := range []int{1, 7, limit - 3, limit} {
+			want := time.Duration(0)
+			if len(all) >= allowed {
+				want = max(all[len(all)-allowed]+margin-now, 0)
+			}
+			if got := w.wait(now, allowed); got != want {
+				t.Fatalf("send %d at %v: wait(%d) = %v, want %v", i, now, allowed, got, want)
+			}
+		}
+		w.record(now)
+		all = append(all, now)
+		if len(w.times) > limit {
+			t.Fatalf("ring of %d times for a limit of %d", len(w.times), limit)
+		}
+	}
+	idle := makeSendWindow(120, 60*time.Second)
+	for i := range 100 { // a heartbeat every 41.25 s
+		idle.record(time.Duration(i) * 41250 * time.Millisecond)
+	}
+	if len(idle.times) > minSendWindowRing {
+		t.Fatalf("an idle connection's ring holds %d times", len(idle.times))
 	}
 }
 
