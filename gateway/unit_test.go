@@ -108,6 +108,36 @@ func TestSendWindowMatchesEverySendTime(t *testing.T) {
 	}
 }
 
+// Beats go out on a few instants per interval shared by every shard of the
+// process: never after they are due, early by less than a slot.
+func TestBeatInstantSharesSlots(t *testing.T) {
+	const interval = 41250 * time.Millisecond
+	slot := interval / heartbeatSlots
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 10000 {
+		now := time.Duration(rng.Int64N(int64(time.Hour)))
+		due := now + time.Duration(rng.Int64N(int64(interval)))
+		at := beatInstant(now, due, interval)
+		switch {
+		case at > due:
+			t.Fatalf("beat due at %v goes out late, at %v", due, at)
+		case at < now:
+			t.Fatalf("beat goes out at %v, before now %v", at, now)
+		case at != now && (due-at >= slot || at%slot != 0):
+			t.Fatalf("beat due at %v goes out at %v: not the slot instant before it", due, at)
+		}
+		// Another shard's beat due in the same slot goes out with it.
+		if other := due - due%slot + time.Duration(rng.Int64N(int64(slot))); other >= now {
+			if o := beatInstant(now, other, interval); o != at && at != now {
+				t.Fatalf("beats due at %v and %v go out at %v and %v", due, other, at, o)
+			}
+		}
+	}
+	if beatInstant(5, 17, 0) != 17 {
+		t.Fatal("an interval too short for slots changes the beat")
+	}
+}
+
 func TestBackoffGrowsAndCaps(t *testing.T) {
 	s := New("t", 0, 1, WithBackoff(100*time.Millisecond, time.Second), WithBackoffJitter(func() float64 { return 1 }))
 	var got []time.Duration
