@@ -8,13 +8,16 @@ import (
 
 // Errors returned by Shard methods.
 var (
-	// ErrPayloadTooLarge: Send was given more than MaxPayloadSize bytes; nothing was sent.
+	// ErrPayloadTooLarge: Send or TrySend was given more than MaxPayloadSize bytes; nothing was sent.
 	ErrPayloadTooLarge = errors.New("gateway: payload larger than 4096 bytes")
+	// ErrInvalidJSON: Send or TrySend was given a payload that is not
+	// valid JSON; nothing was sent.
+	ErrInvalidJSON = errors.New("gateway: payload is not valid JSON")
 	// ErrAlreadyStarted: Start on a shard whose run loop is already running.
 	ErrAlreadyStarted = errors.New("gateway: shard already started")
 	// ErrClosed: the shard was closed (Close/End) or has failed; it does not run again.
 	ErrClosed = errors.New("gateway: shard closed")
-	// ErrReservedOp: Send was given an op the shard sends itself (1
+	// ErrReservedOp: Send or TrySend was given an op the shard sends itself (1
 	// heartbeat, 2 identify, 6 resume); nothing was sent.
 	ErrReservedOp = errors.New("gateway: op is sent by the shard itself (heartbeat, identify, resume)")
 	// ErrSessionKept: End came after a Close whose resumable close (4000)

@@ -421,12 +421,14 @@ func (s *Shard) commitCloseCode() int {
 // error: Send waits for the next one.
 //
 // It refuses, before anything is sent, payloads over 4096 bytes
-// (ErrPayloadTooLarge), invalid JSON, and the ops the shard sends itself
+// (ErrPayloadTooLarge), invalid JSON (ErrInvalidJSON), and the ops the shard sends itself
 // (heartbeat 1, identify 2, resume 6: an error wrapping ErrReservedOp, as
 // an Identify sent here would bypass the identify gate and the daily
 // budget); it returns ErrClosed once the shard has stopped, and
 // ErrConnectionLost if the connection failed while the payload was
 // being written (it may or may not have reached Discord).
+//
+// See TrySend for a Send that does not wait.
 func (s *Shard) Send(ctx context.Context, payload []byte) error {
 	presence, err := s.checkPayload(payload)
 	if err != nil {
@@ -455,6 +457,36 @@ func (s *Shard) Send(ctx context.Context, payload []byte) error {
 	}
 }
 
+// TrySend is Send that never waits for the shard or its limits: it writes
+// payload now if it can and returns once it is written; otherwise it
+// returns at once, having sent nothing. What a caller (say a worker sending
+// a command) can do next follows from the error:
+//
+//   - nil: written.
+//   - a *RateLimitError (errors.Is ErrRateLimited): the send limit or, for
+//     op 3, the presence limit is spent. Limit says which (LimitSend or
+//     LimitPresence), RetryAfter how long until it allows the payload:
+//     retry then.
+//   - ErrNotReady, wrapped with the state: the shard has no live session
+//     to send on (connecting, identifying, resuming, waiting to reconnect,
+//     or not started). Retry once it is Ready: Open waits for that, and
+//     Stats.RetryAt says when a reconnecting shard dials again.
+//   - ErrClosed: the shard has stopped (Close, End or a fatal close) and
+//     will not be Ready again.
+//   - ErrPayloadTooLarge, ErrInvalidJSON or ErrReservedOp (wrapped): this
+//     payload can never be sent; do not retry it.
+//   - ErrConnectionLost: the connection failed during the write; the
+//     payload may or may not have reached Discord.
+//
+// The write itself may wait for the socket, at most WithWriteTimeout.
+func (s *Shard) TrySend(payload []byte) error {
+	presence, err := s.checkPayload(payload)
+	if err != nil {
+		return err
+	}
+	return s.sendNow(payload, presence)
+}
+
 // checkPayload refuses what may never be sent; it reports whether payload
 // is a presence update (op 3).
 func (s *Shard) checkPayload(payload []byte) (presence bool, err error) {
@@ -462,7 +494,7 @@ func (s *Shard) checkPayload(payload []byte) (presence bool, err error) {
 		return false, ErrPayloadTooLarge
 	}
 	if !json.Valid(payload) {
-		return false, fmt.Errorf("gateway: shard %d: send: payload is not valid JSON", s.id)
+		return false, fmt.Errorf("gateway: shard %d: send: %w", s.id, ErrInvalidJSON)
 	}
 	op := int64(-1)
 	if raw, ok, err := objectField(payload, "op"); err == nil && ok {
