@@ -129,7 +129,7 @@ func defaultConfig() config {
 		osName:            runtime.GOOS,
 		browser:           "shardtop",
 		device:            "shardtop",
-		logger:            slog.New(slog.DiscardHandler),
+		logger:            discardLogger,
 		backoffMin:        DefaultBackoffMin,
 		backoffMax:        DefaultBackoffMax,
 		handshakeTimeout:  DefaultHandshakeTimeout,
@@ -147,25 +147,31 @@ func defaultConfig() config {
 	}
 }
 
+// discardLogger is the default logger, shared: a shard with it logs nothing
+// and allocates no logger of its own.
+var discardLogger = slog.New(slog.DiscardHandler)
+
 // writeBufferPool shares websocket write buffers between all shards: an idle
 // shard holds none.
 var writeBufferPool sync.Pool
 
+// defaultDialer is the dialer of every shard without WithDialer. It has no
+// HandshakeTimeout: connect bounds the whole dial with a context already.
+var defaultDialer = &websocket.Dialer{
+	Proxy:           http.ProxyFromEnvironment,
+	ReadBufferSize:  4096,
+	WriteBufferSize: 4096,
+	WriteBufferPool: &writeBufferPool,
+}
+
+// newDialer returns the shard's dialer: a copy of WithDialer's (so that a
+// later change to it does not reach a running shard), or the shared default.
 func (c *config) newDialer() *websocket.Dialer {
 	if c.dialer != nil {
 		d := *c.dialer
-		if d.HandshakeTimeout == 0 {
-			d.HandshakeTimeout = c.handshakeTimeout
-		}
 		return &d
 	}
-	return &websocket.Dialer{
-		Proxy:            http.ProxyFromEnvironment,
-		HandshakeTimeout: c.handshakeTimeout,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  4096,
-		WriteBufferPool:  &writeBufferPool,
-	}
+	return defaultDialer
 }
 
 // WithURL sets the gateway URL (the url of /gateway/bot). Default DefaultURL.

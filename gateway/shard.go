@@ -180,7 +180,10 @@ func New(token string, shardID, shardCount int, opts ...Option) *Shard {
 	if s.gate == nil {
 		s.gate = NewLocalGate(DefaultIdentifyWindow)
 	}
-	s.log = cfg.logger.With("shard", shardID, "shards", shardCount)
+	s.log = cfg.logger
+	if s.log != discardLogger {
+		s.log = s.log.With("shard", shardID, "shards", shardCount)
+	}
 	s.dialer = cfg.newDialer()
 	s.since = time.Now()
 	s.created = s.since
@@ -605,10 +608,6 @@ func (s *Shard) transition(to State, reason string, code int, err error) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
-	attrs := []any{"from", from.String(), "to", to.String(), "reason", reason}
-	if code != 0 {
-		attrs = append(attrs, "close_code", code)
-	}
 	level := slog.LevelInfo
 	switch {
 	case s.cfg.onState != nil:
@@ -618,10 +617,16 @@ func (s *Shard) transition(to State, reason string, code int, err error) {
 	case err != nil:
 		level = slog.LevelWarn
 	}
-	if err != nil {
-		attrs = append(attrs, "err", err)
+	if s.log.Enabled(context.Background(), level) { // the attributes cost allocations
+		attrs := []any{"from", from.String(), "to", to.String(), "reason", reason}
+		if code != 0 {
+			attrs = append(attrs, "close_code", code)
+		}
+		if err != nil {
+			attrs = append(attrs, "err", err)
+		}
+		s.log.Log(context.Background(), level, "shard state", attrs...)
 	}
-	s.log.Log(context.Background(), level, "shard state", attrs...)
 	if h := s.cfg.onState; h != nil {
 		h(StateChange{ShardID: s.id, ShardCount: s.count, From: from, To: to, Reason: reason, CloseCode: code, Err: err, At: now})
 	}
