@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,8 +156,9 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // shard holds none.
 var writeBufferPool sync.Pool
 
-// defaultDialer is the dialer of every shard without WithDialer. It has no
-// HandshakeTimeout: connect bounds the whole dial with a context already.
+// defaultDialer is the dialer of every shard without WithDialer for wss://
+// URLs (plainDialer for ws://). It has no HandshakeTimeout: connect bounds
+// the whole dial with a context already.
 var defaultDialer = &websocket.Dialer{
 	Proxy:           http.ProxyFromEnvironment,
 	ReadBufferSize:  4096,
@@ -164,12 +166,25 @@ var defaultDialer = &websocket.Dialer{
 	WriteBufferPool: &writeBufferPool,
 }
 
-// newDialer returns the shard's dialer: a copy of WithDialer's (so that a
-// later change to it does not reach a running shard), or the shared default.
+// newDialer returns a copy of WithDialer's dialer (so that a later change
+// to it does not reach a running shard), or nil for the shared defaults
+// (see dialerFor).
 func (c *config) newDialer() *websocket.Dialer {
 	if c.dialer != nil {
 		d := *c.dialer
 		return &d
+	}
+	return nil
+}
+
+// dialerFor returns the dialer for fullURL (a gatewayURL): WithDialer's,
+// else plainDialer for ws:// and defaultDialer for wss://.
+func (s *Shard) dialerFor(fullURL string) *websocket.Dialer {
+	switch {
+	case s.dialer != nil:
+		return s.dialer
+	case strings.HasPrefix(fullURL, "ws://"):
+		return plainDialer
 	}
 	return defaultDialer
 }
@@ -253,7 +268,11 @@ func WithBackoff(minWait, maxWait time.Duration) Option {
 }
 
 // WithDialer sets the websocket dialer (proxy, TLS, NetDialContext). Default:
-// 4 KiB read buffer, write buffers from a shared pool.
+// the proxy from the environment, write buffers from a shared pool, and a
+// 4 KiB read buffer for wss:// (crypto/tls buffers records on top); for
+// ws:// (on unix) a 512-byte one over reads into 16 KiB chunks borrowed
+// from a pool only while they hold unread bytes, so an idle shard holds no
+// read buffer.
 func WithDialer(d *websocket.Dialer) Option { return func(c *config) { c.dialer = d } }
 
 // WithHandshakeTimeout bounds the websocket upgrade and the wait for Hello. Default 10 s.

@@ -138,7 +138,7 @@ func (s *Shard) connect(ctx context.Context, rawURL, sessID string, resume bool,
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.handshakeTimeout)
 		var ws *websocket.Conn
 		var resp interface{ Close() error }
-		ws, r, derr := s.dialer.DialContext(dctx, full, nil)
+		ws, r, derr := s.dialerFor(full).DialContext(dctx, full, nil)
 		cancel()
 		if r != nil && r.Body != nil {
 			resp = r.Body
