@@ -43,11 +43,21 @@ func gatewayURL(raw string, c Compression) (string, error) {
 	if u.Path == "" {
 		u.Path = "/"
 	}
+	compress := c != CompressionNone && c != ""
+	if u.RawQuery == "" {
+		// The usual URL, once per dial: spelled out as Encode would (keys
+		// sorted), without its map.
+		u.RawQuery = "encoding=json&v=10"
+		if compress {
+			u.RawQuery = "compress=" + url.QueryEscape(string(c)) + "&" + u.RawQuery
+		}
+		return u.String(), nil
+	}
 	q := u.Query()
 	q.Set("v", "10")
 	q.Set("encoding", "json")
 	q.Del("compress")
-	if c != CompressionNone && c != "" {
+	if compress {
 		q.Set("compress", string(c))
 	}
 	u.RawQuery = q.Encode()

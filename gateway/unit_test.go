@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -176,6 +177,17 @@ func TestGatewayURL(t *testing.T) {
 	u, _ = gatewayURL("ws://127.0.0.1:5/gateway-resume?v=9", CompressionNone)
 	if u != "ws://127.0.0.1:5/gateway-resume?encoding=json&v=10" {
 		t.Fatalf("%q", u)
+	}
+	// Without a query of its own, the same URL as through url.Values.
+	for _, c := range []Compression{CompressionNone, CompressionZlibStream, CompressionZstdStream} {
+		u, _ = gatewayURL("ws://127.0.0.1:5/gateway", c)
+		v := url.Values{"v": {"10"}, "encoding": {"json"}}
+		if c != CompressionNone {
+			v.Set("compress", string(c))
+		}
+		if want := "ws://127.0.0.1:5/gateway?" + v.Encode(); u != want {
+			t.Fatalf("%s: %q, want %q", c, u, want)
+		}
 	}
 	if _, err := gatewayURL("http://x", CompressionNone); err == nil {
 		t.Fatal("http scheme accepted")
