@@ -155,6 +155,9 @@ func (s *Shard) connect(ctx context.Context, rawURL, sessID string, resume bool,
 			_ = resp.Close()
 		}
 		if derr == nil {
+			if h, ok := ws.NetConn().(interface{ endHandshake() }); ok {
+				h.endHandshake()
+			}
 			c := s.newConn(ctx, ws, start, sessID, resume, ticket)
 			return c.run()
 		}

@@ -46,6 +46,12 @@ type pooledConn struct {
 	got    *[]byte
 	n      int
 	rerr   error
+
+	// handshake is true until endHandshake: writes gather in pending
+	// (a borrowed chunk) and go out together at the next Read.
+	handshake bool
+	pending   *[]byte
+	one       [1]byte // WriteByte's byte after the handshake
 }
 
 func newPooledConn(tc *net.TCPConn) (*pooledConn, error) {
@@ -53,14 +59,64 @@ func newPooledConn(tc *net.TCPConn) (*pooledConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &pooledConn{Conn: tc, raw: raw}
+	c := &pooledConn{Conn: tc, raw: raw, handshake: true}
 	c.readFD = c.readReady
 	return c, nil
 }
 
+// WriteByte makes pooledConn an io.ByteWriter, which net/http's
+// Request.Write takes as buffered: it then writes the upgrade request
+// straight to the connection instead of through a 4 KiB bufio.Writer of
+// its own, garbage after every dial. The buffering is ours: during the
+// handshake writes gather in a borrowed chunk until the response is read.
+func (c *pooledConn) WriteByte(b byte) error {
+	c.one[0] = b
+	_, err := c.Write(c.one[:])
+	return err
+}
+
+// Write gathers p during the handshake, else writes it.
+func (c *pooledConn) Write(p []byte) (int, error) {
+	if !c.handshake {
+		return c.Conn.Write(p)
+	}
+	if c.pending == nil {
+		c.pending = readChunkPool.Get().(*[]byte)
+		*c.pending = (*c.pending)[:0]
+	}
+	*c.pending = append(*c.pending, p...)
+	return len(p), nil
+}
+
+// flush writes what the handshake gathered.
+func (c *pooledConn) flush() error {
+	b := c.pending
+	if b == nil {
+		return nil
+	}
+	c.pending = nil
+	_, err := c.Conn.Write(*b)
+	if cap(*b) == readChunk { // not regrown by a request larger than a chunk
+		*b = (*b)[:readChunk]
+		readChunkPool.Put(b)
+	}
+	return err
+}
+
+// endHandshake is called once the websocket is up: from then on writes go
+// straight to the socket. Nothing is pending then (the response was read,
+// and Read flushes first). It must come before the reader and the writers
+// start, as they use the connection concurrently.
+func (c *pooledConn) endHandshake() { c.handshake = false }
+
 // Read reads from the borrowed chunk, else from the socket: straight into
 // p when p is at least a chunk, else into a chunk borrowed for it.
 func (c *pooledConn) Read(p []byte) (int, error) {
+	if c.pending != nil {
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
+	}
 	if len(p) == 0 {
 		return 0, nil
 	}

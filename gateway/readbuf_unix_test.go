@@ -3,12 +3,15 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -151,5 +154,67 @@ func TestPooledConnDeadlineAndClose(t *testing.T) {
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("Close did not end a parked read")
+	}
+}
+
+// During the handshake a pooledConn gathers what is written and sends it
+// at the next Read, so net/http writes the upgrade request without a
+// bufio.Writer of its own (4 KiB of garbage per dial); after it, writes go
+// straight out.
+func TestPooledConnGathersTheHandshake(t *testing.T) {
+	pc, peer := pooledPair(t)
+	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/gateway?v=10", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Upgrade", "websocket")
+	var want bytes.Buffer
+	if err := req.Write(&want); err != nil {
+		t.Fatal(err)
+	}
+	allocated := func(w io.Writer) uint64 {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		if err := req.Write(w); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&m1)
+		return m1.TotalAlloc - m0.TotalAlloc
+	}
+	// Borrow the chunk first (the pool may have to make one), so that only
+	// Request.Write's own allocations are counted.
+	if _, err := pc.Write(nil); err != nil || pc.pending == nil {
+		t.Fatalf("no chunk borrowed: %v", err)
+	}
+	viaPooled := allocated(pc)
+	if !bytes.Equal(*pc.pending, want.Bytes()) {
+		t.Fatalf("gathered %q, want the request %q", *pc.pending, want.Bytes())
+	}
+	if viaPlain := allocated(io.Discard); viaPooled+3000 > viaPlain {
+		t.Fatalf("Request.Write allocated %d bytes through the pooledConn, %d through a plain writer: no bufio.Writer saved", viaPooled, viaPlain)
+	}
+	// The response's read sends the request first, in one piece.
+	go func() {
+		got := make([]byte, want.Len())
+		if _, err := io.ReadFull(peer, got); err != nil || !bytes.Equal(got, want.Bytes()) {
+			_ = peer.Close() // the Read below fails
+			return
+		}
+		_, _ = peer.Write([]byte("HTTP/1.1 101 Switching Protocols\r\n\r\n"))
+	}()
+	if err := pc.SetReadDeadline(time.Now().Add(waitTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(pc), req)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("response: %v %v", resp, err)
+	}
+	pc.endHandshake()
+	if _, err := pc.Write([]byte("x")); err != nil || pc.pending != nil {
+		t.Fatalf("write after the handshake: %v, pending %v", err, pc.pending != nil)
+	}
+	got := make([]byte, 1)
+	if _, err := io.ReadFull(peer, got); err != nil || got[0] != 'x' {
+		t.Fatalf("peer read %q %v", got, err)
 	}
 }
