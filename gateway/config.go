@@ -285,7 +285,9 @@ func WithHandshakeTimeout(d time.Duration) Option {
 }
 
 // WithSendLimit sets the per-connection send limit. Default 120 per 60 s.
-// Room for heartbeats and Identify/Resume is reserved out of n.
+// Room for heartbeats and Identify/Resume is reserved out of n: Send and
+// TrySend payloads get the rest (a Send over it waits, a TrySend returns a
+// *RateLimitError).
 func WithSendLimit(n int, per time.Duration) Option {
 	return func(c *config) {
 		if n > 0 && per > 0 {
@@ -295,9 +297,10 @@ func WithSendLimit(n int, per time.Duration) Option {
 }
 
 // WithPresenceLimit sets the limit on presence updates (op 3) sent with
-// Send: at most n per window (plus a 5% margin, as the send limit), counted
-// per shard across reconnects. A Send over it waits (bounded by its ctx).
-// Default DefaultPresenceLimit per DefaultPresenceWindow (5 per 20 s).
+// Send or TrySend: at most n per window (plus a 5% margin, as the send
+// limit), counted per shard across reconnects. A Send over it waits
+// (bounded by its ctx); a TrySend returns a *RateLimitError. Default
+// DefaultPresenceLimit per DefaultPresenceWindow (5 per 20 s).
 func WithPresenceLimit(n int, per time.Duration) Option {
 	return func(c *config) {
 		if n > 0 && per > 0 {
@@ -307,7 +310,12 @@ func WithPresenceLimit(n int, per time.Duration) Option {
 }
 
 // WithHeartbeatJitter sets the source of the first heartbeat's jitter in
-// [0,1). Default math/rand/v2.Float64.
+// [0,1): the first beat is due jitter x heartbeat_interval after Hello, the
+// next ones an interval apart. Each beat goes out at the last of 32
+// instants per interval before it is due (multiples of interval/32 on a
+// clock all shards of the process share): early by less than 1/32 of the
+// interval, never late, so that many idle shards wake the process together
+// rather than one by one. Default math/rand/v2.Float64.
 func WithHeartbeatJitter(f func() float64) Option {
 	return func(c *config) {
 		if f != nil {
