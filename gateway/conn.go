@@ -130,7 +130,7 @@ type conn struct {
 
 	hbMu      sync.Mutex    // serializes beats; guards the fields below
 	hb        *time.Timer   // the next beat (time.AfterFunc), nil before Hello
-	hbDue     time.Duration // when the next beat goes out (monoNow)
+	hbDue     time.Time     // when the next beat goes out
 	hbStopped bool          // the connection is being torn down: no more beats
 	interval  time.Duration // heartbeat_interval from Hello
 	hbBuf     [32]byte      // the heartbeat payload: {"op":1,"d":SEQ}
@@ -632,32 +632,30 @@ func (c *conn) becomeLive() {
 	}
 }
 
-// monoEpoch is the origin of monoNow.
-var monoEpoch = time.Now()
-
-// monoNow is the monotonic time since monoEpoch: what heartbeat deadlines
-// are kept in (a time.Time that went through arithmetic may lose its
-// monotonic reading).
-func monoNow() time.Duration { return time.Since(monoEpoch) }
-
-// heartbeatSlots is how many instants per heartbeat interval a process's
-// beats go out on: each beat goes out at the last of them before it is due,
-// early by less than interval/heartbeatSlots (1.3 s of Discord's 41.25 s),
-// never late. Beats of shards with the same interval thus share the
-// process's wake-ups, a few dozen per interval whatever the number of
-// shards, instead of one each: a wake-up of an idle process costs far more
-// than the beat itself (BenchmarkIdleCPU: ~440 us per beat with a wake-up
-// each, ~60 us shared).
+// heartbeatSlots is how many instants per heartbeat interval beats go out
+// on: each beat goes out at the last of them before it is due, early by
+// less than interval/heartbeatSlots (1.3 s of Discord's 41.25 s), never
+// late. Beats of shards with the same interval thus share the process's
+// wake-ups, a few dozen per interval whatever the number of shards,
+// instead of one each: a wake-up of an idle process costs far more than
+// the beat itself (BenchmarkIdleCPU: ~440 us per beat with a wake-up each,
+// ~60 us shared).
 const heartbeatSlots = 32
 
-// beatInstant returns when a beat due at due goes out (both monoNow
-// times): the last slot instant (a multiple of interval/heartbeatSlots)
-// not after due, or now if that has passed.
-func beatInstant(now, due, interval time.Duration) time.Duration {
-	if slot := interval / heartbeatSlots; slot > 0 {
-		due -= due % slot
+// beatDelay returns how long from now (Unix nanoseconds) a beat due d from
+// now waits: until the last slot instant not after it, a multiple of
+// interval/heartbeatSlots of Unix time, or not at all if that has passed.
+// Only the instants come from the wall clock (the same for every shard, and
+// for a test in virtual time): the wait is relative, so a clock step moves
+// the instants but never makes a beat late.
+func beatDelay(now int64, d, interval time.Duration) time.Duration {
+	slot := int64(interval / heartbeatSlots)
+	if slot <= 0 {
+		return d
 	}
-	return max(due, now)
+	due := now + int64(d)
+	at := due - (due%slot+slot)%slot // floor, before 1970 too
+	return max(time.Duration(at-now), 0)
 }
 
 // startHeartbeats schedules the first beat after Hello: a random share
@@ -671,16 +669,16 @@ func (c *conn) startHeartbeats(interval time.Duration) {
 	c.hbMu.Unlock()
 }
 
-// scheduleBeatLocked sets the next beat due d from now (see beatInstant).
+// scheduleBeatLocked sets the next beat due d from now (see beatDelay).
 // Each scheduled fire counts once in bg, undone by the callback or by a
 // Stop that prevented it. Caller holds hbMu.
 func (c *conn) scheduleBeatLocked(d time.Duration) {
 	if c.hbStopped {
 		return
 	}
-	now := monoNow()
-	c.hbDue = beatInstant(now, now+d, c.interval)
-	d = c.hbDue - now
+	now := time.Now()
+	d = beatDelay(now.UnixNano(), d, c.interval)
+	c.hbDue = now.Add(d) // monotonic: only compared with time.Now
 	c.bg.Add(1)
 	if c.hb == nil {
 		c.hb = time.AfterFunc(d, c.beatDue)
@@ -708,7 +706,7 @@ func (c *conn) beatDue() {
 	defer c.bg.Done()
 	c.hbMu.Lock()
 	defer c.hbMu.Unlock()
-	if c.hbStopped || c.ended.Load() || monoNow() < c.hbDue {
+	if c.hbStopped || c.ended.Load() || time.Now().Before(c.hbDue) {
 		return // torn down, or rescheduled after this fire was set off
 	}
 	if c.awaitingAck.Load() {

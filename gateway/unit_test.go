@@ -109,32 +109,39 @@ func TestSendWindowMatchesEverySendTime(t *testing.T) {
 	}
 }
 
-// Beats go out on a few instants per interval shared by every shard of the
-// process: never after they are due, early by less than a slot.
-func TestBeatInstantSharesSlots(t *testing.T) {
+// Beats go out on a few instants per interval shared by every shard:
+// never after they are due, early by less than a slot.
+func TestBeatDelaySharesSlots(t *testing.T) {
 	const interval = 41250 * time.Millisecond
-	slot := interval / heartbeatSlots
+	slot := int64(interval / heartbeatSlots)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 10000 {
-		now := time.Duration(rng.Int64N(int64(time.Hour)))
-		due := now + time.Duration(rng.Int64N(int64(interval)))
-		at := beatInstant(now, due, interval)
+		now := time.Now().UnixNano() + rng.Int64N(int64(time.Hour))
+		d := time.Duration(rng.Int64N(int64(interval)))
+		w := beatDelay(now, d, interval)
+		at := now + int64(w)
 		switch {
-		case at > due:
-			t.Fatalf("beat due at %v goes out late, at %v", due, at)
-		case at < now:
-			t.Fatalf("beat goes out at %v, before now %v", at, now)
-		case at != now && (due-at >= slot || at%slot != 0):
-			t.Fatalf("beat due at %v goes out at %v: not the slot instant before it", due, at)
+		case w > d:
+			t.Fatalf("beat due in %v waits %v: late", d, w)
+		case w < 0:
+			t.Fatalf("beat due in %v waits %v", d, w)
+		case w > 0 && (int64(d-w) >= slot || at%slot != 0):
+			t.Fatalf("beat due in %v at %d waits %v: not until the slot instant before it", d, now, w)
 		}
-		// Another shard's beat due in the same slot goes out with it.
-		if other := due - due%slot + time.Duration(rng.Int64N(int64(slot))); other >= now {
-			if o := beatInstant(now, other, interval); o != at && at != now {
-				t.Fatalf("beats due at %v and %v go out at %v and %v", due, other, at, o)
-			}
+		// Another shard's beat due in the same slot goes out at the same instant.
+		due := now + int64(d)
+		other := due - due%slot + rng.Int64N(slot)
+		otherNow := now - rng.Int64N(slot) // it computes its wait a little earlier
+		if ow := beatDelay(otherNow, time.Duration(other-otherNow), interval); w > 0 && ow > 0 && otherNow+int64(ow) != at {
+			t.Fatalf("beats due at %d and %d go out apart", due, other)
 		}
 	}
-	if beatInstant(5, 17, 0) != 17 {
+	// Before 1970 it floors too: with 3 ns slots a beat due at -2 goes out
+	// at -3 (truncating toward zero would make it 0, late).
+	if w := beatDelay(-10, 8, 32*3); w != 7 {
+		t.Fatalf("beat due at -2 waits %v from -10, want 7 (the instant -3)", w)
+	}
+	if beatDelay(5, 17, 0) != 17 {
 		t.Fatal("an interval too short for slots changes the beat")
 	}
 }
