@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,7 +130,7 @@ func defaultConfig() config {
 		osName:            runtime.GOOS,
 		browser:           "shardtop",
 		device:            "shardtop",
-		logger:            slog.New(slog.DiscardHandler),
+		logger:            discardLogger,
 		backoffMin:        DefaultBackoffMin,
 		backoffMax:        DefaultBackoffMax,
 		handshakeTimeout:  DefaultHandshakeTimeout,
@@ -147,25 +148,45 @@ func defaultConfig() config {
 	}
 }
 
+// discardLogger is the default logger, shared: a shard with it logs nothing
+// and allocates no logger of its own.
+var discardLogger = slog.New(slog.DiscardHandler)
+
 // writeBufferPool shares websocket write buffers between all shards: an idle
 // shard holds none.
 var writeBufferPool sync.Pool
 
+// defaultDialer is the dialer of every shard without WithDialer for wss://
+// URLs (plainDialer for ws://). It has no HandshakeTimeout: connect bounds
+// the whole dial with a context already.
+var defaultDialer = &websocket.Dialer{
+	Proxy:           http.ProxyFromEnvironment,
+	ReadBufferSize:  4096,
+	WriteBufferSize: 4096,
+	WriteBufferPool: &writeBufferPool,
+}
+
+// newDialer returns a copy of WithDialer's dialer (so that a later change
+// to it does not reach a running shard), or nil for the shared defaults
+// (see dialerFor).
 func (c *config) newDialer() *websocket.Dialer {
 	if c.dialer != nil {
 		d := *c.dialer
-		if d.HandshakeTimeout == 0 {
-			d.HandshakeTimeout = c.handshakeTimeout
-		}
 		return &d
 	}
-	return &websocket.Dialer{
-		Proxy:            http.ProxyFromEnvironment,
-		HandshakeTimeout: c.handshakeTimeout,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  4096,
-		WriteBufferPool:  &writeBufferPool,
+	return nil
+}
+
+// dialerFor returns the dialer for fullURL (a gatewayURL): WithDialer's,
+// else plainDialer for ws:// and defaultDialer for wss://.
+func (s *Shard) dialerFor(fullURL string) *websocket.Dialer {
+	switch {
+	case s.dialer != nil:
+		return s.dialer
+	case strings.HasPrefix(fullURL, "ws://"):
+		return plainDialer
 	}
+	return defaultDialer
 }
 
 // WithURL sets the gateway URL (the url of /gateway/bot). Default DefaultURL.
@@ -247,7 +268,11 @@ func WithBackoff(minWait, maxWait time.Duration) Option {
 }
 
 // WithDialer sets the websocket dialer (proxy, TLS, NetDialContext). Default:
-// 4 KiB read buffer, write buffers from a shared pool.
+// the proxy from the environment, write buffers from a shared pool, and a
+// 4 KiB read buffer for wss:// (crypto/tls buffers records on top); for
+// ws:// (on unix) a 512-byte one over reads into 16 KiB chunks borrowed
+// from a pool only while they hold unread bytes, so an idle shard holds no
+// read buffer.
 func WithDialer(d *websocket.Dialer) Option { return func(c *config) { c.dialer = d } }
 
 // WithHandshakeTimeout bounds the websocket upgrade and the wait for Hello. Default 10 s.
@@ -260,7 +285,9 @@ func WithHandshakeTimeout(d time.Duration) Option {
 }
 
 // WithSendLimit sets the per-connection send limit. Default 120 per 60 s.
-// Room for heartbeats and Identify/Resume is reserved out of n.
+// Room for heartbeats and Identify/Resume is reserved out of n: Send and
+// TrySend payloads get the rest (a Send over it waits, a TrySend returns a
+// *RateLimitError).
 func WithSendLimit(n int, per time.Duration) Option {
 	return func(c *config) {
 		if n > 0 && per > 0 {
@@ -270,9 +297,10 @@ func WithSendLimit(n int, per time.Duration) Option {
 }
 
 // WithPresenceLimit sets the limit on presence updates (op 3) sent with
-// Send: at most n per window (plus a 5% margin, as the send limit), counted
-// per shard across reconnects. A Send over it waits (bounded by its ctx).
-// Default DefaultPresenceLimit per DefaultPresenceWindow (5 per 20 s).
+// Send or TrySend: at most n per window (plus a 5% margin, as the send
+// limit), counted per shard across reconnects. A Send over it waits
+// (bounded by its ctx); a TrySend returns a *RateLimitError. Default
+// DefaultPresenceLimit per DefaultPresenceWindow (5 per 20 s).
 func WithPresenceLimit(n int, per time.Duration) Option {
 	return func(c *config) {
 		if n > 0 && per > 0 {
@@ -282,7 +310,12 @@ func WithPresenceLimit(n int, per time.Duration) Option {
 }
 
 // WithHeartbeatJitter sets the source of the first heartbeat's jitter in
-// [0,1). Default math/rand/v2.Float64.
+// [0,1): the first beat is due jitter x heartbeat_interval after Hello, the
+// next ones an interval apart. Each beat goes out at the last of 32
+// instants per interval before it is due (multiples of interval/32 on a
+// clock all shards of the process share): early by less than 1/32 of the
+// interval, never late, so that many idle shards wake the process together
+// rather than one by one. Default math/rand/v2.Float64.
 func WithHeartbeatJitter(f func() float64) Option {
 	return func(c *config) {
 		if f != nil {

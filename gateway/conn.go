@@ -43,11 +43,21 @@ func gatewayURL(raw string, c Compression) (string, error) {
 	if u.Path == "" {
 		u.Path = "/"
 	}
+	compress := c != CompressionNone && c != ""
+	if u.RawQuery == "" {
+		// The usual URL, once per dial: spelled out as Encode would (keys
+		// sorted), without its map.
+		u.RawQuery = "encoding=json&v=10"
+		if compress {
+			u.RawQuery = "compress=" + url.QueryEscape(string(c)) + "&" + u.RawQuery
+		}
+		return u.String(), nil
+	}
 	q := u.Query()
 	q.Set("v", "10")
 	q.Set("encoding", "json")
 	q.Del("compress")
-	if c != CompressionNone && c != "" {
+	if compress {
 		q.Set("compress", string(c))
 	}
 	u.RawQuery = q.Encode()
@@ -70,36 +80,42 @@ func putBuf(m *msgBuf) {
 }
 
 // conn is one websocket connection of a shard. The shard's run goroutine
-// reads (readLoop); writeLoop owns heartbeats, Resume and Send; an acquire
-// goroutine exists only while waiting for the identify gate, and writes the
-// Identify itself the moment the gate lets it go (under wmu, as every data
-// write), so no goroutine hop lies between the grant and the socket.
+// reads (readLoop); that is the only goroutine a connection keeps. Writes
+// happen on whoever has something to write, one at a time under wmu
+// (gorilla allows one writer): heartbeats on a timer's callback, Resume on
+// the reader at Hello, Send on its caller, and the Identify on an acquire
+// goroutine that exists only while waiting for the identify gate and writes
+// the Identify itself the moment the gate lets it go, so no goroutine hop
+// lies between the grant and the socket. An idle shard thus costs one
+// parked goroutine and one pending timer.
 type conn struct {
-	s       *Shard
-	ws      *websocket.Conn
-	log     *slog.Logger
-	ctx     context.Context // ends with the connection or the shard
-	cancel  context.CancelFunc
-	infl    inflater
-	start   time.Time
-	resume  bool
-	sessID  string
-	resumeS int64 // seq to resume from
+	s        *Shard
+	ws       *websocket.Conn
+	log      *slog.Logger
+	shardCtx context.Context // the shard's: ends with Close/End
+	infl     inflater
+	start    time.Time
+	resume   bool
+	sessID   string
+	resumeS  int64 // seq to resume from
 
 	ticket   uint64 // the identify ticket this connection holds (let through Approach), 0 if it resumes
 	released bool   // the ticket was given back (reader goroutine only)
 
-	quit       chan struct{} // closed by shutdown
-	endOnce    sync.Once
-	endMu      sync.Mutex
-	localEnd   *connEnd // set by shutdown when the shard itself ended the connection
-	helloCh    chan time.Duration
-	hbNow      chan struct{}
-	priority   chan []byte
-	wake       chan struct{}
-	writerDone chan struct{}
-	acquireWG  sync.WaitGroup
-	hello      bool
+	endOnce  sync.Once
+	ended    atomic.Bool // shutdown has begun: nothing more is written
+	endMu    sync.Mutex
+	localEnd *connEnd // set by shutdown when the shard itself ended the connection
+	// cancelAcquire ends the acquire goroutine's wait for the gate; guarded by endMu.
+	cancelAcquire context.CancelFunc
+	hello         bool
+
+	// bg counts the connection's work off the reader: the acquire
+	// goroutine, heartbeat timer callbacks, requested beats and the
+	// callback that shuts the connection down when the shard stops. run
+	// waits for it, so none of it outlives the connection.
+	bg          sync.WaitGroup
+	stopOnClose func() bool // unregisters that callback (context.AfterFunc)
 
 	// identifying is set just before the Identify is written; identified is
 	// closed once the acquire goroutine is done (the Identifying transition
@@ -110,10 +126,18 @@ type conn struct {
 	ready       atomic.Bool
 	awaitingAck atomic.Bool
 	hbSentAt    atomic.Int64 // unix nanos
-	interval    atomic.Int64
+	beatAsked   atomic.Bool  // a beat Discord asked for (op 1) is on its way
 
-	wmu   sync.Mutex  // one data writer at a time (gorilla allows one); guards limit
-	limit *sendWindow // send times of every data write
+	hbMu      sync.Mutex    // serializes beats; guards the fields below
+	hb        *time.Timer   // the next beat (time.AfterFunc), nil before Hello
+	hbDue     time.Time     // when the next beat goes out
+	hbStopped bool          // the connection is being torn down: no more beats
+	interval  time.Duration // heartbeat_interval from Hello
+	hbBuf     [32]byte      // the heartbeat payload: {"op":1,"d":SEQ}
+
+	wmu     sync.Mutex // one data writer at a time (gorilla allows one); guards limit and reserve
+	limit   sendWindow // send times of every data write
+	reserve int        // payloads per window kept for the shard's own (see reserveFor)
 }
 
 // connect dials and runs one connection until it ends.
@@ -124,13 +148,16 @@ func (s *Shard) connect(ctx context.Context, rawURL, sessID string, resume bool,
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.handshakeTimeout)
 		var ws *websocket.Conn
 		var resp interface{ Close() error }
-		ws, r, derr := s.dialer.DialContext(dctx, full, nil)
+		ws, r, derr := s.dialerFor(full).DialContext(dctx, full, nil)
 		cancel()
 		if r != nil && r.Body != nil {
 			resp = r.Body
 			_ = resp.Close()
 		}
 		if derr == nil {
+			if h, ok := ws.NetConn().(interface{ endHandshake() }); ok {
+				h.endHandshake()
+			}
 			c := s.newConn(ctx, ws, start, sessID, resume, ticket)
 			return c.run()
 		}
@@ -154,21 +181,13 @@ func (s *Shard) connect(ctx context.Context, rawURL, sessID string, resume bool,
 }
 
 func (s *Shard) newConn(ctx context.Context, ws *websocket.Conn, start time.Time, sessID string, resume bool, ticket uint64) *conn {
-	cctx, cancel := context.WithCancel(ctx)
-	c := &conn{
-		s: s, ws: ws, ctx: cctx, cancel: cancel, start: start,
+	return &conn{
+		s: s, ws: ws, shardCtx: ctx, start: start,
 		log:    s.log,
 		resume: resume, sessID: sessID, resumeS: s.seq.Load(), ticket: ticket,
-		quit:       make(chan struct{}),
-		helloCh:    make(chan time.Duration, 1),
-		hbNow:      make(chan struct{}, 1),
-		priority:   make(chan []byte, 1),
-		wake:       make(chan struct{}, 1),
-		writerDone: make(chan struct{}),
-		identified: make(chan struct{}),
-		limit:      newSendWindow(s.cfg.sendLimit, s.cfg.sendWindow),
+		limit:   makeSendWindow(s.cfg.sendLimit, s.cfg.sendWindow),
+		reserve: reserveFor(s.cfg.sendLimit, s.cfg.sendWindow, 0),
 	}
-	return c
 }
 
 // run reads until the connection ends, then tears it down: no goroutine of
@@ -180,18 +199,25 @@ func (c *conn) run() connEnd {
 	if err != nil {
 		end = connEnd{action: ActionResume, reason: "decoder setup failed", err: err}
 		c.shutdown(end)
-		close(c.writerDone)
 	} else {
 		c.infl = infl
 		c.ws.SetReadLimit(int64(s.cfg.readLimit))
 		_ = c.ws.SetReadDeadline(c.start.Add(s.cfg.handshakeTimeout))
-		go c.writeLoop()
+		// Close/End: the reader is parked in a read, so a callback on the
+		// shard's context closes the socket under it.
+		c.bg.Add(1)
+		c.stopOnClose = context.AfterFunc(c.shardCtx, func() {
+			defer c.bg.Done()
+			c.shutdown(connEnd{stopped: true, reason: "closed"})
+		})
 		end = c.readLoop()
 		c.shutdown(end)
+		if c.stopOnClose() {
+			c.bg.Done() // it will never run
+		}
 	}
-	<-c.writerDone
-	c.cancel()
-	c.acquireWG.Wait()
+	c.stopHeartbeats()
+	c.bg.Wait()
 	if c.ticket != 0 && !c.released {
 		s.gate.Release(c.ticket, false)
 	}
@@ -214,8 +240,12 @@ func (c *conn) shutdown(end connEnd) {
 		c.endMu.Lock()
 		e := end
 		c.localEnd = &e
+		if c.cancelAcquire != nil {
+			c.cancelAcquire()
+		}
 		c.endMu.Unlock()
-		close(c.quit)
+		c.ended.Store(true)
+		c.s.live.CompareAndSwap(c, nil)
 		code := end.code
 		if end.remote || code == 0 {
 			code = resumableCloseCode
@@ -318,9 +348,9 @@ func (c *conn) handle(p []byte) *connEnd {
 	case opDispatch:
 		return c.dispatch(&e)
 	case opHeartbeat:
-		select {
-		case c.hbNow <- struct{}{}:
-		default:
+		if c.beatAsked.CompareAndSwap(false, true) {
+			// Off the reader: a write may wait for the socket.
+			c.bg.Go(c.askedBeat)
 		}
 	case opHeartbeatACK:
 		if c.awaitingAck.CompareAndSwap(true, false) {
@@ -364,15 +394,18 @@ func (c *conn) onHello(e *envelope) *connEnd {
 	_ = c.ws.SetReadDeadline(time.Time{})
 	c.s.recordHandshake(time.Since(c.start))
 	interval := time.Duration(ms * float64(time.Millisecond))
-	c.interval.Store(int64(interval))
-	c.helloCh <- interval
+	c.wmu.Lock()
+	// Beats go out up to a slot early: count them at their closest spacing.
+	c.reserve = reserveFor(c.s.cfg.sendLimit, c.s.cfg.sendWindow, interval-interval/heartbeatSlots)
+	c.wmu.Unlock()
+	c.startHeartbeats(interval)
 	if c.resume {
 		p, err := c.s.resumePayload(c.sessID, c.resumeS)
 		if err != nil {
 			return &connEnd{action: ActionStop, reason: "cannot build resume", err: err}
 		}
 		c.s.transition(StateResuming, fmt.Sprintf("hello: resuming at seq %d", c.resumeS), 0, nil)
-		c.priority <- p
+		c.write(p) // on failure the connection is shut down: the next read ends it
 		return nil
 	}
 	// Built now, while the gate is still closed: nothing but the write
@@ -381,8 +414,8 @@ func (c *conn) onHello(e *envelope) *connEnd {
 	if err != nil {
 		return &connEnd{action: ActionStop, reason: "cannot build identify", err: err}
 	}
-	c.acquireWG.Add(1)
-	go c.acquireAndIdentify(p)
+	c.identified = make(chan struct{})
+	c.bg.Go(func() { c.acquireAndIdentify(p) })
 	return nil
 }
 
@@ -391,19 +424,25 @@ func (c *conn) onHello(e *envelope) *connEnd {
 // identify window is judged on arrival, so the delay from grant to socket
 // must be short and steady.
 func (c *conn) acquireAndIdentify(p []byte) {
-	defer c.acquireWG.Done()
 	defer close(c.identified)
 	s := c.s
-	if err := s.gate.Acquire(c.ctx, c.ticket); err != nil {
-		if c.ctx.Err() == nil {
+	ctx, cancel := context.WithCancel(c.shardCtx)
+	defer cancel()
+	c.endMu.Lock()
+	if c.localEnd != nil {
+		c.endMu.Unlock()
+		return // the connection ended already; run releases the turn
+	}
+	c.cancelAcquire = cancel
+	c.endMu.Unlock()
+	if err := s.gate.Acquire(ctx, c.ticket); err != nil {
+		if ctx.Err() == nil {
 			c.shutdown(connEnd{action: ActionIdentify, reason: "identify gate refused: " + err.Error(), err: err})
 		}
 		return
 	}
-	select {
-	case <-c.quit:
+	if c.ended.Load() {
 		return // the connection ended meanwhile; run releases the turn
-	default:
 	}
 	c.identifying.Store(true)
 	s.identifies.Add(1)
@@ -436,8 +475,7 @@ func (c *conn) dispatch(e *envelope) *connEnd {
 		}
 	case "RESUMED":
 		s.resumes.Add(1)
-		c.ready.Store(true)
-		c.wakeWriter()
+		c.becomeLive()
 		s.transition(StateReady, "resumed", 0, nil)
 	case "GUILD_CREATE", "GUILD_DELETE":
 		c.trackGuild(name == "GUILD_CREATE", e.d)
@@ -493,8 +531,7 @@ func (c *conn) onReady(d []byte) *connEnd {
 		c.released = true
 		s.gate.Release(c.ticket, true)
 	}
-	c.ready.Store(true)
-	c.wakeWriter()
+	c.becomeLive()
 	s.transition(StateReady, "READY", 0, nil)
 	return nil
 }
@@ -583,111 +620,170 @@ func searchU64(a []uint64, v uint64) int {
 	return lo
 }
 
-func (c *conn) wakeWriter() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// becomeLive makes the connection the one Send writes on (before the
+// Ready transition, so that a Send woken by it finds it).
+func (c *conn) becomeLive() {
+	c.ready.Store(true)
+	if !c.ended.Load() {
+		c.s.live.Store(c)
+		if c.ended.Load() { // shutdown ran in between: undo
+			c.s.live.CompareAndSwap(c, nil)
+		}
 	}
 }
 
-// writeLoop is the connection's only data writer (gorilla allows one):
-// heartbeats with zombie detection, Identify/Resume, and Send under the limit.
-func (c *conn) writeLoop() {
-	defer close(c.writerDone)
+// heartbeatSlots is how many instants per heartbeat interval beats go out
+// on: each beat goes out at the last of them before it is due, early by
+// less than interval/heartbeatSlots (1.3 s of Discord's 41.25 s), never
+// late. Beats of shards with the same interval thus share the process's
+// wake-ups, a few dozen per interval whatever the number of shards,
+// instead of one each: a wake-up of an idle process costs far more than
+// the beat itself (BenchmarkIdleCPU: ~440 us per beat with a wake-up each,
+// ~60 us shared).
+const heartbeatSlots = 32
+
+// beatDelay returns how long from now (Unix nanoseconds) a beat due d from
+// now waits: until the last slot instant not after it, a multiple of
+// interval/heartbeatSlots of Unix time, or not at all if that has passed.
+// Only the instants come from the wall clock (the same for every shard, and
+// for a test in virtual time): the wait is relative, so a clock step moves
+// the instants but never makes a beat late.
+func beatDelay(now int64, d, interval time.Duration) time.Duration {
+	slot := int64(interval / heartbeatSlots)
+	if slot <= 0 {
+		return d
+	}
+	due := now + int64(d)
+	at := due - (due%slot+slot)%slot // floor, before 1970 too
+	return max(time.Duration(at-now), 0)
+}
+
+// startHeartbeats schedules the first beat after Hello: a random share
+// of the interval (WithHeartbeatJitter), as Discord asks, so that shards
+// started together do not beat together.
+func (c *conn) startHeartbeats(interval time.Duration) {
+	j := min(max(c.s.cfg.heartbeatJitter(), 0), 1)
+	c.hbMu.Lock()
+	c.interval = interval
+	c.scheduleBeatLocked(time.Duration(j * float64(interval)))
+	c.hbMu.Unlock()
+}
+
+// scheduleBeatLocked sets the next beat due d from now (see beatDelay).
+// Each scheduled fire counts once in bg, undone by the callback or by a
+// Stop that prevented it. Caller holds hbMu.
+func (c *conn) scheduleBeatLocked(d time.Duration) {
+	if c.hbStopped {
+		return
+	}
+	now := time.Now()
+	d = beatDelay(now.UnixNano(), d, c.interval)
+	c.hbDue = now.Add(d) // monotonic: only compared with time.Now
+	c.bg.Add(1)
+	if c.hb == nil {
+		c.hb = time.AfterFunc(d, c.beatDue)
+		return
+	}
+	if c.hb.Stop() {
+		c.bg.Done() // the fire it replaces will not happen
+	}
+	c.hb.Reset(d)
+}
+
+// stopHeartbeats ends the beats at teardown; a callback already started
+// finds hbStopped and returns (bg.Wait waits for it).
+func (c *conn) stopHeartbeats() {
+	c.hbMu.Lock()
+	c.hbStopped = true
+	if c.hb != nil && c.hb.Stop() {
+		c.bg.Done()
+	}
+	c.hbMu.Unlock()
+}
+
+// beatDue is the heartbeat timer's callback: zombie check, then the beat.
+func (c *conn) beatDue() {
+	defer c.bg.Done()
+	c.hbMu.Lock()
+	defer c.hbMu.Unlock()
+	if c.hbStopped || c.ended.Load() || time.Now().Before(c.hbDue) {
+		return // torn down, or rescheduled after this fire was set off
+	}
+	if c.awaitingAck.Load() {
+		c.shutdown(connEnd{action: ActionResume, reason: "zombie: no ACK in " + c.interval.String()})
+		return
+	}
+	if c.beatLocked() {
+		c.scheduleBeatLocked(c.interval)
+	}
+}
+
+// askedBeat answers an op 1 from Discord with a beat at once.
+func (c *conn) askedBeat() {
+	c.hbMu.Lock()
+	defer c.hbMu.Unlock()
+	c.beatAsked.Store(false)
+	if c.hbStopped || c.ended.Load() {
+		return
+	}
+	// With an ACK outstanding the asked beat must not postpone the zombie
+	// check: a connection whose ACKs stopped but that keeps sending op 1
+	// would never be found dead.
+	outstanding := c.awaitingAck.Load()
+	if c.beatLocked() && c.hb != nil && !outstanding {
+		c.scheduleBeatLocked(c.interval) // the asked beat counts as this period's
+	}
+}
+
+// beatLocked sends a heartbeat with the last sequence. Caller holds hbMu.
+func (c *conn) beatLocked() bool {
 	s := c.s
-	hb := time.NewTimer(time.Hour)
-	hb.Stop()
-	defer hb.Stop()
-	lim := time.NewTimer(time.Hour)
-	lim.Stop()
-	defer lim.Stop()
-	var interval time.Duration
-	var hbBuf []byte
-	reserve := reserveFor(s.cfg.sendLimit, s.cfg.sendWindow, 0)
-
-	beat := func() bool {
-		seq := s.seq.Load()
-		hbBuf = append(hbBuf[:0], `{"op":1,"d":`...)
-		if seq > 0 {
-			hbBuf = appendInt(hbBuf, seq)
-		} else {
-			hbBuf = append(hbBuf, "null"...)
-		}
-		hbBuf = append(hbBuf, '}')
-		c.hbSentAt.Store(time.Now().UnixNano())
-		c.awaitingAck.Store(true)
-		s.heartbeats.Add(1)
-		return c.write(hbBuf)
+	seq := s.seq.Load()
+	b := append(c.hbBuf[:0], `{"op":1,"d":`...)
+	if seq > 0 {
+		b = appendInt(b, seq)
+	} else {
+		b = append(b, "null"...)
 	}
+	b = append(b, '}')
+	c.hbSentAt.Store(time.Now().UnixNano())
+	c.awaitingAck.Store(true)
+	s.heartbeats.Add(1)
+	return c.write(b)
+}
 
-	for {
-		var sendq chan *sendReq
-		if c.ready.Load() {
-			c.wmu.Lock()
-			d := c.limit.wait(time.Since(c.start), s.cfg.sendLimit-reserve)
-			c.wmu.Unlock()
-			if d <= 0 {
-				sendq = s.sendq
-			} else {
-				lim.Reset(d)
-			}
-		}
-		select {
-		case <-c.quit:
-			return
-		case <-c.ctx.Done():
-			c.shutdown(connEnd{stopped: true, reason: "closed"})
-			return
-		case interval = <-c.helloCh:
-			reserve = reserveFor(s.cfg.sendLimit, s.cfg.sendWindow, interval)
-			j := min(max(s.cfg.heartbeatJitter(), 0), 1)
-			hb.Reset(time.Duration(j * float64(interval)))
-		case <-hb.C:
-			if c.awaitingAck.Load() {
-				c.shutdown(connEnd{action: ActionResume, reason: "zombie: no ACK in " + interval.String()})
-				return
-			}
-			if !beat() {
-				return
-			}
-			hb.Reset(interval)
-		case <-c.hbNow:
-			// With an ACK outstanding the requested beat must not postpone
-			// the zombie check: a connection whose ACKs stopped but that
-			// keeps sending op 1 would never be found dead.
-			outstanding := c.awaitingAck.Load()
-			if !beat() {
-				return
-			}
-			if interval > 0 && !outstanding {
-				hb.Reset(interval) // the requested beat counts as this period's
-			}
-		case p := <-c.priority:
-			if !c.write(p) {
-				return
-			}
-		case req := <-sendq:
-			ok := c.write(req.payload)
-			if ok {
-				req.done <- nil
-			} else {
-				req.done <- ErrConnectionLost
-				return
-			}
-		case <-lim.C:
-		case <-c.wake:
-		}
+// sendUser writes a payload of the user's (Send, TrySend) if the send limit
+// allows it now, leaving the reserve for the shard's own payloads. It
+// returns a *RateLimitError if the payload must wait, errNotLive if the
+// connection has ended, ErrConnectionLost if the write failed.
+func (c *conn) sendUser(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.ended.Load() {
+		return errNotLive
 	}
+	if d := c.limit.wait(time.Since(c.start), c.s.cfg.sendLimit-c.reserve); d > 0 {
+		return &RateLimitError{RetryAfter: d, Limit: LimitSend}
+	}
+	if !c.writeLocked(p) {
+		return ErrConnectionLost
+	}
+	return nil
 }
 
 // write sends one text payload and counts it against the send limit; on
 // failure it ends the connection. It is safe for concurrent use.
 func (c *conn) write(p []byte) bool {
 	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeLocked(p)
+}
+
+// writeLocked is write with wmu held.
+func (c *conn) writeLocked(p []byte) bool {
 	_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.writeTimeout))
 	err := c.ws.WriteMessage(websocket.TextMessage, p)
 	c.limit.record(time.Since(c.start))
-	c.wmu.Unlock()
 	if err != nil {
 		c.shutdown(connEnd{action: ActionResume, reason: "write failed: resuming", err: fmt.Errorf("gateway: shard %d: write: %w", c.s.id, err)})
 		return false

@@ -12,5 +12,8 @@ func TestMain(m *testing.M) {
 	if code, ok := simproc.RunIfChild(); ok {
 		os.Exit(code)
 	}
+	if code, ok := runIdleClientIfChild(); ok {
+		os.Exit(code)
+	}
 	goleak.VerifyTestMain(m)
 }

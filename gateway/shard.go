@@ -141,15 +141,12 @@ type Shard struct {
 	// guild joined since (see trackGuild).
 	created time.Time
 
-	sendq chan *sendReq
+	// live is the connection Send writes on: set once it is Ready
+	// (READY or RESUMED), cleared when it ends.
+	live atomic.Pointer[conn]
 
-	presenceSem chan struct{} // one presence update in flight
-	presence    *sendWindow   // presence update times (since created); guarded by presenceSem
-}
-
-type sendReq struct {
-	payload []byte
-	done    chan error
+	presenceMu sync.Mutex // held from the presence check to the write, so the limit holds on arrival
+	presence   sendWindow // presence update times (since created); guarded by presenceMu
 }
 
 // New creates a shard for [shardID, shardCount]. It does not connect; call
@@ -162,22 +159,22 @@ func New(token string, shardID, shardCount int, opts ...Option) *Shard {
 		}
 	}
 	s := &Shard{
-		id:      shardID,
-		count:   shardCount,
-		token:   secret.New(token),
-		cfg:     cfg,
-		gate:    cfg.gate,
-		done:    make(chan struct{}),
-		changed: make(chan struct{}),
-		sendq:   make(chan *sendReq),
-
-		presenceSem: make(chan struct{}, 1),
-		presence:    newSendWindow(cfg.presenceLimit, cfg.presenceWindow),
+		id:       shardID,
+		count:    shardCount,
+		token:    secret.New(token),
+		cfg:      cfg,
+		gate:     cfg.gate,
+		done:     make(chan struct{}),
+		changed:  make(chan struct{}),
+		presence: makeSendWindow(cfg.presenceLimit, cfg.presenceWindow),
 	}
 	if s.gate == nil {
 		s.gate = NewLocalGate(DefaultIdentifyWindow)
 	}
-	s.log = cfg.logger.With("shard", shardID, "shards", shardCount)
+	s.log = cfg.logger
+	if s.log != discardLogger {
+		s.log = s.log.With("shard", shardID, "shards", shardCount)
+	}
 	s.dialer = cfg.newDialer()
 	s.since = time.Now()
 	s.created = s.since
@@ -409,23 +406,89 @@ func (s *Shard) commitCloseCode() int {
 	return s.stopCode
 }
 
-// Send queues payload (one JSON gateway payload, e.g. op 3 presence update)
-// for the connection, keeping to the send limit. It waits until the shard
-// is Ready and the limit allows, then returns once the payload is written.
-// Presence updates (op 3) also keep to the presence limit (WithPresenceLimit,
-// 5 per 20 s by default) and wait for it the same way.
+// Send writes payload (one JSON gateway payload, e.g. op 3 presence
+// update) on the shard's connection, keeping to the send limit. It waits
+// until the shard is Ready and the limit allows (bounded by ctx), then
+// returns once the payload is written. Presence updates (op 3) also keep
+// to the presence limit (WithPresenceLimit, 5 per 20 s by default) and wait
+// for it the same way. A connection that ends while Send waits is not an
+// error: Send waits for the next one.
 //
 // It refuses, before anything is sent, payloads over 4096 bytes
-// (ErrPayloadTooLarge), invalid JSON, and the ops the shard sends itself
+// (ErrPayloadTooLarge), invalid JSON (ErrInvalidJSON), and the ops the shard sends itself
 // (heartbeat 1, identify 2, resume 6: an error wrapping ErrReservedOp, as
 // an Identify sent here would bypass the identify gate and the daily
-// budget); it returns ErrClosed once the shard has stopped.
+// budget); it returns ErrClosed once the shard has stopped, and
+// ErrConnectionLost if the connection failed while the payload was
+// being written (it may or may not have reached Discord).
+//
+// See TrySend for a Send that does not wait.
 func (s *Shard) Send(ctx context.Context, payload []byte) error {
+	presence, err := s.checkPayload(payload)
+	if err != nil {
+		return err
+	}
+	for {
+		s.mu.Lock()
+		changed := s.changed // before the attempt: a transition after it wakes the wait
+		s.mu.Unlock()
+		err := s.sendNow(payload, presence)
+		var wait time.Duration
+		var rl *RateLimitError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &rl):
+			wait = rl.RetryAfter
+		case errors.Is(err, ErrNotReady):
+			wait = -1 // until the next transition
+		default:
+			return err
+		}
+		if err := s.waitSend(ctx, wait, changed); err != nil {
+			return err
+		}
+	}
+}
+
+// TrySend is Send that never waits for the shard or its limits: it writes
+// payload now if it can and returns once it is written; otherwise it
+// returns at once, having sent nothing. What a caller (say a worker sending
+// a command) can do next follows from the error:
+//
+//   - nil: written.
+//   - a *RateLimitError (errors.Is ErrRateLimited): the send limit or, for
+//     op 3, the presence limit is spent. Limit says which (LimitSend or
+//     LimitPresence), RetryAfter how long until it allows the payload:
+//     retry then.
+//   - ErrNotReady, wrapped with the state: the shard has no live session
+//     to send on (connecting, identifying, resuming, waiting to reconnect,
+//     or not started). Retry once it is Ready: Open waits for that, and
+//     Stats.RetryAt says when a reconnecting shard dials again.
+//   - ErrClosed: the shard has stopped (Close, End or a fatal close) and
+//     will not be Ready again.
+//   - ErrPayloadTooLarge, ErrInvalidJSON or ErrReservedOp (wrapped): this
+//     payload can never be sent; do not retry it.
+//   - ErrConnectionLost: the connection failed during the write; the
+//     payload may or may not have reached Discord.
+//
+// The write itself may wait for the socket, at most WithWriteTimeout.
+func (s *Shard) TrySend(payload []byte) error {
+	presence, err := s.checkPayload(payload)
+	if err != nil {
+		return err
+	}
+	return s.sendNow(payload, presence)
+}
+
+// checkPayload refuses what may never be sent; it reports whether payload
+// is a presence update (op 3).
+func (s *Shard) checkPayload(payload []byte) (presence bool, err error) {
 	if len(payload) > MaxPayloadSize {
-		return ErrPayloadTooLarge
+		return false, ErrPayloadTooLarge
 	}
 	if !json.Valid(payload) {
-		return fmt.Errorf("gateway: shard %d: send: payload is not valid JSON", s.id)
+		return false, fmt.Errorf("gateway: shard %d: send: %w", s.id, ErrInvalidJSON)
 	}
 	op := int64(-1)
 	if raw, ok, err := objectField(payload, "op"); err == nil && ok {
@@ -435,58 +498,70 @@ func (s *Shard) Send(ctx context.Context, payload []byte) error {
 	}
 	switch op {
 	case opHeartbeat, opIdentify, opResume:
-		return fmt.Errorf("gateway: shard %d: send op %d: %w", s.id, op, ErrReservedOp)
-	case opPresenceUpdate:
-		return s.sendPresence(ctx, payload)
+		return false, fmt.Errorf("gateway: shard %d: send op %d: %w", s.id, op, ErrReservedOp)
 	}
-	return s.send(ctx, payload)
+	return op == opPresenceUpdate, nil
 }
 
-// sendPresence sends an op 3 under the presence limit. One presence update
-// is in flight at a time; its time is recorded once it is written, so the
-// limit holds on arrival whatever the send limit delayed.
-func (s *Shard) sendPresence(ctx context.Context, payload []byte) error {
-	select {
-	case s.presenceSem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return ErrClosed
+// sendNow is one attempt of Send and TrySend: write payload now or say why not.
+func (s *Shard) sendNow(payload []byte, presence bool) error {
+	c := s.live.Load()
+	if c == nil {
+		return s.notReady()
 	}
-	defer func() { <-s.presenceSem }()
-	for {
-		d := s.presence.wait(time.Since(s.created), s.cfg.presenceLimit)
-		if d <= 0 {
-			break
-		}
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-s.done:
-			t.Stop()
-			return ErrClosed
-		}
+	if !presence {
+		return s.liveErr(c.sendUser(payload))
 	}
-	err := s.send(ctx, payload)
+	s.presenceMu.Lock()
+	defer s.presenceMu.Unlock()
+	if d := s.presence.wait(time.Since(s.created), s.cfg.presenceLimit); d > 0 {
+		return &RateLimitError{RetryAfter: d, Limit: LimitPresence}
+	}
+	err := c.sendUser(payload)
 	if err == nil {
+		// Recorded once written: the limit holds on arrival.
 		s.presence.record(time.Since(s.created))
+	}
+	return s.liveErr(err)
+}
+
+// liveErr turns a connection that ended under sendNow into not ready.
+func (s *Shard) liveErr(err error) error {
+	if errors.Is(err, errNotLive) {
+		return s.notReady()
 	}
 	return err
 }
 
-func (s *Shard) send(ctx context.Context, payload []byte) error {
-	req := &sendReq{payload: payload, done: make(chan error, 1)}
+// notReady is the error of a send with no live connection: ErrClosed once
+// the shard has stopped, else ErrNotReady with the state.
+func (s *Shard) notReady() error {
 	select {
-	case s.sendq <- req:
+	case <-s.done:
+		return ErrClosed
+	default:
+	}
+	return fmt.Errorf("gateway: shard %d: send: %w (%s)", s.id, ErrNotReady, s.State())
+}
+
+// waitSend waits d (d < 0: no limit) or until the shard's state changes,
+// whichever comes first; ctx.Err() or ErrClosed end the wait for good.
+func (s *Shard) waitSend(ctx context.Context, d time.Duration, changed <-chan struct{}) error {
+	var timeout <-chan time.Time
+	if d >= 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-timeout:
+	case <-changed:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.done:
 		return ErrClosed
 	}
-	return <-req.done
+	return nil
 }
 
 // transition is the one place the state changes: it checks the state
@@ -524,10 +599,6 @@ func (s *Shard) transition(to State, reason string, code int, err error) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
-	attrs := []any{"from", from.String(), "to", to.String(), "reason", reason}
-	if code != 0 {
-		attrs = append(attrs, "close_code", code)
-	}
 	level := slog.LevelInfo
 	switch {
 	case s.cfg.onState != nil:
@@ -537,10 +608,16 @@ func (s *Shard) transition(to State, reason string, code int, err error) {
 	case err != nil:
 		level = slog.LevelWarn
 	}
-	if err != nil {
-		attrs = append(attrs, "err", err)
+	if s.log.Enabled(context.Background(), level) { // the attributes cost allocations
+		attrs := []any{"from", from.String(), "to", to.String(), "reason", reason}
+		if code != 0 {
+			attrs = append(attrs, "close_code", code)
+		}
+		if err != nil {
+			attrs = append(attrs, "err", err)
+		}
+		s.log.Log(context.Background(), level, "shard state", attrs...)
 	}
-	s.log.Log(context.Background(), level, "shard state", attrs...)
 	if h := s.cfg.onState; h != nil {
 		h(StateChange{ShardID: s.id, ShardCount: s.count, From: from, To: to, Reason: reason, CloseCode: code, Err: err, At: now})
 	}

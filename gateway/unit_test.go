@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +45,7 @@ func TestStateMachine(t *testing.T) {
 }
 
 func TestSendWindow(t *testing.T) {
-	w := newSendWindow(10, time.Second)
+	w := makeSendWindow(10, time.Second)
 	now := time.Duration(0)
 	for i := range 7 {
 		if d := w.wait(now, 7); d != 0 {
@@ -63,6 +65,84 @@ func TestSendWindow(t *testing.T) {
 	}
 	if r := reserveFor(120, 60*time.Second, 41250*time.Millisecond); r < 4 || r > 10 {
 		t.Fatalf("reserve %d", r)
+	}
+}
+
+// The ring keeps only what is inside the window, growing as needed: its
+// waits are those of a list of every send time, at any density of sends.
+func TestSendWindowMatchesEverySendTime(t *testing.T) {
+	const limit, window = 20, time.Second
+	w := makeSendWindow(limit, window)
+	margin := window + window/20
+	var all []time.Duration
+	rng := rand.New(rand.NewPCG(1, 2))
+	now := time.Duration(0)
+	for i := range 5000 {
+		// Bursts and lulls: gaps from 0 to 2 windows.
+		switch rng.IntN(4) {
+		case 0:
+			now += time.Duration(rng.Int64N(int64(2 * window)))
+		default:
+			now += time.Duration(rng.Int64N(int64(window / 50)))
+		}
+		for _, allowed := range []int{1, 7, limit - 3, limit} {
+			want := time.Duration(0)
+			if len(all) >= allowed {
+				want = max(all[len(all)-allowed]+margin-now, 0)
+			}
+			if got := w.wait(now, allowed); got != want {
+				t.Fatalf("send %d at %v: wait(%d) = %v, want %v", i, now, allowed, got, want)
+			}
+		}
+		w.record(now)
+		all = append(all, now)
+		if len(w.times) > limit {
+			t.Fatalf("ring of %d times for a limit of %d", len(w.times), limit)
+		}
+	}
+	idle := makeSendWindow(120, 60*time.Second)
+	for i := range 100 { // a heartbeat every 41.25 s
+		idle.record(time.Duration(i) * 41250 * time.Millisecond)
+	}
+	if len(idle.times) > minSendWindowRing {
+		t.Fatalf("an idle connection's ring holds %d times", len(idle.times))
+	}
+}
+
+// Beats go out on a few instants per interval shared by every shard:
+// never after they are due, early by less than a slot.
+func TestBeatDelaySharesSlots(t *testing.T) {
+	const interval = 41250 * time.Millisecond
+	slot := int64(interval / heartbeatSlots)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 10000 {
+		now := time.Now().UnixNano() + rng.Int64N(int64(time.Hour))
+		d := time.Duration(rng.Int64N(int64(interval)))
+		w := beatDelay(now, d, interval)
+		at := now + int64(w)
+		switch {
+		case w > d:
+			t.Fatalf("beat due in %v waits %v: late", d, w)
+		case w < 0:
+			t.Fatalf("beat due in %v waits %v", d, w)
+		case w > 0 && (int64(d-w) >= slot || at%slot != 0):
+			t.Fatalf("beat due in %v at %d waits %v: not until the slot instant before it", d, now, w)
+		}
+		// Another shard's beat due in the same slot goes out at the same instant.
+		due := now + int64(d)
+		other := due - due%slot + rng.Int64N(slot)
+		otherNow := now - rng.Int64N(slot) // it computes its wait a little earlier
+		if ow := beatDelay(otherNow, time.Duration(other-otherNow), interval); w > 0 && ow > 0 && otherNow+int64(ow) != at {
+			t.Fatalf("beats due at %d and %d go out apart", due, other)
+		}
+	}
+	// Before 1970 it floors too: with 3 ns slots a beat due at -2 goes out
+	// at -3 (truncating toward zero would make it 0, late).
+	if w := beatDelay(-10, 8, 32*3); w != 7 {
+		t.Fatalf("beat due at -2 waits %v from -10, want 7 (the instant -3)", w)
+	}
+	if beatDelay(5, 17, 0) != 17 {
+		t.Fatal("an interval too short for slots changes the beat")
 	}
 }
 
@@ -104,6 +184,17 @@ func TestGatewayURL(t *testing.T) {
 	u, _ = gatewayURL("ws://127.0.0.1:5/gateway-resume?v=9", CompressionNone)
 	if u != "ws://127.0.0.1:5/gateway-resume?encoding=json&v=10" {
 		t.Fatalf("%q", u)
+	}
+	// Without a query of its own, the same URL as through url.Values.
+	for _, c := range []Compression{CompressionNone, CompressionZlibStream, CompressionZstdStream} {
+		u, _ = gatewayURL("ws://127.0.0.1:5/gateway", c)
+		v := url.Values{"v": {"10"}, "encoding": {"json"}}
+		if c != CompressionNone {
+			v.Set("compress", string(c))
+		}
+		if want := "ws://127.0.0.1:5/gateway?" + v.Encode(); u != want {
+			t.Fatalf("%s: %q, want %q", c, u, want)
+		}
 	}
 	if _, err := gatewayURL("http://x", CompressionNone); err == nil {
 		t.Fatal("http scheme accepted")

@@ -158,8 +158,8 @@ func virtualShard(g *pipeGateway, opts ...Option) (*Shard, *testGate) {
 	return New(testToken, 0, 1, append(base, opts...)...), gate
 }
 
-// The first heartbeat goes jitter x interval after Hello, then one every
-// interval, exactly.
+// The first heartbeat goes jitter x interval after Hello (within one
+// heartbeat slot before it), then one every interval, exactly.
 func TestVirtualHeartbeatTiming(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const interval = 41250 * time.Millisecond
@@ -170,10 +170,16 @@ func TestVirtualHeartbeatTiming(t *testing.T) {
 		}
 		c := <-g.conns
 		hello := time.Now()
-		time.Sleep(interval/4 + 3*interval)
+		// The first beat: jitter x interval, floored to the heartbeat slot
+		// (interval/32 of Unix time) it falls in; the rest an interval apart.
+		first := beatDelay(hello.UnixNano(), interval/4, interval)
+		if first > interval/4 || interval/4-first >= interval/heartbeatSlots {
+			t.Fatalf("first beat %v after Hello, want within a slot before %v", first, interval/4)
+		}
+		time.Sleep(first + 3*interval)
 		synctest.Wait()
 		beats := c.beats()
-		want := []time.Duration{interval / 4, interval/4 + interval, interval/4 + 2*interval, interval/4 + 3*interval}
+		want := []time.Duration{first, first + interval, first + 2*interval, first + 3*interval}
 		if len(beats) != len(want) {
 			t.Fatalf("%d heartbeats in %v, want %d", len(beats), interval/4+3*interval, len(want))
 		}
