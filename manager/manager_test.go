@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/shardtop/shardtop/internal/poll"
@@ -1218,5 +1219,69 @@ func TestRestartWithinIdentifyWindowWaitsItOut(t *testing.T) {
 	openReady(t, second)
 	if s := sim.Stats(); s.Identifies != 4 || s.IdentifyViolations != 0 {
 		t.Fatalf("identifies %d, violations %d; want 4 and none", s.Identifies, s.IdentifyViolations)
+	}
+}
+
+// Commands go out through the manager: to a shard, to a guild's shard, and
+// a presence to every shard; a limit that is spent, a shard that is not
+// ready, a reserved op and an unknown shard come back at once, each naming
+// what went wrong.
+func TestSendCommands(t *testing.T) {
+	cfg := simConfig()
+	cfg.Shards = 2
+	sim := startSim(t, cfg)
+	m := newTestManager(t, sim, cfg.IdentifyWindow)
+	openReady(t, m)
+	ctx := ctxT(t, 10*time.Second)
+	voice := map[string]any{"guild_id": "41771983423143937", "channel_id": nil, "self_mute": false, "self_deaf": false}
+	if err := m.Send(ctx, 1, 4, voice); err != nil {
+		t.Fatalf("Send op 4: %v", err)
+	}
+	members := json.RawMessage(`{"guild_id":"41771983423143937","query":"","limit":0}`)
+	if err := m.SendToGuild(ctx, 41771983423143937, 8, members); err != nil {
+		t.Fatalf("SendToGuild op 8: %v", err)
+	}
+	presence := map[string]any{"since": nil, "activities": []any{}, "status": "online", "afk": false}
+	if err := m.UpdatePresence(ctx, presence); err != nil {
+		t.Fatalf("UpdatePresence: %v", err)
+	}
+	poll.Until(t, poll.Timeout, "the commands at the sim", func() bool {
+		by := sim.Stats().PayloadsByOp
+		return by[4] == 1 && by[8] == 1 && by[3] == 2
+	})
+
+	// The presence limit (5 per 20 s): the 6th within the window waits.
+	var rl *gateway.RateLimitError
+	for i := 1; ; i++ {
+		err := m.Send(ctx, 0, 3, presence)
+		if err == nil {
+			if i > 5 {
+				t.Fatal("a 6th presence update within 20 s went out")
+			}
+			continue
+		}
+		if !errors.As(err, &rl) || !errors.Is(err, gateway.ErrRateLimited) || rl.Limit != gateway.LimitPresence || rl.RetryAfter <= 0 {
+			t.Fatalf("presence update %d: %v, want a presence RateLimitError with a wait", i, err)
+		}
+		var se *ShardError
+		if !errors.As(err, &se) || se.Key != (ShardKey{0, 2}) {
+			t.Fatalf("the rate-limit error does not name shard 0/2: %v", err)
+		}
+		break
+	}
+	if err := m.Send(ctx, 0, 1, nil); !errors.Is(err, gateway.ErrReservedOp) {
+		t.Fatalf("Send op 1: %v, want ErrReservedOp", err)
+	}
+	if err := m.Send(ctx, 7, 4, voice); !errors.Is(err, ErrUnknownShard) {
+		t.Fatalf("Send to shard 7: %v, want ErrUnknownShard", err)
+	}
+	if err := m.Send(ctx, 1, 4, json.RawMessage(`{"guild_id":`)); err == nil {
+		t.Fatal("Send of invalid JSON went out")
+	}
+	if err := m.CloseShard(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Send(ctx, 1, 4, voice); !errors.Is(err, gateway.ErrClosed) && !errors.Is(err, gateway.ErrNotReady) {
+		t.Fatalf("Send to a closed shard: %v, want ErrClosed or ErrNotReady", err)
 	}
 }
