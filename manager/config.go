@@ -18,7 +18,8 @@ const (
 	DefaultAPIURL = "https://discord.com/api/v10"
 	// DefaultIdentifyWindow is how often one bucket may identify (Discord: 5 s).
 	DefaultIdentifyWindow = limiter.DefaultWindow
-	// DefaultIdentifyMargin is added to every identify window (see limiter.DefaultMargin).
+	// DefaultIdentifyMargin is added to the window after an identify READY
+	// did not prove (see limiter.DefaultMargin).
 	DefaultIdentifyMargin = limiter.DefaultMargin
 	// DefaultSessionStartReserve is how many session starts the limiter keeps back.
 	DefaultSessionStartReserve = limiter.DefaultReserve
@@ -166,8 +167,9 @@ func WithStore(s Store) Option { return func(c *config) { c.store = s } }
 // DefaultIdentifyWindow, Discord's 5 s). Tests use a few milliseconds.
 func WithIdentifyWindow(d time.Duration) Option { return func(c *config) { c.identifyWindow = d } }
 
-// WithIdentifyMargin sets the safety margin added to every identify window
-// (default DefaultIdentifyMargin).
+// WithIdentifyMargin sets the safety margin added to the identify window
+// after an identify READY did not prove (a failure, or one from the
+// previous run); see limiter.WithMargin (default DefaultIdentifyMargin).
 func WithIdentifyMargin(d time.Duration) Option { return func(c *config) { c.identifyMargin = d } }
 
 // WithSessionStartReserve sets how many daily session starts the limiter

@@ -57,7 +57,7 @@ const (
 //   - split_count is at most 64: a shard closed with 4011 has outgrown 2500
 //     guilds, and halving it (the default 2) is the usual answer;
 //   - identify_window is at most an hour (Discord's is 5 s) and
-//     identify_margin a minute (it absorbs network jitter), so their sum
+//     identify_margin a minute (it covers an unproven identify), so their sum
 //     cannot overflow;
 //   - refresh is at most a minute: a slower TUI looks frozen.
 //
@@ -117,7 +117,8 @@ type Config struct {
 	SplitCount int `toml:"split_count"`
 	// IdentifyWindow is how often one bucket may identify.
 	IdentifyWindow Duration `toml:"identify_window"`
-	// IdentifyMargin is added to every identify window.
+	// IdentifyMargin is added to the identify window after an identify
+	// that got no READY (limiter.WithMargin).
 	IdentifyMargin Duration `toml:"identify_margin"`
 	// SessionStartReserve is how many daily session starts are never spent.
 	SessionStartReserve int `toml:"session_start_reserve"`
