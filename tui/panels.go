@@ -198,7 +198,9 @@ func (p backlog) title(width int) string {
 		{p.st.dim.Render(strconv.Itoa(p.lim.Waiting) + " waiting"), 0},
 	}
 	if p.lim.Window > 0 {
-		segs = append(segs, segment{p.st.dim.Render("window ") + (p.lim.Window + p.lim.Margin).String(), 2})
+		// A bucket identifies a window after its last READY: the margin is
+		// only for an identify that got none (limiter doc), so not shown.
+		segs = append(segs, segment{p.st.dim.Render("window ") + p.lim.Window.String(), 2})
 	}
 	if p.selBucket >= 0 && p.selBucket < len(p.lim.Buckets) {
 		segs = append(segs, segment{"» " + p.st.dim.Render("bucket of "+p.selKey.String()), 1})

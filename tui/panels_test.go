@@ -107,7 +107,7 @@ func TestBacklogWaitingBucketsOnFullLines(t *testing.T) {
 	m := newTestModel(t, newFake(fixture()), 120, 40)
 	got := strings.Join(backlogLines(t, m), "\n")
 	want := strings.Join([]string{
-		"IDENTIFY BACKLOG  4 waiting  window 5.5s  » bucket of 0/16",
+		"IDENTIFY BACKLOG  4 waiting  window 5s  » bucket of 0/16",
 		"» b0 ████████████████████    2  next 3.2s  8 4",
 		"  b1 ····················    0  next free",
 		"  b2 ████████████████████    1  next identifying  6",
