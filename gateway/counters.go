@@ -9,3 +9,18 @@ func (s *Shard) Events() uint64 { return s.events.Load() }
 // does: one atomic load, for a caller that checks thousands of shards for
 // a sequence worth saving.
 func (s *Shard) Sequence() int64 { return s.seq.Load() }
+
+// GuildID returns the dispatch's top-level "guild_id", as Discord sends it
+// (a snowflake string), if it has one. It scans the top level of Data
+// without decoding it.
+func (d Dispatch) GuildID() (string, bool) {
+	raw, ok, err := objectField(d.Data, "guild_id")
+	if err != nil || !ok {
+		return "", false
+	}
+	id, ok := unquote(raw)
+	if !ok || id == "" {
+		return "", false
+	}
+	return id, true
+}

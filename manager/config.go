@@ -63,6 +63,7 @@ type config struct {
 	splitCount      int
 	onDispatch      func(gateway.Dispatch)
 	onClose         func(ShardKey, error)
+	sink            EventSink
 	logger          *slog.Logger
 	sampleInterval  time.Duration
 	persistInterval time.Duration
@@ -197,6 +198,14 @@ func WithSplitCount(k int) Option { return func(c *config) { c.splitCount = k } 
 func WithDispatchHandler(h func(gateway.Dispatch)) Option {
 	return func(c *config) { c.onDispatch = h }
 }
+
+// WithEventSink hands every dispatch the active shards deliver to sink
+// (an event bus), besides the dispatch handler, and keeps the sequence
+// saved for a resume no later than what sink has made durable (see
+// EventSink). A shard whose events sink refuses is closed resumable and
+// held until sink is ready, then resumed; events that cannot be replayed
+// then are reported to sink as lost.
+func WithEventSink(sink EventSink) Option { return func(c *config) { c.sink = sink } }
 
 // WithCloseHandler sets a handler called, on a goroutine of its own, when a
 // shard ends Failed (fatal close code or error). It may call the manager,

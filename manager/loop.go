@@ -23,11 +23,14 @@ type loop struct {
 	active map[int]*entry // by shard ID: the active shards partition the guilds
 	others []*entry       // joining and retiring shards
 	saved  map[ShardKey]gateway.Session
-	busy   map[int]bool // shard IDs with an action running
-	ops    []*replaceOp // splits and re-shards in progress
-	resh   *replaceOp   // the whole re-shard in progress, if any
-	closer func(error)  // Close's reply, once closing
-	done   bool         // the loop ends after this message
+	busy   map[int]bool           // shard IDs with an action running
+	ops    []*replaceOp           // splits and re-shards in progress
+	resh   *replaceOp             // the whole re-shard in progress, if any
+	closer func(error)            // Close's reply, once closing
+	held   map[ShardKey]heldShard // shards closed until the event sink is ready
+	// waitingForSink: a worker waits for the sink's Ready.
+	waitingForSink bool
+	done           bool // the loop ends after this message
 
 	lim         *limiter.Limiter
 	gwURL       string
@@ -145,7 +148,8 @@ func (m *Manager) prepare(ctx context.Context) (*loop, error) {
 	l := &loop{
 		m: m, life: stateOpen,
 		active: make(map[int]*entry, len(ids)), saved: make(map[ShardKey]gateway.Session), busy: make(map[int]bool),
-		lim: limiter.New(conc, limOpts...), gwURL: url, maxConc: conc, recommended: gb.Shards,
+		held: make(map[ShardKey]heldShard),
+		lim:  limiter.New(conc, limOpts...), gwURL: url, maxConc: conc, recommended: gb.Shards,
 		canReshard: len(c.shardIDs) == 0, lastSample: time.Now(),
 	}
 	l.lastPersist = l.lastSample
@@ -292,6 +296,7 @@ func (l *loop) onState(e *entry, c gateway.StateChange) {
 	case gateway.StateReady:
 		l.persist(e)
 		l.saveIdentifies() // a READY follows an identify (or a resume)
+		l.checkHeldResume(e)
 	case gateway.StateFailed:
 		if h := l.m.cfg.onClose; h != nil && l.life == stateOpen {
 			l.m.handlers.Add(1)
@@ -318,6 +323,7 @@ func (l *loop) persist(e *entry) {
 // shard's, every persist interval) is not written again: its record says
 // when it last changed.
 func (l *loop) save(e *entry, sess gateway.Session) {
+	sess = l.durable(e.key, sess)
 	if old, ok := l.saved[e.key]; ok && old == sess && e.infoOf().resumable {
 		return
 	}
@@ -351,6 +357,7 @@ func (l *loop) retire(e *entry) {
 // shards so does almost nothing between heartbeats. A rate sampled after a
 // pause is the average over the pause.
 func (l *loop) sample(now time.Time) {
+	l.checkRefused()
 	doPersist := now.Sub(l.lastPersist) >= l.m.cfg.persistInterval
 	read := now.UnixNano()-l.m.lastRead.Load() < int64(2*l.m.cfg.sampleInterval)
 	if !doPersist && !read {
@@ -450,6 +457,10 @@ func (l *loop) restart(e *entry, sess *gateway.Session, needSession bool) error 
 	if needSession && !s.Resumable() {
 		return &ShardError{Key: e.key, Op: "resume", Err: ErrNoSession}
 	}
+	if sink := l.m.cfg.sink; sink != nil && s.Resumable() {
+		sink.Resumed(e.key, s.ID) // the shard takes its events again, from s
+	}
+	delete(l.held, e.key)
 	n := l.m.newEntry(e.key, RoleActive, s, l)
 	st := e.shard.Stats()
 	n.carried = e.carry(&st)
@@ -547,6 +558,15 @@ func (m *Manager) closeAll(ctx context.Context, entries []*entry) ([]gateway.Ses
 	}
 	for range entries {
 		<-done
+	}
+	if sink := m.cfg.sink; sink != nil {
+		// The shards are closed: what they delivered becomes durable now,
+		// or is replayed by Discord after the restart.
+		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+		if err := sink.Flush(fctx); err != nil {
+			m.log.Warn("the event bus did not make every event durable before the shutdown; Discord replays the rest at the next start", "err", err)
+		}
+		cancel()
 	}
 	return sessions, errs
 }

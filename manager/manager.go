@@ -368,7 +368,7 @@ func calledFromCloseHandler() bool {
 
 // newEntry builds a shard (not started) wired to the manager.
 func (m *Manager) newEntry(key ShardKey, role Role, sess gateway.Session, v *loop) *entry {
-	e := &entry{key: key, started: time.Now(), joined: role == RoleJoining}
+	e := &entry{key: key, started: time.Now(), joined: role == RoleJoining, sessionID: sess.ID}
 	e.info.Store(&entryInfo{role: role, resumable: sess.Resumable()})
 	opts := make([]gateway.Option, 0, len(m.cfg.gatewayOpts)+6)
 	opts = append(opts, m.cfg.gatewayOpts...)
@@ -387,18 +387,26 @@ func (m *Manager) newEntry(key ShardKey, role Role, sess gateway.Session, v *loo
 }
 
 func (m *Manager) dispatchHandler(e *entry) func(gateway.Dispatch) {
-	h := m.cfg.onDispatch
+	h, sink := m.cfg.onDispatch, m.cfg.sink
 	return func(d gateway.Dispatch) {
-		if d.Event == "READY" && m.botUser.Load() == nil {
-			m.readBotUser(d.Data)
+		if d.Event == "READY" {
+			if m.botUser.Load() == nil {
+				m.readBotUser(d.Data)
+			}
+			e.sessionID = e.shard.Session().ID // a new session: its events carry its ID
 		}
-		if h == nil || !e.delivers() {
+		if (h == nil && sink == nil) || !e.delivers() {
 			return
 		}
 		if e.joined && d.Event == "READY" && !e.readyTaken.Swap(true) {
 			return
 		}
-		h(d)
+		if h != nil {
+			h(d)
+		}
+		if sink != nil && !sink.Take(e.sessionID, d) && !e.holdAsked.Swap(true) {
+			m.send(func(l *loop) { l.hold(e) })
+		}
 	}
 }
 

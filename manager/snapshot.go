@@ -45,6 +45,8 @@ type ShardInfo struct {
 	// Busy reports that an action (close, restart, split, automatic split…)
 	// runs on this shard: another one would fail with ErrBusy.
 	Busy bool
+	// Held reports a shard closed until the event sink takes events again.
+	Held bool
 }
 
 // Totals sums up a Snapshot.
@@ -100,7 +102,7 @@ func (m *Manager) infoFor(v *view, e *entry, now time.Time) ShardInfo {
 		ReconnectAttempts: st.ReconnectAttempts, Reconnects: st.Reconnects,
 		RetryAt:      st.RetryAt,
 		SequenceGaps: st.SequenceGaps, Identifies: st.Identifies, Resumes: st.Resumes,
-		Uptime: now.Sub(e.started), Resumable: pub.resumable, Busy: pub.busy,
+		Uptime: now.Sub(e.started), Resumable: pub.resumable, Busy: pub.busy, Held: pub.held,
 	}
 	info.LastCloseCode, info.LastCloseReason, info.LastCloseAt = e.lastClose(&st)
 	info.LastError, info.LastErrorAt = e.lastError(&st)

@@ -35,7 +35,14 @@ type entry struct {
 	readyTaken atomic.Bool
 	rate       atomic.Uint64 // events/s as float64 bits, written by the loop's sampler
 
-	lastEvents uint64 // the loop's sampler's
+	lastEvents uint64     // the loop's sampler's
+	fromHold   *heldShard // the loop's: resumed after a hold (see checkHeldResume)
+
+	// sessionID is the session the shard's dispatches belong to, for the
+	// event sink: set before the shard starts, then only on the shard's
+	// own goroutine (the dispatch handler, at READY).
+	sessionID string
+	holdAsked atomic.Bool // a hold was asked for since the entry started
 }
 
 // entryInfo is what readers know of an entry: an immutable record the loop
@@ -50,6 +57,7 @@ type entryInfo struct {
 	autoSplit bool  // failed with 4011: an automatic split follows
 	busy      bool  // an action runs on its ID (active entries only)
 	resumable bool  // a session is saved for its key
+	held      bool  // closed until the event sink takes events again
 }
 
 // infoOf returns e's published record.
