@@ -20,7 +20,8 @@
 //	Nats-Msg-Id        "SESSION:SEQ"          JetStream's de-duplication key
 //
 // Exactly once: a dispatch Discord sends again (its replay after a resume,
-// or a publish shardtop retries) has the same session and sequence, hence
+// which is how shardtop retries a publish that failed) has the same
+// session and sequence, hence
 // the same Nats-Msg-Id, and the stream's duplicate window drops it. The
 // sequence shardtop saves for a resume is never ahead of the last event the
 // stream has acknowledged for that shard, so after a crash Discord replays
@@ -45,7 +46,8 @@
 // update (4), request guild members (8) and request soundboard sounds (31);
 // other ops are refused. The reply is JSON: {"ok": true}, or
 // {"ok": false, "error": CODE, "message": TEXT} with CODE one of
-// "unknown_shard", "not_ready", "too_large", "invalid_json", "refused_op"
-// and "rate_limited" (then also "retry_after_ms"). What Discord answers
+// "unknown_shard", "not_ready", "too_large", "invalid_json", "refused_op",
+// "rate_limited" (then also "retry_after_ms") and "failed" (anything
+// else; the message says what). What Discord answers
 // (member chunks, say) comes back as events on the stream.
 package bus

@@ -12,8 +12,15 @@ type Stats struct {
 	// acknowledged (Duplicates of them were already in it); Failed the
 	// publishes that got an error (and are replayed by Discord).
 	Published, Acked, Duplicates, Failed uint64
-	// InFlight is published and not yet acknowledged, all shards.
-	InFlight int
+	// Refused counts events not published because the shard was held,
+	// NATS disconnected or the buffer full: Discord replays them.
+	Refused uint64
+	// InFlight is published and not yet acknowledged, all shards, and
+	// InFlightBytes their size; Buffer and BufferBytes are the bounds.
+	InFlight      int
+	InFlightBytes int64
+	Buffer        int
+	BufferBytes   int64
 	// Held is how many shards are closed until the bus takes events again.
 	Held int
 	// Lost counts the events that could not be replayed (announced on the
