@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,15 +65,22 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		return exitUsage
 	}
 	// connCtx also ends when NATS gives the connection up.
-	connCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	t := &tailer{o: o, stdout: stdout, stderr: stderr, url: redactURL(o.url), connLost: cancel}
+	connCtx, connClosed := context.WithCancel(ctx)
+	defer connClosed()
+	t := &tailer{o: o, stdout: stdout, stderr: stderr, url: redactURL(o.url), connClosed: connClosed}
 	if err := t.connect(getenv); err != nil {
 		fmt.Fprintf(stderr, "shardtop tail: cannot connect to %s: %v\n", t.url, err)
 		return exitFailure
 	}
 	defer t.nc.Close()
-	return t.run(connCtx)
+	status := t.run(connCtx)
+	if status == exitOK && ctx.Err() == nil {
+		// Not a signal: NATS gave up (it reconnects otherwise), and the
+		// events can no longer come.
+		fmt.Fprintf(stderr, "shardtop tail: the connection to %s was closed\n", t.url)
+		return exitFailure
+	}
+	return status
 }
 
 // parseTailOptions parses the flags of `shardtop tail`. Errors are usage
@@ -183,12 +189,8 @@ type tailer struct {
 	url            string // o.url without credentials, for messages
 
 	nc *nats.Conn
-	// lost is set when the connection closed before tail closed it (NATS
-	// only gives up on a server that refuses it; it reconnects otherwise):
-	// the events can no longer come. connLost then ends run.
-	lost     atomic.Bool
-	done     atomic.Bool // tail is closing the connection itself
-	connLost context.CancelFunc
+	// connClosed ends run once the connection is closed for good.
+	connClosed context.CancelFunc
 }
 
 // connect connects to the bus. It keeps reconnecting for as long as it
@@ -207,12 +209,10 @@ func (t *tailer) connect(getenv func(string) string) error {
 		nats.ReconnectHandler(func(*nats.Conn) {
 			fmt.Fprintf(t.stderr, "shardtop tail: reconnected to %s\n", t.url)
 		}),
-		nats.ClosedHandler(func(*nats.Conn) {
-			if !t.done.Load() {
-				t.lost.Store(true)
-			}
-			t.connLost()
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			fmt.Fprintf(t.stderr, "shardtop tail: %s: %v\n", t.url, err)
 		}),
+		nats.ClosedHandler(func(*nats.Conn) { t.connClosed() }),
 	}
 	if token := getenv(busTokenEnv); token != "" {
 		opts = append(opts, nats.Token(token))
@@ -231,9 +231,9 @@ func (t *tailer) connect(getenv func(string) string) error {
 	return nil
 }
 
-// run prints the events until ctx ends: a signal, or the connection lost.
+// run prints the events until ctx ends: a signal, or the connection
+// closed for good.
 func (t *tailer) run(ctx context.Context) int {
-	defer t.done.Store(true)
 	it, err := t.subscribe(ctx)
 	if err != nil {
 		fmt.Fprintln(t.stderr, "shardtop tail:", err)
@@ -261,10 +261,6 @@ func (t *tailer) run(ctx context.Context) int {
 			fmt.Fprintln(t.stderr, "shardtop tail: writing:", err)
 			return exitFailure
 		}
-	}
-	if t.lost.Load() {
-		fmt.Fprintf(t.stderr, "shardtop tail: the connection to %s was closed\n", t.url)
-		return exitFailure
 	}
 	return exitOK
 }
@@ -306,10 +302,10 @@ func (t *tailer) subscribe(ctx context.Context) (jetstream.MessagesContext, erro
 	}
 	which := "new events"
 	if t.o.fromStart {
-		which = "every event from the start"
+		which = "the stream's events from the start, then new ones"
 	}
 	if t.o.guild != "" {
-		which += " of guild " + t.o.guild
+		which += "; guild " + t.o.guild + " only"
 	}
 	fmt.Fprintf(t.stderr, "shardtop tail: watching %s on stream %s at %s (%s)\n",
 		strings.Join(cfg.FilterSubjects, " "), t.o.stream, t.url, which)

@@ -514,3 +514,34 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestTailConnectionClosed: when the server no longer lets tail in (its
+// token was changed), NATS gives the connection up and tail ends with exit
+// 1, saying so, rather than waiting for events that cannot come.
+func TestTailConnectionClosed(t *testing.T) {
+	var opts *server.Options
+	s := natstest.Start(t, func(o *server.Options) {
+		o.Authorization = "old-token"
+		opts = o
+	})
+	quiet := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}) // this connection is refused too
+	js := natstest.JetStream(t, s.ClientURL(), nats.Token("old-token"), quiet)
+	natstest.CreateStream(t, js, natstest.Stream, natstest.Prefix)
+	r := startTail(t, map[string]string{busTokenEnv: "old-token"}, "--bus-url", s.ClientURL())
+	r.watching(t)
+
+	changed := opts.Clone()
+	changed.Authorization = "new-token"
+	if err := s.ReloadOptions(changed); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.exit(t); code != exitFailure {
+		t.Errorf("status %d, want %d", code, exitFailure)
+	}
+	if want := "shardtop tail: the connection to " + s.ClientURL() + " was closed"; !strings.Contains(r.stderr.String(), want) {
+		t.Errorf("stderr does not say %q:\n%s", want, r.stderr.String())
+	}
+	if strings.Contains(r.stderr.String(), "old-token") {
+		t.Errorf("stderr shows the token:\n%s", r.stderr.String())
+	}
+}
