@@ -6,6 +6,7 @@
 //	shardtop --demo                    the TUI against an in-process simulator
 //	shardtop --headless                no TUI: lifecycle events as log lines on stderr
 //	shardtop sim [flags]               the simulator alone, for testing bots
+//	shardtop tail [flags]              the events on the bus, as JSON lines
 //
 // Exit status: 0 after a normal stop (q, SIGINT or SIGTERM), 2 for bad usage
 // or configuration, 1 for a runtime failure and after a second signal, which

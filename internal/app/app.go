@@ -1,7 +1,7 @@
 // Package app is the shardtop program behind its main: the command line,
 // the wiring of config, store, manager, metrics and TUI or headless logging
-// (supervise), the --demo simulator, signal handling and the sim
-// subcommand.
+// (supervise), the --demo simulator, signal handling and the sim and tail
+// subcommands.
 package app
 
 import (
@@ -38,6 +38,9 @@ const shutdownTimeout = 10 * time.Second
 func Run(version string, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) > 0 && args[0] == "sim" {
 		return runSim(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "tail" {
+		return runTail(args[1:], stdout, stderr, getenv)
 	}
 	o, err := parseOptions(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {

@@ -19,7 +19,7 @@ const (
 	exitUsage   = 2 // bad usage or configuration
 )
 
-// options are the command-line flags of the supervisor (not of `sim`).
+// options are the command-line flags of the supervisor (not of `sim` or `tail`).
 type options struct {
 	configPath  string
 	configSet   bool // -config was given explicitly
@@ -48,14 +48,14 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.stateFile, "state-file", "", "session state `file` (overrides state_file; not with -demo, whose sessions end with its simulator)")
 	fs.BoolVar(&o.freshState, "fresh-state", false, "if the state file is corrupt, move it aside (kept as FILE.corrupt-TIME) and start without saved sessions (not with -demo, which always starts without)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  shardtop [flags]        supervise a bot's shards (TUI)\n  shardtop sim [flags]    run the Discord simulator\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage:\n  shardtop [flags]        supervise a bot's shards (TUI)\n  shardtop sim [flags]    run the Discord simulator\n  shardtop tail [flags]   print the events on the bus as JSON lines\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q (the only subcommand is sim, which comes first)", fs.Arg(0))
+		return o, fmt.Errorf("unexpected argument %q (the subcommands are sim and tail, which come first)", fs.Arg(0))
 	}
 	stateFileSet := false
 	fs.Visit(func(f *flag.Flag) {
