@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -143,6 +144,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		ns.WaitForShutdown()
 		return fail(fmt.Errorf("not accepting connections after %s", serverReadyTimeout))
 	}
+	logger.started.Store(true)
 	return &Server{ns: ns, clientURL: clientURL(host, ns.Addr()), auth: auth}, nil
 }
 
@@ -242,6 +244,9 @@ const serverDebugLevel = slog.LevelDebug - 4
 // first fatal error, which nats-server reports only through it.
 type serverLogger struct {
 	l *slog.Logger
+	// started is set once StartServer has returned the server: fatal
+	// errors before are its error, not log lines.
+	started atomic.Bool
 
 	mu       sync.Mutex
 	firstErr error
@@ -277,16 +282,49 @@ func (s *serverLogger) Noticef(format string, v ...any) { s.log(slog.LevelDebug,
 // Warnf logs a warning.
 func (s *serverLogger) Warnf(format string, v ...any) { s.log(slog.LevelWarn, format, v) }
 
-// Fatalf logs an error and keeps it: nats-server calls it when it cannot
-// start (and would exit the process with its own logger).
+// Fatalf keeps the first fatal error: nats-server calls it when it cannot
+// start (and would exit the process with its own logger). StartServer
+// returns it, so it is logged only once the server runs.
 func (s *serverLogger) Fatalf(format string, v ...any) {
 	s.mu.Lock()
 	if s.firstErr == nil {
-		s.firstErr = fmt.Errorf(format, v...)
+		s.firstErr = fatalError(format, v)
 	}
 	s.mu.Unlock()
-	s.log(slog.LevelError, format, v)
+	if s.started.Load() {
+		s.log(slog.LevelError, format, v)
+	}
 }
+
+// fatalError is the error of a Fatalf call. A failed listen is its cause
+// alone ("listen tcp 127.0.0.1:4222: bind: address already in use"), which
+// says all; otherwise the message is nats-server's, and its error argument
+// the cause, for errors.Is.
+func fatalError(format string, v []any) error {
+	var cause error
+	for _, a := range v {
+		if err, ok := a.(error); ok {
+			cause = err
+		}
+	}
+	if op := (*net.OpError)(nil); errors.As(cause, &op) && op.Op == "listen" {
+		return cause
+	}
+	msg := fmt.Sprintf(format, v...)
+	if cause == nil {
+		return errors.New(msg)
+	}
+	return &wrappedError{msg: msg, cause: cause}
+}
+
+// wrappedError is a message with its cause.
+type wrappedError struct {
+	msg   string
+	cause error
+}
+
+func (e *wrappedError) Error() string { return e.msg }
+func (e *wrappedError) Unwrap() error { return e.cause }
 
 // Errorf logs an error.
 func (s *serverLogger) Errorf(format string, v ...any) { s.log(slog.LevelError, format, v) }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -294,12 +295,14 @@ func TestServerStartFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	logs := &syncbuf.Buffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
 	for _, tc := range []struct {
 		name string
 		cfg  ServerConfig
 		want string
 	}{
-		{"port taken", ServerConfig{Listen: taken, StoreDir: t.TempDir()}, "address already in use"},
+		{"port taken", ServerConfig{Listen: taken, StoreDir: t.TempDir()}, "listen tcp " + taken + ": bind: address already in use"},
 		{"store is a file", ServerConfig{Listen: "127.0.0.1:0", StoreDir: notADir}, "JetStream storage folder"},
 		{"store inside a file", ServerConfig{Listen: "127.0.0.1:0", StoreDir: filepath.Join(notADir, "sub")}, "JetStream storage folder"},
 		{"no store", ServerConfig{Listen: "127.0.0.1:0"}, ErrNoStoreDir.Error()},
@@ -307,6 +310,7 @@ func TestServerStartFailures(t *testing.T) {
 		{"bad port", ServerConfig{Listen: "127.0.0.1:70000", StoreDir: t.TempDir()}, "not a number from 0 to 65535"},
 	} {
 		start := time.Now()
+		tc.cfg.Logger = logger
 		s, err := StartServer(tc.cfg)
 		if err == nil {
 			s.Shutdown()
@@ -318,9 +322,16 @@ func TestServerStartFailures(t *testing.T) {
 			!strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v; want a *ServerError naming %s and saying %q", tc.name, err, tc.cfg.Listen, tc.want)
 		}
+		if tc.name == "port taken" && !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("%s: %v does not match syscall.EADDRINUSE", tc.name, err)
+		}
 		if took := time.Since(start); took > serverReadyTimeout/2 {
 			t.Errorf("%s: failing took %s", tc.name, took)
 		}
+	}
+	// The error is returned, not also logged.
+	if text := logs.String(); text != "" {
+		t.Errorf("failures to start were logged too:\n%s", text)
 	}
 	if data, err := os.ReadFile(notADir); err != nil || string(data) != "precious\n" {
 		t.Errorf("the file in the store's place was changed: %q %v", data, err)
