@@ -231,8 +231,15 @@ func TestServerCredentials(t *testing.T) {
 		t.Fatalf("connecting with the credentials: %v", err)
 	}
 	nc.Close()
-	if err := connectT(t, s).Flush(); err != nil {
-		t.Errorf("the in-process connection: %v", err)
+	// The in-process connection is let in, and JetStream is there for it.
+	js, err := jetstream.New(connectT(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		t.Errorf("JetStream for the user: %v", err)
 	}
 
 	// A token set on loopback is required there too.
@@ -248,8 +255,11 @@ func TestServerCredentials(t *testing.T) {
 		t.Fatalf("connecting with the token: %v", err)
 	}
 	nc.Close()
-	if err := connectT(t, withToken).Flush(); err != nil {
-		t.Errorf("the in-process connection with the token: %v", err)
+	if js, err = jetstream.New(connectT(t, withToken)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.AccountInfo(ctx); err != nil {
+		t.Errorf("JetStream with the token: %v", err)
 	}
 
 	// The server logged through slog, even at its most verbose, and
