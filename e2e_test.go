@@ -314,7 +314,7 @@ func TestRefusedTokenExits2(t *testing.T) {
 	// DISCORD_TOKEN comes first: with it set (to a wrong token) and no token in
 	// the config, the sim is asked and refuses; without it there is no token.
 	dir := t.TempDir()
-	bare := filetest.Write(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\n", sim.api), 0o600)
+	bare := filetest.Write(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\n", sim.api)+testBusTable, 0o600)
 	cmd := exec.Command(shardtopBin, "-config", bare, "--headless")
 	cmd.Env = append(childEnv(), tokenEnv+"="+e2eToken)
 	outB, err := cmd.CombinedOutput()

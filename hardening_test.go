@@ -224,7 +224,7 @@ func TestBotPrefixedTokenWorks(t *testing.T) {
 	t.Parallel()
 	sim := startSimProc(t, "--shards", "1", "--token", e2eToken)
 	dir := t.TempDir()
-	bare := filetest.Write(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\nidentify_window = \"100ms\"\n", sim.api), 0o600)
+	bare := filetest.Write(t, dir, "bare.toml", fmt.Sprintf("api_url = %q\nstate_file = \"s.toml\"\nidentify_window = \"100ms\"\n", sim.api)+testBusTable, 0o600)
 	p := startProcEnv(t, []string{tokenEnv + "=Bot " + e2eToken}, "-config", bare, "--headless", "--log-format", "json")
 	waitAllReady(t, p, 30*time.Second)
 	p.signal(t, syscall.SIGTERM)

@@ -230,7 +230,8 @@ func httpGet(t *testing.T, url, token string) string {
 const e2eToken = "e2e-bot-token.SECRET.do-not-print-0123456789"
 
 // writeSimConfig writes a shardtop config in dir for the sim at api with
-// short windows, and returns its path and the state file's.
+// short windows, and returns its path and the state file's. Unless extra
+// has a [bus] table, testBusTable comes after it.
 func writeSimConfig(t *testing.T, dir, api string, extra string) (cfgPath, statePath string) {
 	t.Helper()
 	statePath = filepath.Join(dir, "state.toml")
@@ -243,8 +244,16 @@ identify_margin = "50ms" # the production default: two race-built processes stal
 state_file = "state.toml"
 refresh = "50ms"
 %s`, api, e2eToken, extra)
+	if !strings.Contains(extra, "[bus]") {
+		cfg += "\n" + testBusTable
+	}
 	return filetest.Write(t, dir, "shardtop.toml", cfg, 0o600), statePath
 }
+
+// testBusTable puts the embedded bus of a test's shardtop on a free port:
+// tests (and other programs) run side by side, and the default, 4222, is
+// one port for all of them. It goes after every top-level key.
+const testBusTable = "[bus]\nlisten = \"127.0.0.1:0\"\n"
 
 // assertNoToken fails if any of texts shows the token (or a recognisable part of it).
 func assertNoToken(t *testing.T, where string, texts ...string) {

@@ -77,7 +77,7 @@ func TestUnreachableResumeURLResumesThroughGateway(t *testing.T) {
 func TestQuickRestartKeepsTheIdentifyWindow(t *testing.T) {
 	sim := startSimProc(t, "--shards", "4", "--max-concurrency", "2", "--window", "2s", "--heartbeat", "5s", "--token", e2eToken)
 	dir := t.TempDir()
-	cfgPath := filetest.Write(t, dir, "shardtop.toml", fmt.Sprintf("api_url = %q\ntoken = %q\nidentify_window = \"2s\"\nstate_file = \"state.toml\"\n", sim.api, e2eToken), 0o600)
+	cfgPath := filetest.Write(t, dir, "shardtop.toml", fmt.Sprintf("api_url = %q\ntoken = %q\nidentify_window = \"2s\"\nstate_file = \"state.toml\"\n", sim.api, e2eToken)+testBusTable, 0o600)
 	first := startProc(t, "-config", cfgPath, "--headless", "--log-format", "json")
 	poll.UntilState(t, 20*time.Second, "the first wave READY", func() (bool, string) {
 		n := 0

@@ -18,6 +18,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/shardtop/shardtop/bus"
 	"github.com/shardtop/shardtop/discordsim"
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/internal/config"
@@ -64,7 +67,7 @@ func Run(version string, args []string, stdout, stderr io.Writer, getenv func(st
 func supervise(ctx context.Context, o options, stderr io.Writer, getenv func(string) string) int {
 	s := &supervisor{o: o, stderr: stderr}
 	defer s.release()
-	if status, ok := s.setup(getenv); !ok {
+	if status, ok := s.setup(ctx, getenv); !ok {
 		return status
 	}
 	status, opened := s.run(ctx)
@@ -82,8 +85,9 @@ type supervisor struct {
 
 	cfg         config.Config
 	token       string
-	tokenSource string   // where the token came from, for a 401
-	warnings    []string // about the token, said once the loggers exist
+	tokenSource string                // where the token came from, for a 401
+	busCreds    config.BusCredentials // the bus's, from the environment or files
+	warnings    []string              // about the token and bus secrets, said once the loggers exist
 
 	logger   *slog.Logger // the program's own lines
 	internal *slog.Logger // the manager's, gateway's and store's
@@ -92,6 +96,15 @@ type supervisor struct {
 	sim     *discordsim.Server // --demo's simulator
 	demoDir string             // --demo's temporary state directory
 	st      *store.File
+	// The event bus, in the order setup takes them: the embedded server
+	// (mode embedded), the connection to it or to the external one, and
+	// the bus on that connection.
+	busServer *bus.Server
+	busConn   *nats.Conn
+	bus       eventBus
+	// busURL is where workers connect ("" with mode off): the embedded
+	// server's client URL or the external URLs, for the log and the TUI.
+	busURL  string
 	m       *manager.Manager
 	metrics *metrics.Server
 	events  <-chan manager.Event // headless: lifecycle events
@@ -99,13 +112,17 @@ type supervisor struct {
 }
 
 // setup loads the configuration and token, builds the loggers, opens the
-// state file and creates the manager and the metrics server.
-func (s *supervisor) setup(getenv func(string) string) (status int, ok bool) {
+// state file, starts the event bus and creates the manager and the
+// metrics server.
+func (s *supervisor) setup(ctx context.Context, getenv func(string) string) (status int, ok bool) {
 	if status, ok := s.configure(getenv); !ok {
 		return status, false
 	}
 	s.setupLogging()
 	if status, ok := s.openStore(); !ok {
+		return status, false
+	}
+	if status, ok := s.startBus(ctx); !ok {
 		return status, false
 	}
 	return s.startManager()
@@ -127,6 +144,18 @@ func (s *supervisor) configure(getenv func(string) string) (status int, ok bool)
 		fmt.Fprintln(s.stderr, "shardtop:", err)
 		return exitUsage, false
 	}
+	// The bus's secrets: after the flags (--bus-url changes the mode), and
+	// not from the environment for the demo's own server, which takes none.
+	busEnv := getenv
+	if s.o.demo && s.cfg.Bus.Mode == config.BusEmbedded {
+		busEnv = func(string) string { return "" }
+	}
+	creds, warnings, err := s.cfg.ResolveBus(busEnv)
+	if err != nil {
+		fmt.Fprintln(s.stderr, "shardtop: bad config:", err)
+		return exitUsage, false
+	}
+	s.busCreds, s.warnings = creds, append(s.warnings, warnings...)
 	if !s.o.headless {
 		if err := checkTerminal(); err != nil {
 			fmt.Fprintf(s.stderr, "shardtop: %v; run with --headless to log lifecycle events on stderr instead\n", err)
@@ -153,6 +182,9 @@ func (s *supervisor) startDemo() error {
 	}
 	s.demoDir = dir
 	s.cfg.StateFile = filepath.Join(dir, "state.toml")
+	// Its bus: the embedded server on a free port, storing with the state.
+	s.cfg.Bus.Listen = demoBusListen
+	s.cfg.Bus.StoreDir = filepath.Join(dir, "bus")
 	return nil
 }
 
@@ -224,10 +256,14 @@ func (s *supervisor) openStore() (status int, ok bool) {
 	return exitOK, true
 }
 
-// startManager creates the manager and, with metrics_addr, the metrics
-// server.
+// startManager creates the manager, handing it the bus if there is one,
+// and, with metrics_addr, the metrics server.
 func (s *supervisor) startManager() (status int, ok bool) {
-	m, err := manager.New(s.token, managerOptions(s.cfg, s.st, s.internal)...)
+	opts := managerOptions(s.cfg, s.st, s.internal)
+	if s.bus != nil {
+		opts = append(opts, s.bus.managerOptions()...)
+	}
+	m, err := manager.New(s.token, opts...)
 	if err != nil {
 		fmt.Fprintln(s.stderr, "shardtop:", err)
 		return exitUsage, false
@@ -255,6 +291,11 @@ func (s *supervisor) run(ctx context.Context) (status int, opened bool) {
 	status, opened = openManager(ctx, s.m, s.stderr, s.tokenSource)
 	if !opened {
 		return status, false
+	}
+	if s.bus != nil {
+		if err := s.bus.serve(s.m); err != nil {
+			return s.fail("bus: serving commands on "+s.busURL, err), true
+		}
 	}
 	if s.o.headless {
 		return runHeadless(ctx, s.m, s.events, s.logger), true
@@ -338,13 +379,15 @@ func (s *supervisor) reportSaved(start time.Time) {
 }
 
 // release frees what setup took, in the reverse order: the metrics
-// server, the state file (already closed after a shutdown), the held log
-// lines (printed now that the TUI has ended), and the demo's state
-// directory and simulator.
+// server, the event bus (after the manager's Close, which flushed it), the
+// state file (already closed after a shutdown), the held log lines (printed
+// now that the TUI has ended), and the demo's state directory and
+// simulator.
 func (s *supervisor) release() {
 	if s.metrics != nil {
 		_ = s.metrics.Close()
 	}
+	s.releaseBus()
 	if s.st != nil {
 		if err := s.st.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
 			fmt.Fprintln(s.stderr, "shardtop: state file:", err)
@@ -425,6 +468,10 @@ func applyOverrides(cfg *config.Config, o options) error {
 		}
 		cfg.MetricsAddr = o.metricsAddr
 	}
+	if urls := busURLs(o.busURL); len(urls) > 0 { // checked by parseOptions
+		cfg.Bus.Mode = config.BusExternal
+		cfg.Bus.URL = urls
+	}
 	return nil
 }
 
@@ -474,6 +521,9 @@ func managerOptions(cfg config.Config, st manager.Store, logger *slog.Logger) []
 // Demo settings: lively, but with Discord's real identify window so the
 // backlog visibly drains (16 shards at concurrency 4: three 5 s windows).
 const (
+	// demoBusListen puts the demo's embedded bus on a free loopback port:
+	// a demo beside a real bot (or another demo) must not fail on 4222.
+	demoBusListen      = "127.0.0.1:0"
 	demoShards         = 16
 	demoMaxConcurrency = 4
 	demoGuildsPerShard = 40

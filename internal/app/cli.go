@@ -31,6 +31,7 @@ type options struct {
 	metricsAddr string
 	stateFile   string
 	freshState  bool
+	busURL      string // --bus-url: mode external with these URLs (comma-separated)
 }
 
 // parseOptions parses the supervisor's flags. Errors are usage errors (exit 2).
@@ -46,6 +47,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log_level)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (overrides metrics_addr)")
 	fs.StringVar(&o.stateFile, "state-file", "", "session state `file` (overrides state_file; not with -demo, whose sessions end with its simulator)")
+	fs.StringVar(&o.busURL, "bus-url", "", "publish events to the NATS server(s) at `URL` (several separated by commas) instead of the embedded one (sets [bus] mode = \"external\")")
 	fs.BoolVar(&o.freshState, "fresh-state", false, "if the state file is corrupt, move it aside (kept as FILE.corrupt-TIME) and start without saved sessions (not with -demo, which always starts without)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage:\n  shardtop [flags]        supervise a bot's shards (TUI)\n  shardtop sim [flags]    run the Discord simulator\n  shardtop tail [flags]   print the events on the bus as JSON lines\n\nFlags:\n")
@@ -57,21 +59,31 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (the subcommands are sim and tail, which come first)", fs.Arg(0))
 	}
-	stateFileSet := false
+	stateFileSet, busURLSet := false, false
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "config":
 			o.configSet = true
 		case "state-file":
 			stateFileSet = true
+		case "bus-url":
+			busURLSet = true
 		}
 	})
+	if busURLSet && len(busURLs(o.busURL)) == 0 {
+		return o, errors.New("-bus-url needs a NATS URL, e.g. nats://127.0.0.1:4222")
+	}
 	if o.logFormat != "" && o.logFormat != "text" && o.logFormat != "json" {
 		return o, fmt.Errorf("-log-format must be text or json, got %q", o.logFormat)
 	}
 	if o.logLevel != "" {
 		if _, err := config.ParseLevel(o.logLevel); err != nil {
 			return o, fmt.Errorf("-log-level %w", err)
+		}
+	}
+	for _, u := range busURLs(o.busURL) {
+		if err := config.CheckBusURL(u); err != nil {
+			return o, fmt.Errorf("-bus-url %w", err)
 		}
 	}
 	if o.demo && o.configSet {
@@ -87,6 +99,17 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-demo always starts without saved sessions; drop -fresh-state")
 	}
 	return o, nil
+}
+
+// busURLs splits the value of --bus-url into its URLs ("" is none).
+func busURLs(flag string) []string {
+	var urls []string
+	for _, u := range strings.Split(flag, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	return urls
 }
 
 // versionString describes the build: version (set with -ldflags by main)

@@ -130,6 +130,8 @@ type Config struct {
 	LogFormat string `toml:"log_format"`
 	// Refresh is the TUI refresh interval.
 	Refresh Duration `toml:"refresh"`
+	// Bus is the [bus] table: the event bus on NATS JetStream.
+	Bus Bus `toml:"bus"`
 
 	// file is the config file the values came from ("" for defaults only).
 	file string
@@ -152,6 +154,7 @@ func Default() Config {
 		LogLevel:            DefaultLogLevel,
 		LogFormat:           DefaultLogFormat,
 		Refresh:             Duration(DefaultRefresh),
+		Bus:                 defaultBus(),
 	}
 }
 
@@ -302,25 +305,44 @@ func (c *Config) errorAt(key string, err error) error {
 }
 
 // lineOf returns the 1-based line where key is set (or its table opened),
-// or 0 if the text does not mention it.
+// or 0 if the text does not mention it. A key of a table ("bus.listen") is
+// looked for inside that table first, and a top-level key before the first
+// table: the same name may be in both (token_file).
 func (c *Config) lineOf(key string) int {
 	if key == "" {
 		return 0
 	}
-	last := key
+	table, last := "", key
 	if i := strings.LastIndexByte(key, '.'); i >= 0 {
-		last = key[i+1:]
+		table, last = key[:i], key[i+1:]
 	}
 	q := regexp.QuoteMeta
 	assign := regexp.MustCompile(`^\s*(?:` + q(last) + `|"` + q(last) + `"|'` + q(last) + `')\s*=`)
-	table := regexp.MustCompile(`^\s*\[\[?\s*` + q(key) + `\s*\]`)
+	header := regexp.MustCompile(`^\s*\[\[?\s*` + q(key) + `\s*\]`)
+	inTable := "" // the table the line is in, "" at the top level
 	for i, l := range c.lines {
-		if assign.MatchString(l) || table.MatchString(l) {
+		if m := tableHeader.FindStringSubmatch(l); m != nil {
+			inTable = m[1]
+		}
+		if inTable == table && assign.MatchString(l) {
 			return i + 1
 		}
 	}
+	// Elsewhere: a dotted key (bus.listen = ...), an inline table, or the
+	// table's header; else, for a key of a table, the table.
+	for i, l := range c.lines {
+		if assign.MatchString(l) || header.MatchString(l) {
+			return i + 1
+		}
+	}
+	if table != "" {
+		return c.lineOf(table) // an absent key of a table: the table's line
+	}
 	return 0
 }
+
+// tableHeader matches a line that opens a table, [name] or [[name]].
+var tableHeader = regexp.MustCompile(`^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(?:#.*)?$`)
 
 // validate checks values the TOML types cannot express and names their key and line.
 func (c *Config) validate() []error {
@@ -388,10 +410,11 @@ func (c *Config) validate() []error {
 	if c.Refresh < Duration(minRefresh) || c.Refresh > Duration(maxRefresh) {
 		bad("refresh", "must be at least %s and at most %s, got %s", minRefresh, maxRefresh, c.Refresh)
 	}
+	c.validateBus(bad)
 	return errs
 }
 
-// resolvePaths makes token_file and state_file relative to the config file's directory.
+// resolvePaths makes token_file, state_file and the [bus] paths relative to the config file's directory.
 func (c *Config) resolvePaths() {
 	if c.file == "" {
 		return
@@ -403,6 +426,7 @@ func (c *Config) resolvePaths() {
 	if !filepath.IsAbs(c.StateFile) {
 		c.StateFile = filepath.Join(dir, c.StateFile)
 	}
+	c.resolveBusPaths(dir)
 }
 
 // ResolveToken returns the bot token from DISCORD_TOKEN, else token_file,

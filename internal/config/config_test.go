@@ -21,11 +21,19 @@ import (
 
 const secretToken = "MTIzNDU2Nzg5.secret-token-never-shown.0123456789abcdef"
 
-// tomlKeys lists the toml tags of Config's exported fields.
+// tomlKeys lists the keys of Config's exported fields, as a config file
+// writes them: "shard_count", and "bus.mode" for a key of a table.
 func tomlKeys(t *testing.T) []string {
 	t.Helper()
+	return structKeys(t, reflect.TypeFor[Config](), "")
+}
+
+// structKeys lists the keys of rt's exported fields, each after prefix;
+// a struct field is a table (except Duration, ShardIDs and the like,
+// which are values).
+func structKeys(t *testing.T, rt reflect.Type, prefix string) []string {
+	t.Helper()
 	var keys []string
-	rt := reflect.TypeFor[Config]()
 	for i := range rt.NumField() {
 		f := rt.Field(i)
 		if !f.IsExported() {
@@ -33,11 +41,46 @@ func tomlKeys(t *testing.T) []string {
 		}
 		tag := f.Tag.Get("toml")
 		if tag == "" {
-			t.Fatalf("Config.%s has no toml tag", f.Name)
+			t.Fatalf("%s.%s has no toml tag", rt.Name(), f.Name)
 		}
-		keys = append(keys, tag)
+		if isTable(f.Type) {
+			keys = append(keys, structKeys(t, f.Type, prefix+tag+".")...)
+			continue
+		}
+		keys = append(keys, prefix+tag)
 	}
 	return keys
+}
+
+// isTable reports whether a field of type ft is a TOML table of the config.
+func isTable(ft reflect.Type) bool {
+	return ft.Kind() == reflect.Struct && ft != reflect.TypeFor[secret.Token]()
+}
+
+// keyInText finds the line that sets key in a config text: a top-level
+// key before the first table, a key of a table after the table's header.
+func keyInText(text []byte, key string) bool {
+	table, name := "", key
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		table, name = key[:i], key[i+1:]
+	}
+	header := regexp.MustCompile(`(?m)^\[[^\]]*\]`)
+	body := text
+	if table == "" {
+		if loc := header.FindIndex(text); loc != nil {
+			body = text[:loc[0]]
+		}
+	} else {
+		start := regexp.MustCompile(`(?m)^\[` + regexp.QuoteMeta(table) + `\]`).FindIndex(text)
+		if start == nil {
+			return false
+		}
+		body = text[start[1]:]
+		if loc := header.FindIndex(body); loc != nil {
+			body = body[:loc[0]]
+		}
+	}
+	return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` = `).Match(body)
 }
 
 func TestExampleConfigDocumentsEveryKeyWithItsDefault(t *testing.T) {
@@ -46,8 +89,7 @@ func TestExampleConfigDocumentsEveryKeyWithItsDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, key := range tomlKeys(t) {
-		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(key) + ` = `)
-		if !re.Match(text) {
+		if !keyInText(text, key) {
 			t.Errorf("config.example.toml does not set %q (every key must be shown with its default)", key)
 		}
 	}
@@ -316,46 +358,62 @@ func TestConfigBounds(t *testing.T) {
 // session_start_reserve takes any size (the limiter caps it).
 func TestExtremeValuesNeverPanic(t *testing.T) {
 	unbounded := map[string]bool{"session_start_reserve": true}
+	// Values a key takes within its bound: a stream of 2 or 4 GiB, or
+	// kept 1000 hours, is a choice a bot may make.
+	withinBound := map[string]bool{`bus.max_bytes = 4294967296`: true, `bus.max_bytes = 2147483648`: true, `bus.max_age = "1000h"`: true}
 	ints := []string{"9223372036854775807", "-9223372036854775808", "4294967296", "2147483648", "-1"}
 	durations := []string{`"2562047h47m16.854775807s"`, `"-2562047h47m16.854775808s"`, `"2562047h"`, `"1000h"`}
-	rt := reflect.TypeFor[Config]()
 	tried := 0
-	for i := range rt.NumField() {
-		f := rt.Field(i)
-		key := f.Tag.Get("toml")
-		var values []string
-		switch {
-		case !f.IsExported():
-			continue
-		case f.Type == reflect.TypeFor[Duration]():
-			values = durations
-		case f.Type.Kind() == reflect.Int || f.Type.Kind() == reflect.Int64:
-			values = ints
-		case f.Type == reflect.TypeFor[ShardIDs]():
-			values = []string{"[9223372036854775807]", "[-9223372036854775808]", `"0-9223372036854775807"`, `"9223372036854775806-9223372036854775807"`, `"0-99999999999999999999"`}
-		default:
-			continue
-		}
-		for _, v := range values {
-			tried++
-			text := "# extremes\n" + key + " = " + v + "\n"
-			if key == "shard_ids" {
-				text = "shard_count = 16\n" + text
-			}
-			cfg, err := parseNoPanic(t, text)
+	var try func(rt reflect.Type, table string)
+	try = func(rt reflect.Type, table string) {
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			key := f.Tag.Get("toml")
+			var values []string
 			switch {
-			case err != nil:
-				var ce *Error
-				if !errors.As(err, &ce) || !strings.Contains(err.Error(), "c.toml:") || !strings.Contains(err.Error(), ": "+key+": ") {
-					t.Errorf("%s = %s: error %q does not name c.toml, its line and the key", key, v, err)
-				}
-			case unbounded[key]:
+			case !f.IsExported():
+				continue
+			case isTable(f.Type) && f.Type != reflect.TypeFor[Duration]():
+				try(f.Type, key)
+				continue
+			case f.Type == reflect.TypeFor[Duration]():
+				values = durations
+			case f.Type.Kind() == reflect.Int || f.Type.Kind() == reflect.Int64:
+				values = ints
+			case f.Type == reflect.TypeFor[ShardIDs]():
+				values = []string{"[9223372036854775807]", "[-9223372036854775808]", `"0-9223372036854775807"`, `"9223372036854775806-9223372036854775807"`, `"0-99999999999999999999"`}
 			default:
-				t.Errorf("%s = %s accepted: %v", key, v, cfg)
+				continue
+			}
+			name := key
+			if table != "" {
+				name = table + "." + key
+			}
+			for _, v := range values {
+				tried++
+				text := "# extremes\n" + key + " = " + v + "\n"
+				switch {
+				case table != "":
+					text = "[" + table + "]\n" + text
+				case key == "shard_ids":
+					text = "shard_count = 16\n" + text
+				}
+				cfg, err := parseNoPanic(t, text)
+				switch {
+				case err != nil:
+					var ce *Error
+					if !errors.As(err, &ce) || !strings.Contains(err.Error(), "c.toml:") || !strings.Contains(err.Error(), ": "+name+": ") {
+						t.Errorf("%s = %s: error %q does not name c.toml, its line and the key", name, v, err)
+					}
+				case unbounded[name] || withinBound[name+" = "+v]:
+				default:
+					t.Errorf("%s = %s accepted: %v", name, v, cfg)
+				}
 			}
 		}
 	}
-	if tried < 40 {
+	try(reflect.TypeFor[Config](), "")
+	if tried < 60 {
 		t.Errorf("only %d values tried: the reflection found too few keys", tried)
 	}
 }
