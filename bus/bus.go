@@ -100,6 +100,15 @@ func New(ctx context.Context, nc *nats.Conn, opts ...Option) (*Bus, error) {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
 	b.js = js
+	subjects := []string{cfg.prefix + ".ev.>"}
+	if old, err := js.Stream(ctx, cfg.stream.Name); err == nil {
+		if have := old.CachedInfo().Config.Subjects; !slices.Equal(have, subjects) {
+			return nil, fmt.Errorf("bus: stream %s on %s holds the subjects %v, not %v: another bot's stream? Choose another stream name (and prefix)",
+				cfg.stream.Name, b.cfg.url, have, subjects)
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("bus: stream %s on %s: %w", cfg.stream.Name, b.cfg.url, err)
+	}
 	storage := jetstream.FileStorage
 	if cfg.stream.Storage == "memory" {
 		storage = jetstream.MemoryStorage
@@ -107,7 +116,7 @@ func New(ctx context.Context, nc *nats.Conn, opts ...Option) (*Bus, error) {
 	b.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.stream.Name,
 		Description: "shardtop: every dispatch of the bot's shards",
-		Subjects:    []string{cfg.prefix + ".ev.>"},
+		Subjects:    subjects,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      cfg.stream.MaxAge,

@@ -3,9 +3,11 @@ package app
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/shardtop/shardtop/bus"
 	"github.com/shardtop/shardtop/internal/config"
 	"github.com/shardtop/shardtop/manager"
 )
@@ -23,16 +25,25 @@ type eventBus interface {
 }
 
 // newEventBus makes the bus of the run on nc, with the stream, prefix and
-// buffer of cfg.Bus; mode and url are what it reports of itself. This
-// build's bus package has the server and no publisher: the connection is
-// made and checked, and no event is published.
-func newEventBus(_ context.Context, _ *nats.Conn, _ config.Config, _, _ string, _ *slog.Logger) (eventBus, error) {
-	return connectionOnly{}, nil
+// buffer of cfg.Bus; mode and url are what it reports of itself.
+func newEventBus(ctx context.Context, nc *nats.Conn, cfg config.Config, mode, url string, logger *slog.Logger) (eventBus, error) {
+	b, err := bus.New(ctx, nc,
+		bus.WithPrefix(cfg.Bus.Prefix),
+		bus.WithStream(bus.StreamConfig{Name: cfg.Bus.Stream, MaxAge: time.Duration(cfg.Bus.MaxAge), MaxBytes: cfg.Bus.MaxBytes,
+			Duplicates: time.Duration(cfg.Bus.DuplicateWindow), Replicas: cfg.Bus.Replicas}),
+		bus.WithMaxPending(cfg.Bus.Buffer), bus.WithMaxPendingBytes(cfg.Bus.BufferBytes),
+		bus.WithBufferWait(time.Duration(cfg.Bus.BufferWait)),
+		bus.WithMode(mode, url), bus.WithLogger(logger))
+	if err != nil {
+		return nil, err
+	}
+	return natsBus{b}, nil
 }
 
-// connectionOnly is a bus that publishes nothing and serves no command.
-type connectionOnly struct{}
+// natsBus is the bus on NATS JetStream.
+type natsBus struct{ *bus.Bus }
 
-func (connectionOnly) managerOptions() []manager.Option { return nil }
-func (connectionOnly) serve(*manager.Manager) error     { return nil }
-func (connectionOnly) Close() error                     { return nil }
+func (b natsBus) managerOptions() []manager.Option {
+	return []manager.Option{manager.WithEventSink(b.Bus)}
+}
+func (b natsBus) serve(m *manager.Manager) error { return b.ServeCommands(m) }

@@ -43,7 +43,14 @@ const (
 	DefaultBusReplicas        = 1
 	// DefaultBusBuffer is how many events may be published and not yet
 	// acknowledged, all shards together.
-	DefaultBusBuffer = 65536
+	DefaultBusBuffer = bus.DefaultMaxPending
+	// DefaultBusBufferBytes bounds the same buffer in bytes.
+	DefaultBusBufferBytes int64 = bus.DefaultMaxPendingBytes
+	// DefaultBusBufferWait is how long a shard waits for room in a full
+	// buffer before it is held.
+	DefaultBusBufferWait = bus.DefaultBufferWait
+	// DefaultBusStream is the stream's name.
+	DefaultBusStream = bus.DefaultStreamName
 	// busStoreSuffix names the embedded server's default storage folder:
 	// STATE_FILE.bus, beside the state file.
 	busStoreSuffix = ".bus"
@@ -62,18 +69,23 @@ const (
 //     window, so longer costs memory with no use;
 //   - replicas is 1 to 5, JetStream's own limit;
 //   - buffer is 1 to 1048576 events (about 1 GB of 1 KB events held);
+//     buffer_bytes 1 MiB to 1 TiB; buffer_wait 0 to 1m (Discord drops a
+//     connection that is not read for long);
 //   - url lists at most 64 servers; prefix is 1 to 64 characters.
 const (
-	minBusMaxAge          = time.Minute
-	maxBusMaxAge          = 365 * 24 * time.Hour
-	minBusMaxBytes        = bus.ServerMaxPayload
-	maxBusMaxBytes  int64 = 1 << 50
-	minBusDuplicate       = time.Minute
-	maxBusDuplicate       = time.Hour
-	maxBusReplicas        = 5
-	maxBusBuffer          = 1 << 20
-	maxBusURLs            = 64
-	maxBusPrefix          = 64
+	minBusMaxAge            = time.Minute
+	maxBusMaxAge            = 365 * 24 * time.Hour
+	minBusMaxBytes          = bus.ServerMaxPayload
+	maxBusMaxBytes    int64 = 1 << 50
+	minBusDuplicate         = time.Minute
+	maxBusDuplicate         = time.Hour
+	maxBusReplicas          = 5
+	maxBusBuffer            = 1 << 20
+	minBusBufferBytes       = 1 << 20
+	maxBusBufferBytes       = 1 << 40
+	maxBusBufferWait        = time.Minute
+	maxBusURLs              = 64
+	maxBusPrefix            = 64
 	// MaxBusSecretFileSize bounds password_file and token_file.
 	MaxBusSecretFileSize = 4 << 10
 	// MaxBusCredsFileSize bounds creds_file: a NATS .creds file holds a
@@ -110,8 +122,15 @@ type Bus struct {
 	DuplicateWindow Duration `toml:"duplicate_window"`
 	// Replicas is how many copies of the stream a cluster keeps.
 	Replicas int `toml:"replicas"`
+	// Stream is the JetStream stream's name.
+	Stream string `toml:"stream"`
 	// Buffer is how many events may be published and not yet acknowledged.
 	Buffer int `toml:"buffer"`
+	// BufferBytes bounds the same events in bytes.
+	BufferBytes int64 `toml:"buffer_bytes"`
+	// BufferWait is how long a shard waits for room in a full buffer
+	// before it is held.
+	BufferWait Duration `toml:"buffer_wait"`
 }
 
 // defaultBus is the [bus] table when a key is absent.
@@ -124,7 +143,10 @@ func defaultBus() Bus {
 		MaxBytes:        DefaultBusMaxBytes,
 		DuplicateWindow: Duration(DefaultBusDuplicateWindow),
 		Replicas:        DefaultBusReplicas,
+		Stream:          DefaultBusStream,
 		Buffer:          DefaultBusBuffer,
+		BufferBytes:     DefaultBusBufferBytes,
+		BufferWait:      Duration(DefaultBusBufferWait),
 	}
 }
 
@@ -223,6 +245,15 @@ func (c *Config) validateBus(bad func(key, format string, args ...any)) {
 	}
 	if b.Buffer < 1 || b.Buffer > maxBusBuffer {
 		bad("bus.buffer", "must be from 1 to %d events, got %d", maxBusBuffer, b.Buffer)
+	}
+	if b.BufferBytes < minBusBufferBytes || b.BufferBytes > maxBusBufferBytes {
+		bad("bus.buffer_bytes", "must be from %d (1 MiB) to %d (1 TiB), got %d", minBusBufferBytes, int64(maxBusBufferBytes), b.BufferBytes)
+	}
+	if b.BufferWait < 0 || b.BufferWait > Duration(maxBusBufferWait) {
+		bad("bus.buffer_wait", "must be from 0s to %s, got %s", maxBusBufferWait, b.BufferWait)
+	}
+	if len(b.Stream) > maxBusPrefix || !busPrefix.MatchString(b.Stream) {
+		bad("bus.stream", "must be 1 to %d letters, digits, '-' or '_', got %q", maxBusPrefix, b.Stream)
 	}
 	if b.PasswordFile != "" && b.User == "" {
 		bad("bus.password_file", "needs bus.user")

@@ -28,7 +28,8 @@ func TestBusConfigDefaults(t *testing.T) {
 	b := Default().Bus
 	if b.Mode != "embedded" || b.Listen != "127.0.0.1:4222" || b.Prefix != "shardtop" || len(b.URL) != 0 ||
 		time.Duration(b.MaxAge) != 24*time.Hour || b.MaxBytes != 1073741824 || time.Duration(b.DuplicateWindow) != 10*time.Minute ||
-		b.Replicas != 1 || b.Buffer != 65536 || b.StoreDir != "" {
+		b.Replicas != 1 || b.Buffer != 65536 || b.StoreDir != "" || b.Stream != "SHARDTOP" ||
+		b.BufferBytes != 64<<20 || time.Duration(b.BufferWait) != 2*time.Second {
 		t.Errorf("default [bus] = %+v", b)
 	}
 	cfg, err := Parse(filepath.Join("/etc/shardtop", "shardtop.toml"), "state_file = \"/var/lib/shardtop/state.toml\"\n")
@@ -62,6 +63,9 @@ max_bytes = 8388608
 duplicate_window = "1h"
 replicas = 3
 buffer = 1048576
+buffer_bytes = 1073741824
+buffer_wait = "0s"
+stream = "MY_BOT"
 `, 0o600)
 	cfg, err := Load(p)
 	if err != nil {
@@ -70,7 +74,8 @@ buffer = 1048576
 	b := cfg.Bus
 	if b.Mode != BusExternal || b.Listen != "[::1]:0" || !slices.Equal(b.URL, []string{"nats://10.0.0.5:4222", "tls://nats.example.com:4443"}) ||
 		b.Prefix != "my-bot_2" || b.User != "shardtop" || b.MaxAge != 0 || b.MaxBytes != 8388608 ||
-		time.Duration(b.DuplicateWindow) != time.Hour || b.Replicas != 3 || b.Buffer != 1048576 {
+		time.Duration(b.DuplicateWindow) != time.Hour || b.Replicas != 3 || b.Buffer != 1048576 ||
+		b.BufferBytes != 1<<30 || b.BufferWait != 0 || b.Stream != "MY_BOT" {
 		t.Errorf("[bus] = %+v", b)
 	}
 	if b.URL.String() != "nats://10.0.0.5:4222,tls://nats.example.com:4443" {
@@ -104,6 +109,9 @@ func TestBusConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"duplicate over age", "[bus]\nmax_age = \"5m\"\nduplicate_window = \"10m\"\n", "c.toml:3: bus.duplicate_window: must not exceed max_age (5m0s), got 10m0s"},
 		{"replicas", "[bus]\nreplicas = 0\n", "c.toml:2: bus.replicas: must be from 1 to 5, got 0"},
 		{"buffer", "[bus]\nbuffer = 0\n", "c.toml:2: bus.buffer: must be from 1 to 1048576 events, got 0"},
+		{"buffer_bytes", "[bus]\nbuffer_bytes = 1000\n", "c.toml:2: bus.buffer_bytes: must be from 1048576 (1 MiB) to 1099511627776 (1 TiB), got 1000"},
+		{"buffer_wait", "[bus]\nbuffer_wait = \"2m\"\n", "c.toml:2: bus.buffer_wait: must be from 0s to 1m0s, got 2m0s"},
+		{"stream", "[bus]\nstream = \"a.b\"\n", "c.toml:2: bus.stream: must be 1 to 64 letters, digits, '-' or '_', got \"a.b\""},
 		{"password without user", "[bus]\npassword_file = \"p\"\n", "c.toml:2: bus.password_file: needs bus.user"},
 		{"creds with user", "[bus]\nuser = \"u\"\ncreds_file = \"x.creds\"\n", "c.toml:3: bus.creds_file: goes alone"},
 		{"token with user", "[bus]\nuser = \"u\"\ntoken_file = \"t\"\n", "c.toml:3: bus.token_file: is not used with bus.user"},

@@ -360,7 +360,8 @@ func TestExtremeValuesNeverPanic(t *testing.T) {
 	unbounded := map[string]bool{"session_start_reserve": true}
 	// Values a key takes within its bound: a stream of 2 or 4 GiB, or
 	// kept 1000 hours, is a choice a bot may make.
-	withinBound := map[string]bool{`bus.max_bytes = 4294967296`: true, `bus.max_bytes = 2147483648`: true, `bus.max_age = "1000h"`: true}
+	withinBound := map[string]bool{`bus.max_bytes = 4294967296`: true, `bus.max_bytes = 2147483648`: true, `bus.max_age = "1000h"`: true,
+		`bus.buffer_bytes = 4294967296`: true, `bus.buffer_bytes = 2147483648`: true}
 	ints := []string{"9223372036854775807", "-9223372036854775808", "4294967296", "2147483648", "-1"}
 	durations := []string{`"2562047h47m16.854775807s"`, `"-2562047h47m16.854775808s"`, `"2562047h"`, `"1000h"`}
 	tried := 0
