@@ -134,6 +134,7 @@ func (b *Bus) Take(sessionID string, d gateway.Dispatch) bool {
 	}
 	if st.refusedAt != 0 {
 		st.mu.Unlock()
+		b.refusedEvents.Add(1)
 		return false
 	}
 	st.mu.Unlock()
