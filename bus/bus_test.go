@@ -2,6 +2,7 @@ package bus
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +19,12 @@ func TestBurstReachesConsumerExactlyOnce(t *testing.T) {
 	const shards, perShard = 8, 12_500
 	ns := startNATS(t)
 	b := newTestBus(t, ns.connect(t))
-	sim := startSim(t, discordsim.Config{Shards: shards, MaxConcurrency: shards, Guilds: 64})
+	// Discord's own heartbeat interval: the simulator answers a heartbeat
+	// after the chunk of the burst it is writing, and a shard that reads
+	// its 12 MB slower than one interval (-race, loaded CI) would take the
+	// late ACK for a zombie connection, reconnect and cut the burst short.
+	sim := startSim(t, discordsim.Config{Shards: shards, MaxConcurrency: shards, Guilds: 64,
+		HeartbeatInterval: 41250 * time.Millisecond})
 
 	m := newTestManager(t, sim, b)
 
@@ -30,8 +36,8 @@ func TestBurstReachesConsumerExactlyOnce(t *testing.T) {
 			t.Fatalf("Burst(%d) hit %d connections", id, n)
 		}
 	}
-	poll.UntilState(t, 60*time.Second, "every MESSAGE_CREATE in the consumer", func() (bool, string) {
-		return c.count("MESSAGE_CREATE") >= shards*perShard, describe(c.all())
+	poll.UntilState(t, 90*time.Second, "every MESSAGE_CREATE in the consumer", func() (bool, string) {
+		return c.count("MESSAGE_CREATE") >= shards*perShard, fmt.Sprintf("%s\nbus: %+v", describe(c.all()), b.Stats())
 	})
 	poll.Until(t, poll.Timeout, "the bus to have nothing in flight", func() bool { return b.Stats().InFlight == 0 })
 
