@@ -1,6 +1,7 @@
 package discordsim
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -43,9 +44,10 @@ type preparer struct {
 type prepResult struct {
 	made int64 // dispatches numbered (all of them are in the chunk, unless err)
 	// over: the burst cannot go on (the session left this connection or
-	// ended, or the shard gets no messages).
-	over bool
-	err  error // the compressor failed: the connection is unusable
+	// ended, or the shard gets no messages); left: the session left this
+	// connection, alive.
+	over, left bool
+	err        error // the compressor failed: the connection is unusable
 }
 
 // startPrepare prepares up to want dispatches of sess into ch in a new goroutine.
@@ -72,7 +74,7 @@ func (c *conn) prepare(sess *session, want int64, ch *preparedChunk, stop *atomi
 		sess.mu.Lock()
 		if sess.conn != c || sess.ended {
 			sess.mu.Unlock()
-			res.over = true
+			res.over, res.left = true, !sess.ended
 			return res
 		}
 		for got < k {
@@ -148,9 +150,15 @@ func (c *conn) emitBurst(sess *session, n int64) (ok, stop bool) {
 	var chunks [2]preparedChunk // per burst: a nested burst (see produceReady) has its own
 	cur, next := &chunks[0], &chunks[1]
 	p := c.startPrepare(sess, n, cur)
+	// What is not numbered when the connection goes is the session's:
+	// the connection that resumes it sends it (see session.burstLeft).
+	defer func() { c.carryBurst(sess, n) }()
 	for {
 		res, cmd, quit := c.awaitPrepared(p)
 		n -= res.made
+		if res.over && !res.left {
+			n = 0 // the session ended, or the shard gets no messages
+		}
 		if quit || res.err != nil {
 			return false, true
 		}
@@ -164,7 +172,7 @@ func (c *conn) emitBurst(sess *session, n int64) (ok, stop bool) {
 		if !c.writeChunk(cur) {
 			if nextP != nil {
 				nextP.stop.Store(true)
-				<-nextP.done
+				n -= (<-nextP.done).made
 			}
 			return false, true
 		}
@@ -183,6 +191,19 @@ func (c *conn) emitBurst(sess *session, n int64) (ok, stop bool) {
 		p = nextP
 		cur, next = next, cur
 	}
+}
+
+// carryBurst leaves n burst dispatches not numbered on this connection to
+// sess, unless it ended.
+func (c *conn) carryBurst(sess *session, n int64) {
+	if n <= 0 {
+		return
+	}
+	sess.mu.Lock()
+	if !sess.ended {
+		sess.burstLeft = min(sess.burstLeft+n, math.MaxInt64/2)
+	}
+	sess.mu.Unlock()
 }
 
 // writeChunk writes ch's frames back to back through the corked connection.

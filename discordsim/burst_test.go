@@ -2,9 +2,11 @@ package discordsim
 
 import (
 	"bytes"
-	"github.com/shardtop/shardtop/internal/poll"
+	"cmp"
 	"testing"
 	"time"
+
+	"github.com/shardtop/shardtop/internal/poll"
 )
 
 // onlySession returns the server's single session.
@@ -106,19 +108,26 @@ func TestBurstPrepared(t *testing.T) {
 // TestBurstPreparedResume: a compressed connection dropped mid-burst leaves
 // every dispatch it numbered, sent or still prepared, in the replay buffer:
 // a resume from the last seq read replays exactly those, in order, then
-// RESUMED, then new traffic.
+// RESUMED, then the rest of the burst (Discord goes on producing a
+// session's events while its client is away), then new traffic.
 func TestBurstPreparedResume(t *testing.T) {
-	for _, mode := range []string{"zlib-stream", "zstd-stream"} {
-		t.Run(mode, func(t *testing.T) {
-			const n, chunk, before = 2000, 300, 600
+	for _, mode := range []string{"", "zlib-stream", "zstd-stream"} {
+		t.Run(cmp.Or(mode, "none"), func(t *testing.T) {
+			// Uncompressed, n is more than loopback's socket buffers
+			// hold: the drop comes before the burst is numbered, and the
+			// rest is carried over to the resume.
+			n, chunk, before := int64(2000), 300, int64(600)
+			if mode == "" {
+				n = 30000
+			}
 			s := startSim(t, Config{Guilds: 4, HeartbeatInterval: time.Minute, burstChunk: chunk,
-				IdentifyWindow: time.Nanosecond})
+				IdentifyWindow: time.Nanosecond, ReplayBuffer: int(n) + 100})
 			c := dial(t, s.GatewayURL(), mode)
 			c.hello()
 			r := c.identify("sim-token", 0, 1)
 			first := int64(1 + len(r.Guilds))
-			s.Burst(0, n)
-			readBurst(t, c, first, before)
+			s.Burst(0, int(n))
+			readBurst(t, c, first, int(before))
 			last := first + before
 			if s.DropTCP(0) != 1 {
 				t.Fatal("drop missed the shard")
@@ -148,8 +157,17 @@ func TestBurstPreparedResume(t *testing.T) {
 			if f := c2.read(); f.event() != "RESUMED" || f.seq() != numbered+1 {
 				t.Fatalf("got %v, want RESUMED s=%d", f, numbered+1)
 			}
+			rest := int(first + n - numbered) // 0 if the socket buffers took the whole burst
+			if mode == "" && rest == 0 {
+				t.Fatalf("the whole burst was numbered before the drop: the test tests no carry-over")
+			}
+
+			readMessages(t, c2, numbered+1, rest)
 			s.Burst(0, 50)
-			readMessages(t, c2, numbered+1, 50)
+			readMessages(t, c2, numbered+1+int64(rest), 50)
+			if sn := s.Sessions()[0].Seq; sn != first+n+1+50 {
+				t.Fatalf("session seq %d, want %d: the burst sent more or less than asked", sn, first+n+1+50)
+			}
 		})
 	}
 }

@@ -808,7 +808,12 @@ func (c *conn) produceResumed(sess *session, replay []entry) bool {
 		return true
 	}
 	e := sess.appendLocked(resumedBody, 0, 0, s.cfg.ReplayBuffer)
+	left := sess.burstLeft
+	sess.burstLeft = 0
 	sess.mu.Unlock()
+	if left > 0 {
+		addSaturating(&c.burst, left) // sent by generate, after RESUMED
+	}
 	s.dispatches.Add(1)
 	s.mu.Lock()
 	s.st.Resumes++

@@ -477,7 +477,11 @@ func clampRate(v, limit float64) float64 {
 // compressed connection, compressed on its stream context, then written back
 // to back while the next chunk is prepared. So compression delays the start of
 // a burst instead of pacing it. A heartbeat or other command arriving
-// meanwhile cuts the chunk short and is answered right after it.
+// meanwhile cuts the chunk short and is answered right after it. If the
+// session leaves its connection before the burst is numbered (the client
+// closes resumable, or the connection drops), the rest is the session's:
+// the connection that resumes it sends it after the replay and RESUMED, as
+// Discord keeps a session's events while its client is away.
 func (s *Server) Burst(shard int, n int) int {
 	if n <= 0 {
 		return 0

@@ -24,6 +24,11 @@ type session struct {
 	ended      bool
 	detachedAt time.Time
 	nextMsg    int // rotates guilds and message bodies
+	// burstLeft is what a burst had still to send when the session left
+	// its connection: Discord keeps producing a session's events while
+	// its client is away, so the connection that resumes it sends them
+	// after the replay.
+	burstLeft int64
 
 	credit float64 // event-rate credit; scheduler goroutine only
 }
