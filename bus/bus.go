@@ -29,14 +29,20 @@ type Bus struct {
 	stream jetstream.Stream
 	// evPrefix is "PREFIX.ev.", the events' subject prefix.
 	evPrefix string
-	pubOpts  []jetstream.PublishOpt
+	// replyPrefix is "_INBOX.<nuid>.": the stream answers each event on
+	// replyPrefix+"SLOT.GEN.SEQ", heard by ackSub (see onReply).
+	replyPrefix string
+	ackSub      *nats.Subscription
+	scratch     sync.Pool
 	// up reports NATS connected, as last heard: Take refuses while it is
 	// not, so nothing piles up in the client's reconnect buffer.
 	up atomic.Bool
 
 	shardsMu sync.RWMutex
 	shards   map[manager.ShardKey]*shardState
-	orphans  sync.Map // *nats.Msg -> orphan
+	// slots is every shard state by its slot, append-only (under
+	// shardsMu): onReply finds a shard without a lock.
+	slots atomic.Pointer[[]*shardState]
 
 	// mu guards refused and ready: the shards to hold and the wake-up
 	// for when the bus takes events again.
@@ -82,20 +88,14 @@ func New(ctx context.Context, nc *nats.Conn, opts ...Option) (*Bus, error) {
 	}
 	b := &Bus{cfg: cfg, log: cfg.logger.With("component", "bus"), nc: nc,
 		evPrefix: cfg.prefix + ".ev.", closing: make(chan struct{}),
-		shards: make(map[manager.ShardKey]*shardState),
-		// No retries by the client: a retry could land after a later
-		// event of the shard. A failure holds the shard and Discord's
-		// replay retries in order.
-		pubOpts: []jetstream.PublishOpt{jetstream.WithRetryAttempts(0)}}
+		shards:      make(map[manager.ShardKey]*shardState),
+		replyPrefix: nats.NewInbox() + "."}
+	b.slots.Store(new([]*shardState))
+	b.scratch.New = newScratch
 	if b.cfg.url == "" {
 		b.cfg.url = nc.ConnectedUrlRedacted()
 	}
-	js, err := jetstream.New(nc,
-		// Take keeps within maxPending itself; the slack is so that the
-		// client never stalls a shard's goroutine.
-		jetstream.WithPublishAsyncMaxPending(cfg.maxPending+1024),
-		jetstream.WithPublishAsyncAckHandler(b.onAck),
-		jetstream.WithPublishAsyncErrHandler(b.onErr))
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
@@ -128,6 +128,19 @@ func New(ctx context.Context, nc *nats.Conn, opts ...Option) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: stream %s on %s: %w", cfg.stream.Name, b.cfg.url, err)
 	}
+	// Events are published with core NATS and their acknowledgements
+	// heard here, not through jetstream's asynchronous publisher: that one
+	// makes a reply inbox, a future and a map entry per message and
+	// decodes each answer as JSON, which cost as much as the rest of the
+	// dispatch path (see the commit that made this). Nothing is retried by
+	// the client: a retry could land after a later event of the shard; a
+	// failure holds the shard and Discord's replay retries in order.
+	b.ackSub, err = nc.Subscribe(b.replyPrefix+"*.*.*", b.onReply)
+	if err != nil {
+		return nil, fmt.Errorf("bus: subscribe to the stream's acknowledgements: %w", err)
+	}
+	// The buffer bounds the answers that can be pending.
+	_ = b.ackSub.SetPendingLimits(cfg.maxPending+1024, int(cfg.maxPending+1024)*1024)
 	b.statusCh = nc.StatusChanged(nats.CONNECTED, nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
 	b.up.Store(nc.IsConnected())
 	b.done.Add(1)
@@ -144,7 +157,7 @@ func (b *Bus) Close() error {
 	close(b.closing)
 	var errs []error
 	b.mu.Lock()
-	subs := b.cmdSubs
+	subs := append([]*nats.Subscription{b.ackSub}, b.cmdSubs...)
 	b.mu.Unlock()
 	for _, sub := range subs {
 		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
@@ -178,6 +191,7 @@ func (b *Bus) watch() {
 			b.up.Store(st == nats.CONNECTED)
 			if st != nats.CONNECTED {
 				b.log.Warn("NATS connection lost: shards with events are held until it is back", "status", st.String())
+				b.failInFlight("NATS disconnected with the shard's events in flight")
 			} else {
 				b.log.Info("NATS connection back", "url", b.nc.ConnectedUrlRedacted())
 			}
@@ -197,25 +211,11 @@ func (b *Bus) watch() {
 	}
 }
 
-// holdTimedOut refuses the shards whose oldest event in flight has waited
-// longer than the ack timeout, as if it had failed.
+// holdTimedOut fails the events that have waited longer than the ack
+// timeout for the stream's answer, and holds their shards.
 func (b *Bus) holdTimedOut(now time.Time) {
 	limit := now.Add(-b.cfg.ackTimeout).UnixNano()
-	b.shardsMu.RLock()
-	defer b.shardsMu.RUnlock()
-	for _, st := range b.shards {
-		st.mu.Lock()
-		first := false
-		if st.head < len(st.queue) && st.queue[st.head].at < limit {
-			first = st.refuse(st.queue[st.head].seq)
-		}
-		st.mu.Unlock()
-		if first {
-			b.log.Warn("an event waited too long for the stream: the shard is held and resumed from its last durable event",
-				"shard", st.key.String(), "timeout", b.cfg.ackTimeout)
-			b.addRefused(st.key)
-		}
-	}
+	b.failWhere(func(at int64) bool { return at < limit }, "an event waited more than "+b.cfg.ackTimeout.String()+" for the stream")
 }
 
 // statsEvery is how often the stream's and consumers' stats are read.

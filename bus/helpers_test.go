@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -295,6 +296,39 @@ func describe(events []event) string {
 	sort.Strings(keys)
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s: %d\n", k, counts[k])
+	}
+	b.WriteString(messageRuns(events))
+	return b.String()
+}
+
+// messageRuns describes each session's MESSAGE_CREATE sequences: first,
+// last, count and the first gaps, to tell a hole from a missing tail.
+func messageRuns(events []event) string {
+	bySession := map[string][]int64{}
+	for _, e := range events {
+		if e.name == "MESSAGE_CREATE" {
+			k := e.shard + " " + e.session
+			bySession[k] = append(bySession[k], e.seq)
+		}
+	}
+	keys := make([]string, 0, len(bySession))
+	for k := range bySession {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		seqs := bySession[k]
+		slices.Sort(seqs)
+		fmt.Fprintf(&b, "%s: %d MESSAGE_CREATE, seq %d..%d", k, len(seqs), seqs[0], seqs[len(seqs)-1])
+		gaps := 0
+		for i := 1; i < len(seqs) && gaps < 5; i++ {
+			if seqs[i] != seqs[i-1]+1 {
+				fmt.Fprintf(&b, ", gap after %d to %d", seqs[i-1], seqs[i])
+				gaps++
+			}
+		}
+		b.WriteByte('\n')
 	}
 	return b.String()
 }

@@ -1,9 +1,13 @@
 package bus
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,26 +46,51 @@ const maxCached = 256
 // inFlight is one published event the stream has not answered yet.
 type inFlight struct {
 	seq  int64
-	msg  *nats.Msg // nil once answered
-	at   int64     // when it was published (Unix ns), for the ack timeout
+	size int64 // what it counts against the byte buffer
+	at   int64 // when it was published (Unix ns), for the ack timeout
 	done bool
+}
+
+// staleKey names an event of a generation of the shard before its current
+// one: (gen, seq) is in the reply subject of its publish.
+type staleKey struct {
+	gen uint32
+	seq int64
+}
+
+// staleEvent is an event published before the shard resumed or changed
+// session, still unanswered. Its answer still frees its buffer room; if it
+// fails and it belongs to a session the shard left (orphan), Discord cannot
+// replay it: it is checked and announced lost.
+type staleEvent struct {
+	size     int64
+	at       int64
+	orphan   bool
+	session  string
+	scanFrom uint64
 }
 
 // shardState is what the bus knows of one shard: its session, its events
 // in flight in publish order, and whether it is refused until resumed.
 type shardState struct {
 	key      manager.ShardKey
+	slot     uint32   // its index in Bus.slots, in its events' reply subjects
 	shardHdr []string // {"3/16"}, shared by every message of the shard
 	idToken  string   // "3", the subject's last token
+	reply    string   // "_INBOX.<nuid>.<slot>.", the reply subjects' prefix
 
 	mu         sync.Mutex
 	session    string
 	sessionHdr []string
-	subjects   map[string]string   // event name -> subject
-	eventHdrs  map[string][]string // event name -> header value
-	queue      []inFlight          // in publish order; queue[head:] unanswered or answered out of order
-	head       int
-	inflight   int
+	// gen counts the shard's resumes and new sessions: an answer to an
+	// event of an earlier generation is not one of queue's.
+	gen       uint32
+	stale     map[staleKey]staleEvent
+	subjects  map[string]string   // event name -> subject
+	eventHdrs map[string][]string // event name -> header value
+	queue     []inFlight          // in publish order; queue[head:] unanswered or answered out of order
+	head      int
+	inflight  int
 	// refusedAt is the first sequence refused or failed since the shard
 	// last resumed (0: none). While it is set the shard takes no event:
 	// Discord replays from there when the manager resumes it, which keeps
@@ -84,39 +113,14 @@ func (b *Bus) shard(key manager.ShardKey) *shardState {
 	b.shardsMu.Lock()
 	defer b.shardsMu.Unlock()
 	if st = b.shards[key]; st == nil {
-		st = &shardState{key: key, shardHdr: []string{key.String()}, idToken: strconv.Itoa(key.ID)}
+		slots := *b.slots.Load()
+		st = &shardState{key: key, slot: uint32(len(slots)), shardHdr: []string{key.String()}, idToken: strconv.Itoa(key.ID)}
+		st.reply = b.replyPrefix + strconv.FormatUint(uint64(st.slot), 10) + "."
 		b.shards[key] = st
+		next := append(slots[:len(slots):len(slots)], st)
+		b.slots.Store(&next)
 	}
 	return st
-}
-
-// lookup finds the shard state and sequence an event message belongs to,
-// from the headers Take wrote.
-func (b *Bus) lookup(m *nats.Msg) (*shardState, int64, bool) {
-	key, ok := parseShard(m.Header.Get(HeaderShard))
-	if !ok {
-		return nil, 0, false
-	}
-	seq, err := strconv.ParseInt(m.Header.Get(HeaderSeq), 10, 64)
-	if err != nil {
-		return nil, 0, false
-	}
-	b.shardsMu.RLock()
-	st := b.shards[key]
-	b.shardsMu.RUnlock()
-	return st, seq, st != nil
-}
-
-// parseShard reads "ID/COUNT".
-func parseShard(s string) (manager.ShardKey, bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' {
-			id, err1 := strconv.Atoi(s[:i])
-			count, err2 := strconv.Atoi(s[i+1:])
-			return manager.ShardKey{ID: id, Count: count}, err1 == nil && err2 == nil
-		}
-	}
-	return manager.ShardKey{}, false
 }
 
 // Take publishes one dispatch (manager.EventSink). When the buffer is
@@ -155,22 +159,32 @@ func (b *Bus) Take(sessionID string, d gateway.Dispatch) bool {
 		return false
 	}
 	st.mu.Lock()
-	msg := b.message(st, sessionID, d, now)
-	st.queue = append(st.queue, inFlight{seq: d.Seq, msg: msg, at: now.UnixNano()})
+	subject, event := st.names(b.evPrefix, d.Event)
+	session, gen := st.sessionHdr, st.gen
+	st.queue = append(st.queue, inFlight{seq: d.Seq, size: size, at: now.UnixNano()})
 	st.inflight++
 	st.mu.Unlock()
 
 	// Publish outside the lock: it may write to the socket. The shard's
 	// events come from its one goroutine, so they go out in order.
-	if _, err := b.js.PublishMsgAsync(msg, b.pubOpts...); err != nil {
-		b.release(size)
+	sc := b.scratch.Get().(*scratch)
+	err := sc.publish(b.nc, st, subject, event, session, gen, d, now)
+	b.scratch.Put(sc)
+	if err != nil {
 		b.failed.Add(1)
 		st.mu.Lock()
-		if i := st.find(d.Seq, msg); i >= 0 {
-			st.answer(i)
+		found := false
+		if gen == st.gen {
+			if i := st.find(d.Seq); i >= 0 {
+				st.answer(i)
+				found = true
+			}
 		}
 		first := st.refuse(d.Seq)
 		st.mu.Unlock()
+		if found {
+			b.release(size)
+		}
 		if first {
 			b.log.Warn("publishing an event failed: the shard is held and resumed from its last durable event",
 				"shard", st.key.String(), "seq", d.Seq, "err", err)
@@ -182,82 +196,118 @@ func (b *Bus) Take(sessionID string, d gateway.Dispatch) bool {
 	return true
 }
 
-// message builds the NATS message of d. The body is a copy of Discord's
-// "d"; header values that repeat (shard, session, event name) are shared.
-func (b *Bus) message(st *shardState, session string, d gateway.Dispatch, now time.Time) *nats.Msg {
-	subject, ok := st.subjects[d.Event]
+// names returns the subject and event-name header of event, cached
+// (st.mu held).
+func (st *shardState) names(evPrefix, event string) (string, []string) {
+	subject, ok := st.subjects[event]
 	if !ok {
-		subject = b.evPrefix + subjectToken(d.Event) + "." + st.idToken
+		subject = evPrefix + subjectToken(event) + "." + st.idToken
 		if len(st.subjects) < maxCached {
 			if st.subjects == nil {
 				st.subjects = make(map[string]string)
 			}
-			st.subjects[d.Event] = subject
+			st.subjects[event] = subject
 		}
 	}
-	event, ok := st.eventHdrs[d.Event]
+	hdr, ok := st.eventHdrs[event]
 	if !ok {
-		event = []string{d.Event}
+		hdr = []string{event}
 		if len(st.eventHdrs) < maxCached {
 			if st.eventHdrs == nil {
 				st.eventHdrs = make(map[string][]string)
 			}
-			st.eventHdrs[d.Event] = event
+			st.eventHdrs[event] = hdr
 		}
 	}
-	// One string holds the per-message header values: fewer allocations.
-	var buf [160]byte
-	p := strconv.AppendInt(buf[:0], d.Seq, 10)
+	return subject, hdr
+}
+
+// scratch is a reusable message: NATS copies a message into its write
+// buffer before PublishMsg returns, so the message, its header map and the
+// body need not outlive the call. Only the per-message header values are
+// made anew, in one string.
+type scratch struct {
+	msg nats.Msg
+	hdr nats.Header
+	buf []byte
+	// vals holds the per-message header values: seq, received, message
+	// ID, guild.
+	vals [4][1]string
+}
+
+func newScratch() any {
+	return &scratch{hdr: make(nats.Header, 8), buf: make([]byte, 0, 256)}
+}
+
+// publish sends d as the message of gen's event, with its reply subject
+// naming the shard, gen and seq for the acknowledgement.
+func (sc *scratch) publish(nc *nats.Conn, st *shardState, subject string, event, session []string, gen uint32, d gateway.Dispatch, now time.Time) error {
+	p := append(sc.buf[:0], st.reply...)
+	p = strconv.AppendUint(p, uint64(gen), 10)
+	p = append(p, '.')
+	p = strconv.AppendInt(p, d.Seq, 10)
+	nReply := len(p)
+	p = strconv.AppendInt(p, d.Seq, 10)
 	nSeq := len(p)
 	p = now.UTC().AppendFormat(p, time.RFC3339Nano)
 	nRecv := len(p)
-	p = append(p, session...)
+	p = append(p, session[0]...)
 	p = append(p, ':')
 	p = strconv.AppendInt(p, d.Seq, 10)
-	s := string(p)
-	vals := [3]string{s[:nSeq], s[nSeq:nRecv], s[nRecv:]}
-	hdr := nats.Header{
-		HeaderShard:           st.shardHdr,
-		HeaderSeq:             vals[0:1:1],
-		HeaderSession:         st.sessionHdr,
-		HeaderEvent:           event,
-		HeaderReceived:        vals[1:2:2],
-		jetstream.MsgIDHeader: vals[2:3:3],
+	nID := len(p)
+	p, hasGuild := d.AppendGuildID(p)
+	sc.buf = p
+	s := string(p) // the one allocation
+	sc.vals[0][0], sc.vals[1][0], sc.vals[2][0], sc.vals[3][0] = s[nReply:nSeq], s[nSeq:nRecv], s[nRecv:nID], s[nID:]
+
+	h := sc.hdr
+	h[HeaderShard] = st.shardHdr
+	h[HeaderSeq] = sc.vals[0][:]
+	h[HeaderSession] = session
+	h[HeaderEvent] = event
+	h[HeaderReceived] = sc.vals[1][:]
+	h[jetstream.MsgIDHeader] = sc.vals[2][:]
+	if hasGuild {
+		h[HeaderGuild] = sc.vals[3][:]
+	} else {
+		delete(h, HeaderGuild)
 	}
-	if guild, ok := d.GuildID(); ok {
-		hdr[HeaderGuild] = []string{guild}
-	}
-	return &nats.Msg{Subject: subject, Header: hdr, Data: append([]byte(nil), d.Data...)}
+	sc.msg = nats.Msg{Subject: subject, Reply: s[:nReply], Header: h, Data: d.Data}
+	err := nc.PublishMsg(&sc.msg)
+	sc.msg.Data = nil // d.Data is the caller's
+	return err
 }
 
 // newSession starts tracking sessionID on st (st.mu held). Events of the
 // previous session still in flight can no longer be replayed (the shard
 // identified anew): if they fail they are checked and announced lost.
 func (b *Bus) newSession(st *shardState, sessionID string) {
-	if st.session != "" {
-		for _, f := range st.queue[st.head:] {
-			if !f.done {
-				b.orphans.Store(f.msg, orphan{key: st.key, session: st.session, seq: f.seq, scanFrom: st.lastAck + 1})
-			}
-		}
-	}
+	st.retire(st.session != "", st.lastAck+1)
 	st.session, st.sessionHdr = sessionID, []string{sessionID}
+}
+
+// retire moves the events in flight to stale and starts a new generation
+// (st.mu held): orphan says their session is over.
+func (st *shardState) retire(orphan bool, scanFrom uint64) {
+	for _, f := range st.queue[st.head:] {
+		if f.done {
+			continue
+		}
+		if st.stale == nil {
+			st.stale = make(map[staleKey]staleEvent)
+		}
+		st.stale[staleKey{st.gen, f.seq}] = staleEvent{size: f.size, at: f.at, orphan: orphan, session: st.session, scanFrom: scanFrom}
+	}
+	clear(st.queue)
 	st.queue, st.head, st.inflight, st.refusedAt = st.queue[:0], 0, 0, 0
+	st.gen++
 }
 
-// orphan is an event of a session its shard left while it was in flight.
-type orphan struct {
-	key      manager.ShardKey
-	session  string
-	seq      int64
-	scanFrom uint64
-}
-
-// find returns the index of the unanswered event seq sent as m, or -1
-// (st.mu held). Answers come in publish order, so it is at the front.
-func (st *shardState) find(seq int64, m *nats.Msg) int {
+// find returns the index of the unanswered event seq, or -1 (st.mu held).
+// Answers come in publish order, so it is at the front.
+func (st *shardState) find(seq int64) int {
 	for i := st.head; i < len(st.queue); i++ {
-		if f := &st.queue[i]; f.msg == m {
+		if f := &st.queue[i]; f.seq == seq && !f.done {
 			return i
 		} else if f.seq > seq {
 			break
@@ -268,8 +318,13 @@ func (st *shardState) find(seq int64, m *nats.Msg) int {
 
 // answer marks queue[i] answered and drops the answered front (st.mu held).
 func (st *shardState) answer(i int) {
-	st.queue[i].done, st.queue[i].msg = true, nil
+	st.queue[i].done = true
 	st.inflight--
+	st.compact()
+}
+
+// compact drops the answered front of the queue (st.mu held).
+func (st *shardState) compact() {
 	for st.head < len(st.queue) && st.queue[st.head].done {
 		st.queue[st.head] = inFlight{}
 		st.head++
@@ -346,8 +401,11 @@ func (b *Bus) reserveOrWait(size int64) bool {
 // release takes an answered event out of the buffer and wakes the shards
 // waiting for room once it is below seven eighths full: waking them at
 // every answer would cost more than it gains.
-func (b *Bus) release(size int64) {
-	n, nb := b.inflight.Add(-1), b.inflightBytes.Add(-size)
+func (b *Bus) release(size int64) { b.releaseN(1, size) }
+
+// releaseN takes n answered events of size bytes in all out of the buffer.
+func (b *Bus) releaseN(count, size int64) {
+	n, nb := b.inflight.Add(-count), b.inflightBytes.Add(-size)
 	if b.waiting.Load() && n <= int64(b.cfg.maxPending)/8*7 && nb <= b.cfg.maxPendingBytes/8*7 {
 		b.roomMu.Lock()
 		if b.room != nil {
@@ -367,56 +425,191 @@ func (b *Bus) maxPayload() int {
 	return 1<<20 - msgOverhead
 }
 
-// onAck hears the stream acknowledge an event.
-func (b *Bus) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
-	b.release(int64(len(m.Data) + msgOverhead))
-	b.acked.Add(1)
-	if ack.Duplicate {
-		b.duplicates.Add(1)
-	}
-	if _, ok := b.orphans.LoadAndDelete(m); ok {
+// onReply hears the stream answer an event's publish: the reply subject
+// names the shard, the generation and the sequence (see scratch.publish).
+// NATS calls it from one goroutine.
+func (b *Bus) onReply(m *nats.Msg) {
+	slot, gen, seq, ok := parseReply(m.Subject[min(len(b.replyPrefix), len(m.Subject)):])
+	slots := *b.slots.Load()
+	if !ok || int(slot) >= len(slots) {
+		b.log.Warn("an answer to no event of ours", "subject", m.Subject)
 		return
 	}
-	st, seq, ok := b.lookup(m)
-	if !ok {
-		return
-	}
+	st := slots[slot]
+	streamSeq, dup, err := parsePubAck(m)
+	var size int64
+	found, first := false, false
+	var lost *lostRange
 	st.mu.Lock()
-	if i := st.find(seq, m); i >= 0 {
-		st.answer(i)
-		st.lastAck = max(st.lastAck, ack.Sequence)
+	if gen == st.gen {
+		if i := st.find(seq); i >= 0 {
+			size, found = st.queue[i].size, true
+			st.answer(i)
+			if err == nil {
+				st.lastAck = max(st.lastAck, streamSeq)
+			} else {
+				first = st.refuse(seq)
+			}
+		}
+	} else if e, ok := st.stale[staleKey{gen, seq}]; ok {
+		delete(st.stale, staleKey{gen, seq})
+		size, found = e.size, true
+		if err == nil {
+			st.lastAck = max(st.lastAck, streamSeq)
+		} else if e.orphan {
+			lost = &lostRange{key: st.key, session: e.session, from: seq, to: seq, scanFrom: e.scanFrom}
+		}
 	}
 	st.mu.Unlock()
-}
-
-// onErr hears that publishing an event failed: the shard is held and
-// resumed from its last durable event, so Discord's replay brings it and
-// what follows it again, in order.
-func (b *Bus) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
-	b.release(int64(len(m.Data) + msgOverhead))
-	b.failed.Add(1)
-	if o, ok := b.orphans.LoadAndDelete(m); ok {
-		o := o.(orphan)
-		b.queueLost(lostRange{key: o.key, session: o.session, from: o.seq, to: o.seq, scanFrom: o.scanFrom})
-		return
+	if !found {
+		return // answered already: failed when NATS disconnected, or timed out
 	}
-	st, seq, ok := b.lookup(m)
-	if !ok {
-		return
+	b.release(size)
+	if err != nil {
+		b.failed.Add(1)
+	} else {
+		b.acked.Add(1)
+		if dup {
+			b.duplicates.Add(1)
+		}
 	}
-	st.mu.Lock()
-	i := st.find(seq, m)
-	first := false
-	if i >= 0 {
-		st.answer(i)
-		first = st.refuse(seq)
+	if lost != nil {
+		b.queueLost(*lost)
 	}
-	st.mu.Unlock()
 	if first {
 		b.log.Warn("the stream did not take an event: the shard is held and resumed from its last durable event",
 			"shard", st.key.String(), "seq", seq, "err", err)
 		b.addRefused(st.key)
 	}
+}
+
+// failInFlight fails every event in flight, as if each had got an error:
+// NATS disconnected, so their answers may never come. Those the stream
+// stored anyway are dropped as duplicates when Discord replays them.
+func (b *Bus) failInFlight(why string) {
+	b.failWhere(func(int64) bool { return true }, why)
+}
+
+// failWhere fails the events in flight published at a time for which
+// fail is true, and holds their shards.
+func (b *Bus) failWhere(fail func(at int64) bool, why string) {
+	for _, st := range *b.slots.Load() {
+		var size, n int64
+		var lost []lostRange
+		st.mu.Lock()
+		first := false
+		for i := st.head; i < len(st.queue); i++ {
+			if f := &st.queue[i]; !f.done && fail(f.at) {
+				size, n = size+f.size, n+1
+				first = st.refuse(f.seq) || first
+				f.done = true
+				st.inflight--
+			}
+		}
+		st.compact()
+		for k, e := range st.stale {
+			if fail(e.at) {
+				size, n = size+e.size, n+1
+				delete(st.stale, k)
+				if e.orphan {
+					lost = append(lost, lostRange{key: st.key, session: e.session, from: k.seq, to: k.seq, scanFrom: e.scanFrom})
+				}
+			}
+		}
+		st.mu.Unlock()
+		if n == 0 {
+			continue
+		}
+		b.releaseN(n, size)
+		b.failed.Add(uint64(n))
+		for _, r := range lost {
+			b.queueLost(r)
+		}
+		if first {
+			b.log.Warn(why+": the shard is held and resumed from its last durable event", "shard", st.key.String(), "events", n)
+			b.addRefused(st.key)
+		}
+	}
+}
+
+// parseReply reads "SLOT.GEN.SEQ", the tail of a reply subject.
+func parseReply(s string) (slot, gen uint32, seq int64, ok bool) {
+	a := strings.IndexByte(s, '.')
+	if a < 0 {
+		return 0, 0, 0, false
+	}
+	c := strings.IndexByte(s[a+1:], '.')
+	if c < 0 {
+		return 0, 0, 0, false
+	}
+	c += a + 1
+	sl, err1 := strconv.ParseUint(s[:a], 10, 32)
+	g, err2 := strconv.ParseUint(s[a+1:c], 10, 32)
+	q, err3 := strconv.ParseInt(s[c+1:], 10, 64)
+	return uint32(sl), uint32(g), q, err1 == nil && err2 == nil && err3 == nil
+}
+
+// duplicate reports "duplicate":true in an answer (the server writes it
+// with a space after the colon).
+func duplicate(d []byte) bool {
+	i := bytes.Index(d, []byte(`"duplicate":`))
+	if i < 0 {
+		return false
+	}
+	return bytes.HasPrefix(bytes.TrimLeft(d[i+len(`"duplicate":`):], " "), []byte("true"))
+}
+
+// pubAck is JetStream's answer to a publish, for the slow path.
+type pubAck struct {
+	Seq       uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate"`
+	Error     *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// errNoResponders is the answer when no stream takes the subject.
+var errNoResponders = errors.New("no stream took the event (no responders)")
+
+// parsePubAck reads the stream's answer: the stream sequence and whether
+// the event was a duplicate, or the error. The usual answer,
+// {"stream":"NAME","seq":N} with maybe ,"duplicate":true, is read without
+// decoding it (stream names cannot hold a quote); anything else is decoded.
+func parsePubAck(m *nats.Msg) (seq uint64, dup bool, err error) {
+	d := m.Data
+	if len(d) == 0 {
+		if st := m.Header.Get("Status"); st == "503" {
+			return 0, false, errNoResponders
+		} else if st != "" {
+			return 0, false, fmt.Errorf("status %s %s", st, m.Header.Get("Description"))
+		}
+		return 0, false, errors.New("an empty answer")
+	}
+	if !bytes.Contains(d, []byte(`"error"`)) {
+		if i := bytes.Index(d, []byte(`"seq":`)); i >= 0 {
+			rest := d[i+len(`"seq":`):]
+			j := 0
+			for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+				j++
+			}
+			if j > 0 && j < len(rest) && (rest[j] == ',' || rest[j] == '}') {
+				n, perr := strconv.ParseUint(string(rest[:j]), 10, 64)
+				if perr == nil {
+					return n, duplicate(d), nil
+				}
+			}
+		}
+	}
+	var a pubAck
+	if jerr := json.Unmarshal(d, &a); jerr != nil {
+		return 0, false, fmt.Errorf("an answer that is not JSON: %w", jerr)
+	}
+	if a.Error != nil {
+		return 0, false, fmt.Errorf("the stream refused it: %s (code %d, err_code %d)", a.Error.Description, a.Error.Code, a.Error.ErrCode)
+	}
+	return a.Seq, a.Duplicate, nil
 }
 
 // addRefused queues key for Refused.
@@ -479,9 +672,8 @@ func (b *Bus) Resumed(key manager.ShardKey, sessionID string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.scanFrom = st.lastAck + 1
+	st.retire(st.session != sessionID && st.session != "", st.scanFrom)
 	st.session, st.sessionHdr = sessionID, []string{sessionID}
-	clear(st.queue)
-	st.queue, st.head, st.inflight, st.refusedAt = st.queue[:0], 0, 0, 0
 }
 
 // Lost is told that events from..to of sessionID will not be replayed
@@ -516,8 +708,6 @@ func (b *Bus) Flush(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("bus: %d events not acknowledged: %w", n, ctx.Err())
-		case <-b.js.PublishAsyncComplete():
-			<-tick.C // let the last answers be counted
 		case <-tick.C:
 		}
 	}

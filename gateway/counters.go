@@ -1,5 +1,7 @@
 package gateway
 
+import "bytes"
+
 // Events returns how many dispatches the shard has received, as Stats does,
 // for a caller that samples it often (an events/s rate over thousands of
 // shards): one atomic load, no lock, nothing copied.
@@ -23,4 +25,22 @@ func (d Dispatch) GuildID() (string, bool) {
 		return "", false
 	}
 	return id, true
+}
+
+// AppendGuildID appends the dispatch's top-level "guild_id" to dst, as
+// GuildID returns it, and reports whether it has one: for a caller that
+// copies it into a buffer of its own without making a string.
+func (d Dispatch) AppendGuildID(dst []byte) ([]byte, bool) {
+	raw, ok, err := objectField(d.Data, "guild_id")
+	if err != nil || !ok || len(raw) < 3 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return dst, false
+	}
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 {
+		return append(dst, inner...), true
+	}
+	id, ok := unquote(raw) // escaped: rare, and not a snowflake
+	if !ok || id == "" {
+		return dst, false
+	}
+	return append(dst, id...), true
 }

@@ -1,0 +1,36 @@
+package gateway
+
+import "testing"
+
+func TestDispatchGuildID(t *testing.T) {
+	cases := []struct {
+		data string
+		want string
+		ok   bool
+	}{
+		{`{"guild_id":"81384788765712384","id":"1"}`, "81384788765712384", true},
+		{`{"id":"1","author":{"guild_id":"9"},"guild_id":"42"}`, "42", true}, // top level only
+		{`{"id":"1","author":{"guild_id":"9"}}`, "", false},
+		{`{"guild_id":null}`, "", false},
+		{`{"guild_id":""}`, "", false},
+		{`{"guild_id":12}`, "", false},
+		{`{"guild_id":"a\/b"}`, "a/b", true},
+		{`[1,2]`, "", false},
+	}
+	for _, c := range cases {
+		d := Dispatch{Data: []byte(c.data)}
+		got, ok := d.GuildID()
+		if got != c.want || ok != c.ok {
+			t.Errorf("GuildID(%s) = %q, %v; want %q, %v", c.data, got, ok, c.want, c.ok)
+		}
+		b, ok := d.AppendGuildID([]byte("x:"))
+		if string(b) != "x:"+c.want || ok != c.ok {
+			t.Errorf("AppendGuildID(%s) = %q, %v; want %q, %v", c.data, b, ok, "x:"+c.want, c.ok)
+		}
+	}
+	d := Dispatch{Data: []byte(`{"content":"hi","guild_id":"81384788765712384"}`)}
+	buf := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(100, func() { buf, _ = d.AppendGuildID(buf[:0]) }); n != 0 {
+		t.Errorf("AppendGuildID allocates %v times", n)
+	}
+}
