@@ -95,6 +95,10 @@ func (b *Bus) command(s Sender, target string, body []byte) Reply {
 		return Reply{Error: CodeInvalidJSON, Message: `the body has no "d"`}
 	case !commandOps[*c.Op]:
 		return Reply{Error: CodeRefusedOp, Message: fmt.Sprintf("op %d is not a command workers may send (3, 4, 8 and 31 are)", *c.Op)}
+	case c.D[0] != '{':
+		// Every command op takes an object; Discord closes the shard's
+		// connection (4001) over anything else.
+		return Reply{Error: CodeInvalidJSON, Message: fmt.Sprintf(`op %d: "d" must be a JSON object, got %.40s`, *c.Op, c.D)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()

@@ -48,6 +48,7 @@
 // {"ok": false, "error": CODE, "message": TEXT} with CODE one of
 // "unknown_shard", "not_ready", "too_large", "invalid_json", "refused_op",
 // "rate_limited" (then also "retry_after_ms") and "failed" (anything
-// else; the message says what). What Discord answers
+// else; the message says what). A "d" that is not a JSON object is
+// "invalid_json": Discord would close the shard's connection over it. What Discord answers
 // (member chunks, say) comes back as events on the stream.
 package bus

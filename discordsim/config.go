@@ -28,6 +28,9 @@ const (
 	DefaultSendWindow             = 60 * time.Second
 	DefaultPresenceLimit          = 5
 	DefaultPresenceWindow         = 20 * time.Second
+	// DefaultMemberRequestWindow is Discord's limit on requests for a
+	// guild's whole member list: one per guild per 30 s.
+	DefaultMemberRequestWindow = 30 * time.Second
 	// DefaultWriteTimeout bounds every network write to a client.
 	DefaultWriteTimeout = 10 * time.Second
 	// DefaultCloseGrace is how long the server waits for the client's
@@ -252,6 +255,11 @@ type Config struct {
 	PresenceLimit int
 	// PresenceWindow: see PresenceLimit. Default 20s.
 	PresenceWindow time.Duration
+	// MemberRequestWindow is how often a guild's whole member list may be
+	// requested (op 8 with query "" and limit 0): Discord allows one per
+	// guild per bot per 30 s and answers one more with a RATE_LIMITED
+	// dispatch instead of member chunks. Default 30s.
+	MemberRequestWindow time.Duration
 	// WriteTimeout bounds every network write to a client. A client that
 	// stops reading is disconnected (TCP closed) once a write times out, or
 	// as soon as its connection's command queue is full, as Discord
@@ -323,6 +331,7 @@ func (c Config) withDefaults() (Config, error) {
 	}{{"IdentifyWindow", c.IdentifyWindow}, {"SessionStartResetAfter", c.SessionStartResetAfter},
 		{"HeartbeatInterval", c.HeartbeatInterval}, {"HeartbeatTimeout", c.HeartbeatTimeout},
 		{"SessionTTL", c.SessionTTL}, {"SendWindow", c.SendWindow}, {"PresenceWindow", c.PresenceWindow},
+		{"MemberRequestWindow", c.MemberRequestWindow},
 		{"WriteTimeout", c.WriteTimeout}, {"CloseGrace", c.CloseGrace}, {"ReadyDelay", c.ReadyDelay}} {
 		if d.v < 0 || d.v > maxConfigDuration {
 			return c, &ConfigError{Field: d.name, Value: d.v, Err: fmt.Errorf("must be from 0 (the default) to %v", maxConfigDuration)}
@@ -360,6 +369,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.SendWindow = cmp.Or(c.SendWindow, DefaultSendWindow)
 	c.PresenceLimit = cmp.Or(c.PresenceLimit, DefaultPresenceLimit)
 	c.PresenceWindow = cmp.Or(c.PresenceWindow, DefaultPresenceWindow)
+	c.MemberRequestWindow = cmp.Or(c.MemberRequestWindow, DefaultMemberRequestWindow)
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
 	c.CloseGrace = cmp.Or(c.CloseGrace, DefaultCloseGrace)
 	if c.burstChunk <= 0 {

@@ -81,10 +81,11 @@ const (
 type cmdKind uint8
 
 const (
-	cmdFrame   cmdKind = iota // write a pre-encoded payload
-	cmdReady                  // produce READY and the GUILD_CREATEs of sess
-	cmdResumed                // write replay, then produce RESUMED
-	cmdClose                  // send a close frame, then close TCP after CloseGrace
+	cmdFrame    cmdKind = iota // write a pre-encoded payload
+	cmdReady                   // produce READY and the GUILD_CREATEs of sess
+	cmdResumed                 // write replay, then produce RESUMED
+	cmdClose                   // send a close frame, then close TCP after CloseGrace
+	cmdDispatch                // number bodies in sess and write them (answers to commands)
 )
 
 // command is what the reader and the fault methods ask of the writer.
@@ -93,6 +94,7 @@ type command struct {
 	frame  []byte
 	sess   *session
 	replay []entry
+	bodies []*dispatchBody
 	code   int
 	reason string
 }
@@ -130,6 +132,7 @@ type conn struct {
 	closeSent  bool
 	grace      *time.Timer
 	batchDepth int
+	held       []*dispatchBody // answers to commands waiting for READY/RESUMED
 
 	// reader goroutine only
 	sends     slidingLimit // every client payload
@@ -473,7 +476,7 @@ func (c *conn) handle(p []byte, at time.Time) {
 		c.closeWith(4002, closeReason(4002))
 		return
 	}
-	if op := *in.Op; op >= 0 && op <= maxOp {
+	if op := *in.Op; knownOp(op) {
 		c.srv.opsIn[op].Add(1)
 	}
 	switch *in.Op {
@@ -487,17 +490,8 @@ func (c *conn) handle(p []byte, at time.Time) {
 		c.identify(in.D, at)
 	case 6:
 		c.resume(in.D)
-	case 3, 4, 8:
-		if c.owned() == nil {
-			c.closeWith(4003, closeReason(4003))
-			return
-		}
-		if *in.Op == 3 && !c.presences.allow(at) {
-			c.closeWith(4008, closeReason(4008))
-			return
-		}
-		// Accepted and otherwise ignored: the simulator has no presences,
-		// voice or member lists.
+	case 3, 4, 8, 31:
+		c.command(*in.Op, in.D, at)
 	default:
 		c.closeWith(4001, closeReason(4001))
 	}
@@ -606,7 +600,7 @@ func (c *conn) identify(raw json.RawMessage, at time.Time) {
 	arr.add(now)
 	s.st.Identifies++
 	s.st.IdentifiesByBucket[bucket]++
-	sess := &session{id: s.newSessionIDLocked(), shardID: shardID, shardCount: count,
+	sess := &session{id: s.newSessionIDLocked(), shardID: shardID, shardCount: count, intents: intents,
 		guilds: guildsFor(s.cfg.Guilds, shardID, count), conn: c}
 	s.sessions[sess.id] = sess
 	s.mu.Unlock()
@@ -762,6 +756,8 @@ func (c *conn) exec(cmd command) bool {
 		return c.produceReady(cmd.sess)
 	case cmdResumed:
 		return c.produceResumed(cmd.sess, cmd.replay)
+	case cmdDispatch:
+		return c.produceDispatches(cmd.sess, cmd.bodies)
 	case cmdClose:
 		c.closeSent = true
 		msg := websocket.FormatCloseMessage(cmd.code, cmd.reason)
@@ -794,7 +790,7 @@ func (c *conn) produceReady(sess *session) bool {
 	sess.mu.Unlock()
 	s.dispatches.Add(uint64(len(entries)))
 	c.setLive(sess)
-	return c.writeEntries(entries) && c.generate()
+	return c.writeEntries(entries) && c.flushHeld(sess) && c.generate()
 }
 
 func (c *conn) produceResumed(sess *session, replay []entry) bool {
@@ -819,7 +815,7 @@ func (c *conn) produceResumed(sess *session, replay []entry) bool {
 	s.st.Resumes++
 	s.mu.Unlock()
 	c.setLive(sess)
-	return c.writeEntries([]entry{e}) && c.generate()
+	return c.writeEntries([]entry{e}) && c.flushHeld(sess) && c.generate()
 }
 
 func (c *conn) setLive(sess *session) {

@@ -32,9 +32,20 @@
 //   - v other than 10 is closed with 4012; encoding other than json, or an
 //     unknown compress value, is closed with 4000 and a reason saying why.
 //   - A binary message from the client, invalid JSON or a payload over 4096
-//     bytes is closed with 4002. Unknown opcodes close with 4001; opcodes 3, 4
-//     and 8 before Identify/Resume close with 4003; Identify or Resume on an
+//     bytes is closed with 4002. Unknown opcodes close with 4001; opcodes 3, 4,
+//     8 and 31 before Identify/Resume close with 4003; Identify or Resume on an
 //     authenticated connection closes with 4005.
+//   - Gateway commands (3, 4, 8, 31) are recorded (Server.Commands) and
+//     checked: a d that is not a valid payload for its op (not an object, a
+//     required field missing, a field of the wrong type, op 8 with more than
+//     one guild or over 100 user_ids) is closed with 4001, "an invalid
+//     payload for an opcode" in Discord's table. A command about a guild the
+//     shard does not hold is accepted and not answered. Op 8 is answered with
+//     GUILD_MEMBERS_CHUNK (or RATE_LIMITED: whole member lists, one per guild
+//     per MemberRequestWindow), op 31 with SOUNDBOARD_SOUNDS per guild, op 4
+//     with VOICE_STATE_UPDATE (and VOICE_SERVER_UPDATE on joining), op 3 with
+//     nothing (a bot gets no PRESENCE_UPDATE for itself here). The answers
+//     are dispatches of the session, numbered and replayed like any other.
 //   - Sessions end (can no longer be resumed) when the client closes with
 //     1000/1001, or the server closes with a code whose documented action is
 //     "identify anew" or "never" (4004, 4007, 4009, 4010-4014), or on op 9

@@ -45,7 +45,10 @@ type Server struct {
 
 	dispatches atomic.Uint64
 	payloads   atomic.Uint64
-	opsIn      [maxOp + 1]atomic.Uint64 // client payloads by op code
+	opsIn      [maxOp + 1]atomic.Uint64 // client payloads by op code (known ones: knownOp)
+
+	cmdMu sync.Mutex
+	cmds  []Command // Commands
 
 	mu         sync.Mutex
 	closed     bool
@@ -54,13 +57,18 @@ type Server struct {
 	conns      map[*conn]struct{}
 	sessions   map[string]*session
 	buckets    map[int]*arrivals // bucket -> when its latest accepted identifies arrived
-	remaining  int
-	resetAt    time.Time // zero: budget period not started
-	st         Stats     // counters; maps copied out by Stats()
+	// memberRequests: guild -> when its whole member list was last requested (op 8)
+	memberRequests map[uint64]time.Time
+	remaining      int
+	resetAt        time.Time // zero: budget period not started
+	st             Stats     // counters; maps copied out by Stats()
 }
 
-// maxOp is the highest gateway op code (11, Heartbeat ACK).
-const maxOp = 11
+// maxOp is the highest gateway op code counted (31, Request Soundboard Sounds).
+const maxOp = 31
+
+// knownOp reports whether op is counted in Stats.PayloadsByOp: 0-11 and 31.
+func knownOp(op int) bool { return op >= 0 && op <= 11 || op == 31 }
 
 // Stats are the simulator's counters (a snapshot).
 type Stats struct {
@@ -79,7 +87,7 @@ type Stats struct {
 	Dispatches            uint64         // dispatches produced (sent, queued for a detached session, or swallowed by a zombie)
 	HeartbeatsReceived    uint64         // op 1 payloads from clients
 	PayloadsReceived      uint64         // every payload from clients
-	PayloadsByOp          map[int]uint64 // client payloads with a known op code (0-11), by op; ops never received are absent
+	PayloadsByOp          map[int]uint64 // client payloads with a known op code (0-11 and 31), by op; ops never received are absent
 	Faults                map[string]int // faults injected (on demand and random), by kind
 	SlowClientDrops       int            // connections dropped because the client stopped reading (command queue full)
 }
@@ -129,19 +137,20 @@ func Start(cfg Config) (*Server, error) {
 		advPort = strconv.Itoa(bound.Port)
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "discordsim"),
-		ln:        ln,
-		addr:      ln.Addr().String(),
-		adv:       net.JoinHostPort(advHost, advPort),
-		hello:     helloFrame(cfg.HeartbeatInterval),
-		closing:   make(chan struct{}),
-		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)>>1|1)),
-		conns:     make(map[*conn]struct{}),
-		sessions:  make(map[string]*session),
-		buckets:   make(map[int]*arrivals),
-		remaining: cfg.SessionStartTotal,
-		st:        Stats{IdentifiesByBucket: map[int]int{}, Closes: map[int]int{}, ClientCloses: map[int]int{}, Faults: map[string]int{}},
+		cfg:            cfg,
+		log:            cfg.Logger.With("component", "discordsim"),
+		ln:             ln,
+		addr:           ln.Addr().String(),
+		adv:            net.JoinHostPort(advHost, advPort),
+		hello:          helloFrame(cfg.HeartbeatInterval),
+		closing:        make(chan struct{}),
+		rng:            rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)>>1|1)),
+		conns:          make(map[*conn]struct{}),
+		sessions:       make(map[string]*session),
+		buckets:        make(map[int]*arrivals),
+		memberRequests: make(map[uint64]time.Time),
+		remaining:      cfg.SessionStartTotal,
+		st:             Stats{IdentifiesByBucket: map[int]int{}, Closes: map[int]int{}, ClientCloses: map[int]int{}, Faults: map[string]int{}},
 	}
 	s.origins = ownOrigins(s.adv, s.addr)
 	s.eventRate.Store(math.Float64bits(cfg.EventRate))

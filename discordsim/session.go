@@ -12,6 +12,7 @@ import (
 type session struct {
 	id                  string
 	shardID, shardCount int
+	intents             int64
 	guilds              []int
 
 	// guarded by mu
