@@ -104,11 +104,11 @@ func (d detailPane) segments() []detailSeg {
 		segs = append(segs, detailSeg{label: "bucket", value: strconv.Itoa(info.Bucket), drop: 1})
 	}
 	switch {
-	case info.SessionID != "" && d.full:
-		segs = append(segs, detailSeg{label: "session", value: sanitize(info.SessionID), drop: 2},
+	case info.SessionID != "" && d.full: // what the view is for: never dropped
+		segs = append(segs, detailSeg{label: "session", value: sanitize(info.SessionID)},
 			detailSeg{label: "seq", value: strconv.FormatInt(info.Sequence, 10), drop: 3})
 		if info.ResumeURL != "" {
-			segs = append(segs, detailSeg{label: "resume", value: sanitize(info.ResumeURL), drop: 2})
+			segs = append(segs, detailSeg{label: "resume", value: sanitize(info.ResumeURL)})
 		}
 	case info.SessionID != "":
 		segs = append(segs, detailSeg{label: "session", value: shortSession(info.SessionID), drop: 2},

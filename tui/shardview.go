@@ -82,10 +82,10 @@ func (v shardView) top(width int) []string {
 	}
 	var last, peak []byte
 	last = appendRate(last, info.EventsPerSec)
-	peak = appendRate(peak, maxOf(rates))
+	peak = appendRate(peak, max(maxOf(rates), info.EventsPerSec))
 	lines = append(lines, v.sparkLine(width, "ev/s   ", rates, "now "+string(last)+" peak "+string(peak), span))
 	last = appendLatency(last[:0], info.SmoothedLatency)
-	peak = appendLatency(peak[:0], time.Duration(maxOf(lats)))
+	peak = appendLatency(peak[:0], max(time.Duration(maxOf(lats)), info.SmoothedLatency))
 	lines = append(lines, v.sparkLine(width, "latency", lats, "now "+string(last)+" peak "+string(peak), span))
 	return lines
 }
@@ -112,8 +112,11 @@ func (v shardView) busLine(width int) string {
 // sparkLine is "ev/s    ▁▂▃▅▇█▆▅  now 12.3 peak 40 · last 5m".
 func (v shardView) sparkLine(width int, label string, vals []float64, tail string, span time.Duration) string {
 	tail = "  " + tail
-	if span > 0 {
-		tail += " · " + string(appendSpan(nil, span))
+	switch {
+	case span >= time.Minute && span%time.Minute == 0:
+		tail += " · last " + strconv.Itoa(int(span/time.Minute)) + "m"
+	case span > 0:
+		tail += " · last " + string(appendSpan(nil, span))
 	}
 	head := v.st.label.Render(label) + " "
 	room := width - ansi.StringWidth(label) - 1 - ansi.StringWidth(tail)
