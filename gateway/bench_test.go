@@ -197,7 +197,7 @@ func BenchmarkDecode(b *testing.B) {
 					}
 					p = out
 				}
-				if err := scanEnvelope(p, &e); err != nil || eventName(e.t) != "MESSAGE_CREATE" {
+				if err := scanEnvelope(p, &e); err != nil || func() string { n, _ := eventName(e.t); return n }() != "MESSAGE_CREATE" {
 					b.Fatal(err)
 				}
 			}

@@ -455,7 +455,7 @@ func (c *conn) acquireAndIdentify(p []byte) {
 
 func (c *conn) dispatch(e *envelope) *connEnd {
 	s := c.s
-	name := eventName(e.t)
+	name, idx := eventName(e.t)
 	if e.hasSeq {
 		last := s.seq.Load()
 		switch {
@@ -481,6 +481,7 @@ func (c *conn) dispatch(e *envelope) *connEnd {
 		c.trackGuild(name == "GUILD_CREATE", e.d)
 	}
 	s.events.Add(1)
+	s.byName[idx].Add(1)
 	if h := s.cfg.onDispatch; h != nil {
 		h(Dispatch{ShardID: s.id, ShardCount: s.count, Event: name, Seq: e.seq, Data: e.d})
 	}

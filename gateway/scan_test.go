@@ -65,7 +65,7 @@ func TestScanAllocations(t *testing.T) {
 		if err := scanEnvelope(frame, &e); err != nil {
 			t.Fatal(err)
 		}
-		_ = eventName(e.t)
+		_, _ = eventName(e.t)
 	})
 	if allocs != 0 {
 		t.Fatalf("scan + intern allocates %.1f times, want 0", allocs)

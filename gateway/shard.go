@@ -56,12 +56,14 @@ type Stats struct {
 	Events                   uint64 // dispatches received, total
 	Sequence                 int64
 	SessionID                string
-	SequenceGaps             uint64 // dispatches whose s skipped numbers
-	ReconnectAttempts        int    // connection attempts since the last Ready
-	Reconnects               uint64 // connections lost or refused, total
-	LastCloseCode            int
-	LastCloseReason          string
-	LastCloseAt              time.Time
+	// ResumeURL is the session's resume_gateway_url ("" if none).
+	ResumeURL         string
+	SequenceGaps      uint64 // dispatches whose s skipped numbers
+	ReconnectAttempts int    // connection attempts since the last Ready
+	Reconnects        uint64 // connections lost or refused, total
+	LastCloseCode     int
+	LastCloseReason   string
+	LastCloseAt       time.Time
 	// LastError and LastErrorAt are the error of the last transition that
 	// had one (a failed dial, a bad frame, a fatal close), in full.
 	LastError   string
@@ -130,6 +132,9 @@ type Shard struct {
 	smoothed    atomic.Int64
 	guildCount  atomic.Int64
 	handshakeNS atomic.Int64 // smoothed dial-to-Hello time
+	// byName counts dispatches by event name: knownEventNames' order, then
+	// the unknown names (see EventCounts).
+	byName [len(knownEventNames) + 1]atomic.Uint64
 
 	// guilds are the sorted IDs of the counted guilds; unseen counts guilds
 	// counted without a known ID (seeded by WithSession until the next
@@ -237,7 +242,7 @@ func (s *Shard) Stats() Stats {
 		Ticket:            s.ticket.Load(),
 	}
 	s.mu.Lock() // the state with its since, from one transition
-	st.State, st.StateSince, st.SessionID = State(s.state.Load()), s.since, s.sessionID
+	st.State, st.StateSince, st.SessionID, st.ResumeURL = State(s.state.Load()), s.since, s.sessionID, s.resumeURL
 	st.LastCloseCode, st.LastCloseReason, st.LastCloseAt = s.lastCode, s.lastReason, s.lastAt
 	st.RetryAt = s.retryAt
 	st.LastError, st.LastErrorAt = s.lastErr, s.lastErrAt

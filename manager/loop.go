@@ -44,6 +44,8 @@ type loop struct {
 	identBuf     []time.Time
 	lastSample   time.Time
 	lastPersist  time.Time
+	lastPoint    time.Time // the last point of the shards' detail samples
+	pointTicks   int       // sample intervals read since then
 
 	dirty   bool // the view must be published again
 	changed bool // readers must be notified
@@ -152,7 +154,7 @@ func (m *Manager) prepare(ctx context.Context) (*loop, error) {
 		lim:  limiter.New(conc, limOpts...), gwURL: url, maxConc: conc, recommended: gb.Shards,
 		canReshard: len(c.shardIDs) == 0, lastSample: time.Now(),
 	}
-	l.lastPersist = l.lastSample
+	l.lastPersist, l.lastPoint = l.lastSample, l.lastSample
 	m.seedIdentifies(l.lim, conc)
 
 	// Saved sessions: those of the configured shards, or of the split
@@ -290,6 +292,7 @@ func (l *loop) onState(e *entry, c gateway.StateChange) {
 	if c.To == gateway.StateFailed {
 		l.m.failures.Add(1)
 	}
+	e.record(from, &c)
 	l.m.subs.publish(Event{Type: EventState, Key: e.key, Role: info.role, From: from, To: c.To,
 		Reason: c.Reason, CloseCode: c.CloseCode, Err: c.Err, At: c.At})
 	switch c.To {
@@ -369,6 +372,10 @@ func (l *loop) sample(now time.Time) {
 	dt := now.Sub(l.lastSample).Seconds()
 	if read {
 		l.lastSample = now
+		if l.pointTicks++; l.pointTicks >= detailSampleEvery {
+			l.pointTicks = 0
+			l.samplePoint(now)
+		}
 	}
 	// Atomic loads only: this is most of what an idle manager does.
 	visit := func(e *entry) {
@@ -464,6 +471,8 @@ func (l *loop) restart(e *entry, sess *gateway.Session, needSession bool) error 
 	n := l.m.newEntry(e.key, RoleActive, s, l)
 	st := e.shard.Stats()
 	n.carried = e.carry(&st)
+	n.track = e.track // one shard goes on: so does its past
+	n.track.pointEvents = 0
 	n.update(func(i *entryInfo) { i.busy = l.busy[e.key.ID] })
 	if l.active[e.key.ID] == e {
 		l.retire(e)

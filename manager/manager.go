@@ -368,7 +368,7 @@ func calledFromCloseHandler() bool {
 
 // newEntry builds a shard (not started) wired to the manager.
 func (m *Manager) newEntry(key ShardKey, role Role, sess gateway.Session, v *loop) *entry {
-	e := &entry{key: key, started: time.Now(), joined: role == RoleJoining, sessionID: sess.ID}
+	e := &entry{key: key, started: time.Now(), joined: role == RoleJoining, sessionID: sess.ID, track: &track{}}
 	e.info.Store(&entryInfo{role: role, resumable: sess.Resumable()})
 	opts := make([]gateway.Option, 0, len(m.cfg.gatewayOpts)+6)
 	opts = append(opts, m.cfg.gatewayOpts...)

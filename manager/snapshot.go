@@ -21,8 +21,9 @@ type ShardInfo struct {
 	EventsPerSec             float64 // sampled once per sample interval
 	Sequence                 int64
 	SessionID                string
-	Bucket                   int // shard_id % max_concurrency
-	QueuePos                 int // place in the limiter's bucket queue (0 = head), -1 if not queued
+	ResumeURL                string // the session's resume_gateway_url
+	Bucket                   int    // shard_id % max_concurrency
+	QueuePos                 int    // place in the limiter's bucket queue (0 = head), -1 if not queued
 	ReconnectAttempts        int
 	Reconnects               uint64
 	// LastCloseCode and LastCloseReason describe the shard's last close,
@@ -98,7 +99,7 @@ func (m *Manager) infoFor(v *view, e *entry, now time.Time) ShardInfo {
 		Key: e.key, Role: pub.role, State: st.State, Since: st.StateSince,
 		Latency: st.Latency, SmoothedLatency: st.SmoothedLatency,
 		Guilds: st.Guilds, Events: st.Events, EventsPerSec: math.Float64frombits(e.rate.Load()),
-		Sequence: st.Sequence, SessionID: st.SessionID, QueuePos: -1,
+		Sequence: st.Sequence, SessionID: st.SessionID, ResumeURL: st.ResumeURL, QueuePos: -1,
 		ReconnectAttempts: st.ReconnectAttempts, Reconnects: st.Reconnects,
 		RetryAt:      st.RetryAt,
 		SequenceGaps: st.SequenceGaps, Identifies: st.Identifies, Resumes: st.Resumes,

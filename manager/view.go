@@ -43,6 +43,10 @@ type entry struct {
 	// own goroutine (the dispatch handler, at READY).
 	sessionID string
 	holdAsked atomic.Bool // a hold was asked for since the entry started
+
+	// track is the key's past (ShardDetail), handed on to the instance
+	// that replaces this one with the same key.
+	track *track
 }
 
 // entryInfo is what readers know of an entry: an immutable record the loop

@@ -8,6 +8,7 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/shardtop/shardtop/bus"
 	"github.com/shardtop/shardtop/manager"
 )
 
@@ -41,6 +42,7 @@ type config struct {
 	loc         *time.Location
 	ctx         context.Context
 	keys        *KeyMap
+	bus         Bus // nil: no event bus
 	programOpts []tea.ProgramOption
 }
 
@@ -105,6 +107,26 @@ func WithLocation(loc *time.Location) Option { return func(c *config) { c.loc = 
 // WithContext sets the parent context of the actions the UI runs (default
 // context.Background()). Model.Close cancels the actions still running.
 func WithContext(ctx context.Context) Option { return func(c *config) { c.ctx = ctx } }
+
+// Bus is what the UI needs from the event bus; *bus.Bus satisfies it. It
+// is asked for its figures once per refresh.
+type Bus interface {
+	Stats() bus.Stats
+}
+
+var _ Bus = (*bus.Bus)(nil)
+
+// WithBus shows the event bus panel, and each shard's backlog on the bus
+// in its detail, from b's figures. A nil b (a nil *bus.Bus included: the
+// bus is off) shows no panel, as without the option.
+func WithBus(b Bus) Option {
+	return func(c *config) {
+		if bb, ok := b.(*bus.Bus); ok && bb == nil {
+			b = nil
+		}
+		c.bus = b
+	}
+}
 
 // WithKeyMap replaces the default key bindings (see DefaultKeyMap).
 func WithKeyMap(k KeyMap) Option { return func(c *config) { c.keys = &k } }

@@ -20,6 +20,9 @@ import (
 const (
 	detailLinesGoal = 3
 	maxDetailLines  = 6
+	// The detail view (enter) gives the same pane more room and more.
+	fullDetailLinesGoal = 6
+	maxFullDetailLines  = 8
 )
 
 // detailPane describes the selected shard below the table: what the table
@@ -31,6 +34,17 @@ type detailPane struct {
 	info *manager.ShardInfo
 	now  time.Time
 	loc  *time.Location
+	// full is the pane of the detail view: the whole session ID, the
+	// resume URL and the shard's counters, on more lines.
+	full bool
+}
+
+// goals are the lines the pane aims at and the most it takes.
+func (d detailPane) goals() (goal, most int) {
+	if d.full {
+		return fullDetailLinesGoal, maxFullDetailLines
+	}
+	return detailLinesGoal, maxDetailLines
 }
 
 // detailSeg is one item of the detail: a dim label and a value.
@@ -89,11 +103,28 @@ func (d detailPane) segments() []detailSeg {
 	if !bucketSaid {
 		segs = append(segs, detailSeg{label: "bucket", value: strconv.Itoa(info.Bucket), drop: 1})
 	}
-	if info.SessionID != "" {
+	switch {
+	case info.SessionID != "" && d.full: // what the view is for: never dropped
+		segs = append(segs, detailSeg{label: "session", value: sanitize(info.SessionID)},
+			detailSeg{label: "seq", value: strconv.FormatInt(info.Sequence, 10), drop: 3})
+		if info.ResumeURL != "" {
+			segs = append(segs, detailSeg{label: "resume", value: sanitize(info.ResumeURL)})
+		}
+	case info.SessionID != "":
 		segs = append(segs, detailSeg{label: "session", value: shortSession(info.SessionID), drop: 2},
 			detailSeg{label: "seq", value: strconv.FormatInt(info.Sequence, 10), drop: 3})
-	} else {
+	default:
 		segs = append(segs, detailSeg{value: "no session", drop: 2})
+	}
+	if d.full {
+		lat := string(appendLatency(nil, info.Latency)) + " last, " + string(appendLatency(nil, info.SmoothedLatency)) + " avg"
+		segs = append(segs,
+			detailSeg{label: "guilds", value: strconv.Itoa(info.Guilds), drop: 5},
+			detailSeg{label: "events", value: string(appendCount(nil, int64(info.Events))), drop: 5},
+			detailSeg{label: "latency", value: lat, drop: 5},
+			detailSeg{label: "identifies", value: strconv.FormatUint(info.Identifies, 10), drop: 6},
+			detailSeg{label: "resumes", value: strconv.FormatUint(info.Resumes, 10), drop: 6},
+			detailSeg{label: "up", value: string(appendSpan(nil, info.Uptime)), drop: 6})
 	}
 	if info.Reconnects > 0 {
 		segs = append(segs, detailSeg{label: "reconnects", value: strconv.FormatUint(info.Reconnects, 10), drop: 4})
@@ -123,9 +154,10 @@ func (d detailPane) Lines(width int) []string {
 		return nil
 	}
 	segs := d.segments()
+	goal, most := d.goals()
 	for {
 		lines := d.layout(segs, width)
-		if len(lines) <= detailLinesGoal {
+		if len(lines) <= goal {
 			return lines
 		}
 		worst := -1
@@ -135,9 +167,9 @@ func (d detailPane) Lines(width int) []string {
 			}
 		}
 		if worst < 0 {
-			if len(lines) > maxDetailLines {
-				last := strings.Join(lines[maxDetailLines-1:], " ")
-				lines = append(lines[:maxDetailLines-1], fit(last, width))
+			if len(lines) > most {
+				last := strings.Join(lines[most-1:], " ")
+				lines = append(lines[:most-1], fit(last, width))
 			}
 			return lines
 		}

@@ -27,6 +27,7 @@ type fakeManager struct {
 	events       chan manager.Event
 	unsubscribed int
 	pulls        int
+	details      map[manager.ShardKey]manager.ShardDetail // the past of ShardDetailInto
 }
 
 func newFake(snap manager.Snapshot) *fakeManager {
@@ -40,6 +41,27 @@ func (f *fakeManager) SnapshotInto(dst *manager.Snapshot) {
 	shards := append(dst.Shards[:0], f.snap.Shards...)
 	*dst = f.snap
 	dst.Shards = shards
+}
+
+// ShardDetailInto gives the shard's info from the snapshot with the past
+// set in details.
+func (f *fakeManager) ShardDetailInto(key manager.ShardKey, dst *manager.ShardDetail) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	dst.Changes, dst.Events, dst.Samples = dst.Changes[:0], dst.Events[:0], dst.Samples[:0]
+	for _, si := range f.snap.Shards {
+		if si.Key == key {
+			d := f.details[key]
+			dst.Info = si
+			dst.Changes = append(dst.Changes, d.Changes...)
+			dst.Events = append(dst.Events, d.Events...)
+			dst.Samples = append(dst.Samples, d.Samples...)
+			dst.SampleEvery = d.SampleEvery
+			return true
+		}
+	}
+	dst.Info = manager.ShardInfo{}
+	return false
 }
 
 func (f *fakeManager) Subscribe(buffer int) (<-chan manager.Event, func()) {

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/charmbracelet/bubbles/key"
@@ -88,7 +89,7 @@ func (m *Model) fullHelp(width int) []string {
 			}
 			c.keys, c.descs, c.on = append(c.keys, hk), append(c.descs, hd), append(c.on, b.Enabled())
 			c.keyW, c.descW = max(c.keyW, ansi.StringWidth(hk)), max(c.descW, ansi.StringWidth(hd))
-			if !b.Enabled() {
+			if !b.Enabled() && !slices.Contains(off, hk) { // esc is two keys
 				off = append(off, hk)
 			}
 		}

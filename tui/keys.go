@@ -20,6 +20,10 @@ type KeyMap struct {
 
 	Filter, SortNext, SortReverse, ClearFilter key.Binding
 
+	// Detail opens the selected shard's detail view (and closes it); Back
+	// closes it.
+	Detail, Back key.Binding
+
 	// Confirm and Cancel answer a confirmation; Apply and Cancel end filter editing.
 	Confirm, Cancel, Apply key.Binding
 
@@ -51,6 +55,9 @@ func DefaultKeyMap() KeyMap {
 		SortReverse: key.NewBinding(key.WithKeys("I"), key.WithHelp("I", "reverse")),
 		ClearFilter: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear filter")),
 
+		Detail: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "info")),
+		Back:   key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
+
 		Confirm: key.NewBinding(key.WithKeys("y", "Y"), key.WithHelp("y", "confirm")),
 		Cancel:  key.NewBinding(key.WithKeys("n", "N", "esc"), key.WithHelp("n/esc", "cancel")),
 		Apply:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "apply")),
@@ -70,9 +77,11 @@ func (k KeyMap) ShortHelp() []key.Binding {
 
 func (k KeyMap) shortHelpHead() []key.Binding {
 	return []key.Binding{
-		k.Confirm, k.Cancel, k.Apply,
-		k.Open, k.Close, k.Resume, k.Restart, k.Split, k.Reshard,
-		k.Filter, k.ClearFilter, k.SortNext, k.SortReverse,
+		k.Confirm, k.Cancel, k.Apply, k.Back,
+		k.Open, k.Close, k.Resume, k.Restart, k.Split, k.Reshard, k.Detail,
+		// I (reverse) is left to the full help: with enter, a running
+		// shard's line would not fit 80 columns.
+		k.Filter, k.ClearFilter, k.SortNext,
 	}
 }
 
@@ -82,7 +91,7 @@ func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
 		{k.Open, k.Close, k.Resume, k.Restart, k.Split, k.Reshard},
-		{k.Filter, k.ClearFilter, k.SortNext, k.SortReverse},
+		{k.Filter, k.ClearFilter, k.SortNext, k.SortReverse, k.Detail, k.Back},
 		{k.Confirm, k.Cancel, k.Apply},
 		{k.Help, k.Quit},
 	}
@@ -94,7 +103,7 @@ func (k *KeyMap) all() []*key.Binding {
 	return []*key.Binding{
 		&k.Up, &k.Down, &k.PageUp, &k.PageDown, &k.Top, &k.Bottom,
 		&k.Open, &k.Close, &k.Resume, &k.Restart, &k.Split, &k.Reshard,
-		&k.Filter, &k.ClearFilter, &k.SortNext, &k.SortReverse,
+		&k.Filter, &k.ClearFilter, &k.SortNext, &k.SortReverse, &k.Detail, &k.Back,
 		&k.Confirm, &k.Cancel, &k.Apply,
 		&k.Help, &k.Quit,
 	}

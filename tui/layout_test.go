@@ -257,7 +257,6 @@ func TestDisabledKeySaysWhy(t *testing.T) {
 		{split, manager.ShardKey{ID: 0, Count: 16}, "R", "R: a split is running; re-shard when it ends"},
 		{split, manager.ShardKey{ID: 0, Count: 16}, "esc", "esc: no filter is set"},
 		{split, manager.ShardKey{ID: 0, Count: 16}, "y", "y: no question to answer (s and R ask one)"},
-		{split, manager.ShardKey{ID: 0, Count: 16}, "enter", "enter: no filter is being edited (/ starts one)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.key+"/"+tc.sel.String(), func(t *testing.T) {
@@ -271,6 +270,16 @@ func TestDisabledKeySaysWhy(t *testing.T) {
 				t.Errorf("status %q, want %q", line, tc.want)
 			}
 		})
+	}
+	// No shard to show in detail: enter (and esc, no filter) say so.
+	m0 := newTestModel(t, newFake(manager.Snapshot{}), 120, 40)
+	for k, want := range map[string]string{"enter": "enter: no shard is selected", "esc": "esc: no filter is set"} {
+		if cmd := press(m0, k); cmd != nil || m0.detailOpen {
+			t.Fatalf("%q acted", k)
+		}
+		if line := ansi.Strip(m0.statusLine()); !strings.HasPrefix(line, want) {
+			t.Errorf("no shards, %s: status %q, want %q", k, line, want)
+		}
 	}
 	// Re-sharding: R and the shard keys say so.
 	s := settled()

@@ -11,6 +11,10 @@ import (
 type Manager interface {
 	// SnapshotInto fills dst, reusing dst.Shards' storage.
 	SnapshotInto(dst *manager.Snapshot)
+	// ShardDetailInto fills dst with the detail of shard key (its recent
+	// state changes, events by name and samples), reusing dst's slices;
+	// false if there is no such shard.
+	ShardDetailInto(key manager.ShardKey, dst *manager.ShardDetail) bool
 	// Subscribe returns lifecycle events and a function ending the
 	// subscription; it must never block the shards.
 	Subscribe(buffer int) (<-chan manager.Event, func())

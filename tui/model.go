@@ -16,6 +16,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/shardtop/shardtop/bus"
 	"github.com/shardtop/shardtop/manager"
 )
 
@@ -163,6 +164,20 @@ type Model struct {
 
 	log     eventRing
 	pending map[action]struct{}
+
+	// detailOpen shows the selected shard's detail view (enter) instead of
+	// the list; det is its detail, pulled at each refresh while open.
+	detailOpen bool
+	det        manager.ShardDetail
+
+	// The bus's figures, pulled at each refresh (cfg.bus set), and its
+	// publish rate over the last second or more.
+	busStats bus.Stats
+	busRate  float64
+	busPrev  struct {
+		published uint64
+		at        time.Time
+	}
 
 	status     string
 	statusKind statusKind
@@ -340,6 +355,13 @@ func (m *Model) updateKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 	switch {
 	case key.Matches(msg, k.Quit):
 		return m, m.quit()
+	case key.Matches(msg, k.Detail):
+		m.detailOpen = !m.detailOpen
+		m.pullDetail()
+		m.updateKeys()
+	case key.Matches(msg, k.Back):
+		m.detailOpen = false
+		m.updateKeys()
 	case key.Matches(msg, k.Help):
 		m.help.ShowAll = !m.help.ShowAll
 		m.updateKeys()
@@ -454,6 +476,7 @@ func (m *Model) refresh() {
 	m.mgr.SnapshotInto(&m.snap)
 	m.drainEvents()
 	m.fadeStatus(m.cfg.now())
+	m.pullBus()
 	m.updatePeaks()
 	maxID, maxCount := 0, 0
 	for i := range m.snap.Shards {
@@ -463,6 +486,52 @@ func (m *Model) refresh() {
 	m.shardW = len(strconv.Itoa(maxID)) + 1 + len(strconv.Itoa(maxCount))
 	m.rebuildBuckets()
 	m.rebuildRows()
+}
+
+// busRateWindow is the least time the publish rate is measured over.
+const busRateWindow = time.Second
+
+// pullBus reads the bus's figures and, once a second, its publish rate.
+func (m *Model) pullBus() {
+	if m.cfg.bus == nil {
+		return
+	}
+	m.busStats = m.cfg.bus.Stats()
+	now := m.cfg.now()
+	p := &m.busPrev
+	switch dt := now.Sub(p.at); {
+	case p.at.IsZero() || m.busStats.Published < p.published:
+		p.published, p.at = m.busStats.Published, now
+	case dt >= busRateWindow:
+		m.busRate = float64(m.busStats.Published-p.published) / dt.Seconds()
+		p.published, p.at = m.busStats.Published, now
+	}
+}
+
+// pullDetail reads the selected shard's detail while the detail view is
+// open; the view closes when the shard is gone.
+func (m *Model) pullDetail() {
+	if !m.detailOpen {
+		return
+	}
+	if !m.hasSel || !m.mgr.ShardDetailInto(m.sel, &m.det) {
+		m.detailOpen = false
+	}
+}
+
+// busShard is the selected shard's traffic on the bus, nil if none.
+func (m *Model) busShard() *bus.ShardStats {
+	for i := range m.busStats.Shards {
+		if s := &m.busStats.Shards[i]; s.ShardID == m.det.Info.Key.ID && s.ShardCount == m.det.Info.Key.Count {
+			return s
+		}
+	}
+	return nil
+}
+
+// busPanel is the event bus panel of the last figures.
+func (m *Model) busPanel(now time.Time) busPanel {
+	return busPanel{st: m.st, stats: &m.busStats, rate: m.busRate, now: now}
 }
 
 func (m *Model) drainEvents() {
@@ -583,6 +652,7 @@ func (m *Model) selectRow() {
 		m.sel = m.snap.Shards[m.rows[m.cursor]].Key
 		m.hasSel = true
 	}
+	m.pullDetail()
 	m.scrollToCursor()
 	m.updateKeys()
 }
@@ -612,14 +682,25 @@ func (m *Model) scrollToCursor() {
 func (m *Model) updateKeys() {
 	k := &m.keys
 	normal := m.mode == modeNormal
-	for _, b := range []*key.Binding{&k.Up, &k.Down, &k.PageUp, &k.PageDown, &k.Top, &k.Bottom,
-		&k.Filter, &k.SortNext, &k.SortReverse, &k.Help, &k.Quit} {
+	for _, b := range []*key.Binding{&k.Up, &k.Down, &k.PageUp, &k.PageDown, &k.Top, &k.Bottom, &k.Help, &k.Quit} {
 		b.SetEnabled(normal)
+	}
+	// The list's own keys wait while the detail view hides it.
+	list := normal && !m.detailOpen
+	for _, b := range []*key.Binding{&k.Filter, &k.SortNext, &k.SortReverse} {
+		b.SetEnabled(list)
+	}
+	k.Detail.SetEnabled(normal && (m.detailOpen || m.selected() != nil))
+	k.Back.SetEnabled(normal && m.detailOpen)
+	if m.detailOpen {
+		k.Detail.SetHelp("enter", "list")
+	} else {
+		k.Detail.SetHelp("enter", "info")
 	}
 	k.Confirm.SetEnabled(m.mode == modeConfirm)
 	k.Cancel.SetEnabled(m.mode == modeConfirm)
 	k.Apply.SetEnabled(m.mode == modeFilter)
-	k.ClearFilter.SetEnabled(m.mode == modeFilter || (normal && !m.filter.empty()))
+	k.ClearFilter.SetEnabled(m.mode == modeFilter || (list && !m.filter.empty()))
 	k.Interrupt.SetEnabled(true)
 
 	var acts shardActions
@@ -692,8 +773,12 @@ func (m *Model) busyShard(key manager.ShardKey) bool {
 type frame struct {
 	headerH, tableH int
 	detail          []string // the selected shard, rendered
-	backlogH, logH  int
+	backlogH, busH  int
+	logH            int
 	status, help    []string // rendered
+	// viewH is the detail view's height when it is open (the rest of the
+	// screen below the header); 0 shows the list.
+	viewH int
 }
 
 const (
@@ -724,6 +809,9 @@ func (m *Model) layout() frame {
 	extra := max(0, h-f.headerH-len(f.help)-minRest)
 	f.status = f.status[:min(len(f.status), 1+extra)]
 	rest := h - f.headerH - len(f.help) - len(f.status)
+	if m.detailOpen {
+		f.viewH = rest
+	}
 
 	if info := m.selected(); info != nil && rest >= minDetailRest {
 		f.detail = m.detail(info).Lines(w)
@@ -735,12 +823,18 @@ func (m *Model) layout() frame {
 		f.tableH = max(1, rest)
 		return f
 	}
-	bl := m.backlog(m.cfg.now())
+	now := m.cfg.now()
+	bl := m.backlog(now)
 	full, least := bl.fullLines(), bl.minLines(w)
-	if tableNeed+full+minLogH <= rest {
-		f.tableH, f.backlogH = tableNeed, full
+	busFull, busLeast := 0, 0
+	if m.cfg.bus != nil {
+		bp := m.busPanel(now)
+		busFull, busLeast = bp.fullLines(), bp.minLines()
+	}
+	if tableNeed+full+busFull+minLogH <= rest {
+		f.tableH, f.backlogH, f.busH = tableNeed, full, busFull
 	} else {
-		panels := max(least+minLogH, rest*2/5)
+		panels := max(least+busLeast+minLogH, rest*2/5)
 		f.tableH = max(2, min(tableNeed, rest-panels))
 		panels = rest - f.tableH
 		f.backlogH = least
@@ -748,8 +842,11 @@ func (m *Model) layout() frame {
 			f.backlogH = full
 		}
 		f.backlogH = max(2, min(f.backlogH, panels/2))
+		// The bus panel takes what the log can spare, the log keeping its least.
+		f.busH = min(busFull, max(busLeast, panels-f.backlogH-minLogH))
+		f.busH = max(0, min(f.busH, panels-f.backlogH))
 	}
-	f.logH = rest - f.tableH - f.backlogH
+	f.logH = rest - f.tableH - f.backlogH - f.busH
 	return f
 }
 
@@ -785,6 +882,16 @@ func (m *Model) View() string {
 	if f.headerH > 0 {
 		line(header{st: m.st, snap: &m.snap, now: now}.Render(m.width, f.headerH))
 	}
+	if f.viewH > 0 {
+		line(shardView{st: m.st, d: &m.det, now: now, loc: m.cfg.loc, busOn: m.cfg.bus != nil, shard: m.busShard()}.Render(m.width, f.viewH))
+		for _, l := range f.status {
+			line(l)
+		}
+		for _, l := range f.help {
+			line(l)
+		}
+		return b.String()
+	}
 	empty := "no shards yet"
 	if len(m.snap.Shards) > 0 {
 		empty = "no shard matches the filter " + strconv.Quote(m.filter.text)
@@ -798,6 +905,9 @@ func (m *Model) View() string {
 	}
 	if f.backlogH > 0 {
 		line(m.backlog(now).Render(m.width, f.backlogH))
+	}
+	if f.busH > 0 {
+		line(m.busPanel(now).Render(m.width, f.busH))
 	}
 	if f.logH > 0 {
 		line(logPane{st: m.st, log: &m.log, loc: m.cfg.loc}.Render(m.width, f.logH))

@@ -27,7 +27,18 @@ func (m *Model) whyNot(b *key.Binding) string {
 	case &k.Reshard:
 		return m.reshardWhyNot()
 	case &k.ClearFilter:
+		if m.detailOpen {
+			return "not in the detail view (esc goes back to the list)"
+		}
 		return "no filter is set"
+	case &k.Filter, &k.SortNext, &k.SortReverse:
+		if m.detailOpen {
+			return "not in the detail view (enter or esc goes back to the list)"
+		}
+	case &k.Detail:
+		return "no shard is selected"
+	case &k.Back:
+		return "not in a detail view (enter opens the selected shard's)"
 	case &k.Confirm, &k.Cancel:
 		return "no question to answer (s and R ask one)"
 	case &k.Apply:

@@ -27,6 +27,7 @@ import (
 	"github.com/shardtop/shardtop/internal/metrics"
 	"github.com/shardtop/shardtop/manager"
 	"github.com/shardtop/shardtop/store"
+	"github.com/shardtop/shardtop/tui"
 )
 
 // shutdownTimeout bounds the graceful stop: closing every shard resumable and
@@ -270,7 +271,11 @@ func (s *supervisor) startManager() (status int, ok bool) {
 	}
 	s.m = m
 	if s.cfg.MetricsAddr != "" {
-		ms, err := metrics.Start(s.cfg.MetricsAddr, m, s.logger)
+		var mopts []metrics.Option
+		if s.bus != nil {
+			mopts = append(mopts, metrics.WithBus(s.bus))
+		}
+		ms, err := metrics.Start(s.cfg.MetricsAddr, m, s.logger, mopts...)
 		if err != nil {
 			fmt.Fprintln(s.stderr, "shardtop: metrics:", err)
 			_ = m.Close(context.Background())
@@ -300,7 +305,11 @@ func (s *supervisor) run(ctx context.Context) (status int, opened bool) {
 	if s.o.headless {
 		return runHeadless(ctx, s.m, s.events, s.logger), true
 	}
-	return runInteractive(ctx, s.m, s.cfg, s.stderr), true
+	var b tui.Bus
+	if s.bus != nil {
+		b = s.bus
+	}
+	return runInteractive(ctx, s.m, b, s.cfg, s.stderr), true
 }
 
 // shutdown closes every shard resumable and saves the state file, within

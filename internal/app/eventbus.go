@@ -22,6 +22,8 @@ type eventBus interface {
 	serve(m *manager.Manager) error
 	// Close stops publishing and serving; it leaves the connection open.
 	Close() error
+	// Stats is what the bus says about itself, for the TUI and the metrics.
+	Stats() bus.Stats
 }
 
 // newEventBus makes the bus of the run on nc, with the stream, prefix and

@@ -18,8 +18,10 @@ import (
 
 // runInteractive shows the TUI until the user quits (q) or ctx ends (a
 // signal); the caller then closes every shard resumable.
-func runInteractive(ctx context.Context, m *manager.Manager, cfg config.Config, stderr io.Writer) int {
+// The bus panel shows b's figures (nil: the bus is off, no panel).
+func runInteractive(ctx context.Context, m *manager.Manager, b tui.Bus, cfg config.Config, stderr io.Writer) int {
 	err := tui.Run(ctx, m,
+		tui.WithBus(b),
 		tui.WithRefresh(time.Duration(cfg.Refresh)),
 		tui.WithSplitCount(cfg.SplitCount),
 		// Signals are the program's (signalContext): the first one ends ctx,

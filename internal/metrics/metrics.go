@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shardtop/shardtop/bus"
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/manager"
 )
@@ -24,6 +25,120 @@ import (
 // (*manager.Manager is one).
 type Snapshotter interface {
 	SnapshotInto(dst *manager.Snapshot)
+}
+
+// Bus is what the metrics need from the event bus (*bus.Bus is one).
+type Bus interface {
+	Stats() bus.Stats
+}
+
+var _ Bus = (*bus.Bus)(nil)
+
+// Option configures a Collector (and Start).
+type Option func(*Collector)
+
+// WithBus exports the event bus's figures too, read once per scrape. A nil
+// b (a nil *bus.Bus included: the bus is off) exports none.
+func WithBus(b Bus) Option {
+	return func(c *Collector) {
+		if bb, ok := b.(*bus.Bus); ok && bb == nil {
+			b = nil
+		}
+		c.bus = b
+	}
+}
+
+// busDescs are the event bus's series.
+type busDescs struct {
+	connected, published, acked, duplicates, failed, refused, lost *prometheus.Desc
+	inFlight, inFlightBytes, buffer, bufferBytes, held             *prometheus.Desc
+	streamMsgs, streamBytes                                        *prometheus.Desc
+	consumerPending, consumerAckPending, consumerRedelivered       *prometheus.Desc
+	shardInFlight, shardHeld, shardLost                            *prometheus.Desc
+}
+
+func newBusDescs() busDescs {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("shardtop_bus_"+name, help, labels, nil)
+	}
+	shard := []string{"shard", "count"}
+	return busDescs{
+		connected:           d("connected", "1 while the bus's NATS connection is up."),
+		published:           d("published_total", "Events handed to NATS."),
+		acked:               d("acked_total", "Events the stream acknowledged."),
+		duplicates:          d("duplicates_total", "Acknowledged events the stream already had."),
+		failed:              d("failed_total", "Publishes that failed (Discord replays them)."),
+		refused:             d("refused_total", "Events not published: shard held, NATS down or buffer full (Discord replays them)."),
+		lost:                d("lost_events_total", "Events that could not be replayed (announced on the stream)."),
+		inFlight:            d("in_flight", "Events published and not yet acknowledged."),
+		inFlightBytes:       d("in_flight_bytes", "Size of the events in flight."),
+		buffer:              d("buffer", "Most events in flight (the buffer)."),
+		bufferBytes:         d("buffer_bytes", "Most bytes in flight (the buffer)."),
+		held:                d("held_shards", "Shards closed until the bus takes events again."),
+		streamMsgs:          d("stream_messages", "Messages in the stream.", "stream"),
+		streamBytes:         d("stream_bytes", "Size of the stream.", "stream"),
+		consumerPending:     d("consumer_pending", "Messages not yet delivered to the consumer (its backlog).", "consumer"),
+		consumerAckPending:  d("consumer_ack_pending", "Messages delivered to the consumer and not yet acknowledged.", "consumer"),
+		consumerRedelivered: d("consumer_redelivered", "Messages delivered to the consumer more than once, not yet acknowledged.", "consumer"),
+		shardInFlight:       d("shard_in_flight", "The shard's events published and not yet acknowledged.", shard...),
+		shardHeld:           d("shard_held", "1 while the shard is closed until the bus takes events again.", shard...),
+		shardLost:           d("shard_lost_events_total", "The shard's events that could not be replayed.", shard...),
+	}
+}
+
+func (d *busDescs) all() []*prometheus.Desc {
+	return []*prometheus.Desc{
+		d.connected, d.published, d.acked, d.duplicates, d.failed, d.refused, d.lost,
+		d.inFlight, d.inFlightBytes, d.buffer, d.bufferBytes, d.held, d.streamMsgs, d.streamBytes,
+		d.consumerPending, d.consumerAckPending, d.consumerRedelivered, d.shardInFlight, d.shardHeld, d.shardLost,
+	}
+}
+
+// collectBus sends the bus's series.
+func (c *Collector) collectBus(ch chan<- prometheus.Metric) {
+	s := c.bus.Stats()
+	d := &c.busD
+	g := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+	cnt := func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+	}
+	connected := 0.0
+	if s.Connected {
+		connected = 1
+	}
+	g(d.connected, connected)
+	cnt(d.published, s.Published)
+	cnt(d.acked, s.Acked)
+	cnt(d.duplicates, s.Duplicates)
+	cnt(d.failed, s.Failed)
+	cnt(d.refused, s.Refused)
+	cnt(d.lost, s.Lost)
+	g(d.inFlight, float64(s.InFlight))
+	g(d.inFlightBytes, float64(s.InFlightBytes))
+	g(d.buffer, float64(s.Buffer))
+	g(d.bufferBytes, float64(s.BufferBytes))
+	g(d.held, float64(s.Held))
+	if !s.Updated.IsZero() {
+		g(d.streamMsgs, float64(s.Stream.Msgs), s.Stream.Name)
+		g(d.streamBytes, float64(s.Stream.Bytes), s.Stream.Name)
+	}
+	for _, cs := range s.Consumers {
+		g(d.consumerPending, float64(cs.Pending), cs.Name)
+		g(d.consumerAckPending, float64(cs.AckPending), cs.Name)
+		g(d.consumerRedelivered, float64(cs.Redelivered), cs.Name)
+	}
+	for _, sh := range s.Shards {
+		id, count := strconv.Itoa(sh.ShardID), strconv.Itoa(sh.ShardCount)
+		held := 0.0
+		if sh.Held {
+			held = 1
+		}
+		g(d.shardInFlight, float64(sh.InFlight), id, count)
+		g(d.shardHeld, held, id, count)
+		cnt(d.shardLost, sh.Lost, id, count)
+	}
 }
 
 // shardStates are the states reported by shardtop_shards{state}, so that
@@ -36,7 +151,9 @@ var shardStates = []gateway.State{
 // Collector exports the manager's state as Prometheus metrics. It takes one
 // Snapshot per scrape (never per event), reusing its buffers.
 type Collector struct {
-	src Snapshotter
+	src  Snapshotter
+	bus  Bus // nil: no bus series
+	busD busDescs
 
 	mu   sync.Mutex // guards snap (scrapes may overlap)
 	snap manager.Snapshot
@@ -46,10 +163,10 @@ type Collector struct {
 	maxConcurrency, identifies, resumes, droppedEvents, recommended *prometheus.Desc
 }
 
-// NewCollector returns a Collector reading src.
-func NewCollector(src Snapshotter) *Collector {
+// NewCollector returns a Collector reading src (and the bus, WithBus).
+func NewCollector(src Snapshotter, opts ...Option) *Collector {
 	shard := []string{"shard", "count"}
-	return &Collector{
+	c := &Collector{
 		src:        src,
 		shards:     prometheus.NewDesc("shardtop_shards", "Active shards by state.", []string{"state"}, nil),
 		shardState: prometheus.NewDesc("shardtop_shard_state", "Always 1: the shard's current state and role are labels.", append(shard, "role", "state"), nil),
@@ -72,6 +189,13 @@ func NewCollector(src Snapshotter) *Collector {
 			"Lifecycle events slow subscribers did not take.", nil, nil),
 		recommended: prometheus.NewDesc("shardtop_recommended_shards", "Discord's recommended shard count.", nil, nil),
 	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.bus != nil {
+		c.busD = newBusDescs()
+	}
+	return c
 }
 
 // Describe sends every metric's description.
@@ -82,6 +206,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.maxConcurrency, c.identifies, c.resumes, c.droppedEvents, c.recommended,
 	} {
 		ch <- d
+	}
+	if c.bus != nil {
+		for _, d := range c.busD.all() {
+			ch <- d
+		}
 	}
 }
 
@@ -125,6 +254,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.resumes, prometheus.CounterValue, float64(s.Totals.Resumes))
 	ch <- prometheus.MustNewConstMetric(c.droppedEvents, prometheus.CounterValue, float64(s.Totals.DroppedEvents))
 	ch <- prometheus.MustNewConstMetric(c.recommended, prometheus.GaugeValue, float64(s.RecommendedShards))
+	if c.bus != nil {
+		c.collectBus(ch)
+	}
 }
 
 // Server serves /metrics over HTTP. Create it with Start.
@@ -134,11 +266,11 @@ type Server struct {
 	done chan struct{}
 }
 
-// Start listens on addr and serves a Collector of src plus the Go and
-// process collectors on /metrics; logger gets the server's errors.
-func Start(addr string, src Snapshotter, logger *slog.Logger) (*Server, error) {
+// Start listens on addr and serves a Collector of src (with opts) plus the
+// Go and process collectors on /metrics; logger gets the server's errors.
+func Start(addr string, src Snapshotter, logger *slog.Logger, opts ...Option) (*Server, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(src), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(NewCollector(src, opts...), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
