@@ -26,7 +26,7 @@ const busSecret = "bus-secret-never-printed-4242"
 
 // waitBusReady waits for the "bus ready" line of a JSON-logging p and
 // returns it.
-func waitBusReady(t *testing.T, p *proc) map[string]any {
+func waitBusReady(t testing.TB, p *proc) map[string]any {
 	t.Helper()
 	var line map[string]any
 	poll.UntilState(t, 30*time.Second, `the "bus ready" line`, func() (bool, string) {

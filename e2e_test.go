@@ -268,7 +268,7 @@ func demoSessions(path string) ([]demoRecord, error) {
 }
 
 // waitAllReady waits for the headless "all shards ready" JSON log line and returns it.
-func waitAllReady(t *testing.T, p *proc, timeout time.Duration) map[string]any {
+func waitAllReady(t testing.TB, p *proc, timeout time.Duration) map[string]any {
 	t.Helper()
 	var line map[string]any
 	poll.UntilState(t, timeout, `the "all shards ready" log line`, func() (bool, string) {

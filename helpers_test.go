@@ -64,13 +64,13 @@ type proc struct {
 
 // startProc runs the test binary with args; the process is killed at the
 // end of the test if it still runs.
-func startProc(t *testing.T, args ...string) *proc {
+func startProc(t testing.TB, args ...string) *proc {
 	t.Helper()
 	return startProcEnv(t, nil, args...)
 }
 
 // startProcEnv is startProc with env (KEY=value) added to childEnv().
-func startProcEnv(t *testing.T, env []string, args ...string) *proc {
+func startProcEnv(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(shardtopBin, args...), stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(childEnv(), env...)
@@ -93,7 +93,7 @@ func startProcEnv(t *testing.T, env []string, args ...string) *proc {
 	return p
 }
 
-func (p *proc) signal(t *testing.T, sig os.Signal) {
+func (p *proc) signal(t testing.TB, sig os.Signal) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %v: %v", sig, err)
@@ -101,7 +101,7 @@ func (p *proc) signal(t *testing.T, sig os.Signal) {
 }
 
 // exitCode waits up to timeout for the process to end and returns its exit status.
-func (p *proc) exitCode(t *testing.T, timeout time.Duration) int {
+func (p *proc) exitCode(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:

@@ -74,9 +74,30 @@ type Bus struct {
 	closed   atomic.Bool
 }
 
-// New wraps a connected *nats.Conn: it creates the stream (or updates its
-// limits) and is ready to publish. It does not close nc.
+// ConnectOptions are what a NATS connection needs to carry the bus; New
+// refuses a connection made without them. While reconnecting the
+// connection must not buffer what is published: an event buffered then
+// would be stored after its shard's events lost with the old connection
+// and replayed later, out of order. Its write buffer is sized for a
+// stream of events (the default is a write system call every ~20).
+func ConnectOptions() []nats.Option {
+	return []nats.Option{nats.ReconnectBufSize(-1), nats.WriteBufferSize(writeBuffer)}
+}
+
+// writeBuffer is the connection's write buffer (ConnectOptions).
+const writeBuffer = 256 << 10
+
+// ErrReconnectBuffer is New's error for a connection that buffers while
+// reconnecting: make it with ConnectOptions.
+var ErrReconnectBuffer = errors.New("bus: the NATS connection buffers what is published while it reconnects, which could store a shard's events out of order; connect with bus.ConnectOptions()")
+
+// New wraps a connected *nats.Conn made with ConnectOptions: it creates
+// the stream (or updates its limits) and is ready to publish. It does not
+// close nc.
 func New(ctx context.Context, nc *nats.Conn, opts ...Option) (*Bus, error) {
+	if nc.Opts.ReconnectBufSize >= 0 {
+		return nil, ErrReconnectBuffer
+	}
 	cfg := defaultConfig()
 	for _, o := range opts {
 		if o != nil {

@@ -76,8 +76,8 @@ func (n *testNATS) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.op
 // the end of the test.
 func (n *testNATS) connect(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(n.url(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
-		nats.RetryOnFailedConnect(false))
+	nc, err := nats.Connect(n.url(), append(ConnectOptions(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+		nats.RetryOnFailedConnect(false))...)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

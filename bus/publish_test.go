@@ -104,3 +104,20 @@ func TestParseReply(t *testing.T) {
 		}
 	}
 }
+
+// TestNewRefusesAReconnectBuffer: a connection that buffers while it
+// reconnects could store a shard's events out of order: New refuses it.
+func TestNewRefusesAReconnectBuffer(t *testing.T) {
+	ns := startNATS(t)
+	nc, err := nats.Connect(ns.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if b, err := New(ctxT(t, 10*time.Second), nc); !errors.Is(err, ErrReconnectBuffer) {
+		if b != nil {
+			_ = b.Close()
+		}
+		t.Fatalf("New on a buffering connection: %v, want ErrReconnectBuffer", err)
+	}
+}

@@ -80,7 +80,7 @@ func (s *supervisor) startBus(ctx context.Context) (status int, ok bool) {
 // after), and says when it drops and comes back.
 func (s *supervisor) busConnOptions() []nats.Option {
 	log := s.internal
-	return []nats.Option{
+	return append(bus.ConnectOptions(),
 		nats.Name("shardtop"),
 		nats.Timeout(busConnectTimeout), // also bounds the handshake after the dial
 		nats.MaxReconnects(-1),
@@ -94,7 +94,7 @@ func (s *supervisor) busConnOptions() []nats.Option {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			log.Warn("bus error", "err", err)
 		}),
-	}
+	)
 }
 
 // busDialer dials NATS servers within ctx, the run's: a signal during a

@@ -24,7 +24,7 @@ import (
 // counters, its stream and the consumer's backlog are there, labelled.
 func TestBusSeries(t *testing.T) {
 	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
+	nc, err := nats.Connect(srv.ClientURL(), bus.ConnectOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
