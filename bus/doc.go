@@ -15,27 +15,52 @@
 //	Shardtop-Seq       "1234"                 the dispatch's sequence number in its session
 //	Shardtop-Session   "9f3c…"                the gateway session ID
 //	Shardtop-Event     "MESSAGE_CREATE"       Discord's event name (t)
-//	Shardtop-Guild     "41771983423143937"    the guild ID, when the event has one
-//	Shardtop-Received  RFC 3339, nanoseconds  when shardtop received the frame
+//	Shardtop-Guild     "41771983423143937"    the top-level "guild_id" of d, when it has one
+//	Shardtop-Received  RFC 3339, nanoseconds  when shardtop received the frame (UTC)
 //	Nats-Msg-Id        "SESSION:SEQ"          JetStream's de-duplication key
 //
-// Exactly once: a dispatch Discord sends again (its replay after a resume,
-// which is how shardtop retries a publish that failed) has the same
-// session and sequence, hence
-// the same Nats-Msg-Id, and the stream's duplicate window drops it. The
-// sequence shardtop saves for a resume is never ahead of the last event the
-// stream has acknowledged for that shard, so after a crash Discord replays
-// what was not acknowledged. Per shard, events are in the stream in
-// Discord's order.
+// (GUILD_CREATE, GUILD_UPDATE and GUILD_DELETE name their guild "id", not
+// "guild_id": they have no Shardtop-Guild.)
 //
-// Lost events. When events can no longer be replayed (the bus was down
-// longer than Discord keeps a session), shardtop counts them and publishes
-// a marker on PREFIX.ev.SHARDTOP_LOST.SHARD_ID with the headers above
-// (Shardtop-Seq is the first lost sequence) plus
+// Exactly once. Each event goes out with a core NATS publish whose reply
+// subject is the bus's own; the stream's answer there (JetStream's publish
+// acknowledgement) makes the event durable. The client retries nothing. An
+// error answer or no answer within the ack timeout (WithAckTimeout) fails
+// the event, and NATS disconnecting fails every event in flight; the shard
+// then takes no more events, is closed resumable and held until the bus
+// takes events again, and resumes from the sequence before its first event
+// not durable, so Discord replays the rest in order. A replayed dispatch
+// has the same session and sequence, hence the same Nats-Msg-Id: the
+// stream drops what it already stored (stored before the failure, its
+// answer lost) if the replay comes within the duplicate window
+// (StreamConfig.Duplicates) of the first copy; later, it is stored twice.
+// The sequence shardtop saves for a resume is never ahead of the last
+// event the stream has acknowledged for that shard, so after a crash
+// Discord replays what was not acknowledged. Per shard, events are in the
+// stream in Discord's order, except when a publish fails and later events
+// of its shard, already in flight, are stored (a replicated stream's
+// leader change, say): the failed one's replay is stored after them.
 //
-//	Shardtop-Lost-From  first lost sequence
-//	Shardtop-Lost-To    last lost sequence
-//	Shardtop-Lost       how many
+// Lost events. When events can no longer be replayed (the session of a held
+// shard could not be resumed, or an event of a session the shard has left
+// failed, or an event was larger than the server's max_payload), shardtop
+// looks in the stream for those of them that were stored anyway, counts
+// the rest and publishes a marker on PREFIX.ev.SHARDTOP_LOST.SHARD_ID. Its
+// headers are Shardtop-Shard, Shardtop-Session (the session that lost
+// them), Shardtop-Event "SHARDTOP_LOST", Shardtop-Received (when the
+// marker was made), Shardtop-Seq (the first sequence of the range) and
+//
+//	Shardtop-Lost-From  first sequence of the range
+//	Shardtop-Lost-To    last sequence of the range
+//	Shardtop-Lost       how many of From..To the stream lacks
+//	Nats-Msg-Id         "SESSION:lost:FROM-TO"
+//
+// and its body is {"shard":[ID,COUNT],"session":"…","from":F,"to":T,"lost":N}.
+// A marker is published only when N > 0, once the loss is known: it may
+// follow events of the shard's new session. Events a crashed process had
+// received and the stream lacks are not counted: the process that knew of
+// them is gone (after a restart Discord replays them if the session still
+// resumes).
 //
 // Commands. A worker sends a gateway command by NATS request-reply to
 //
