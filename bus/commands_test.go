@@ -180,6 +180,9 @@ func TestCommandRoundTrip(t *testing.T) {
 	}
 }
 
+// presenceOK is a valid op 3 d.
+const presenceOK = `{"since":null,"activities":[],"status":"online","afk":false}`
+
 // TestCommandRefused: what may not be sent, or not as it is, is refused
 // with the reply's code and never reaches Discord.
 func TestCommandRefused(t *testing.T) {
@@ -207,12 +210,15 @@ func TestCommandRefused(t *testing.T) {
 		{"d a string", "1", `{"op":4,"d":"leave"}`, CodeInvalidJSON},
 		{"d an array", "1", `{"op":31,"d":["1"]}`, CodeInvalidJSON},
 		{"payload of 4097 bytes", "0", `{"op":4,"d":` + pad(4097) + `}`, CodeTooLarge},
-		{"shard ID = count", "2", `{"op":3,"d":{}}`, CodeUnknownShard},
-		{"shard ID far out", "99999", `{"op":3,"d":{}}`, CodeUnknownShard},
-		{"negative shard ID", "-1", `{"op":3,"d":{}}`, CodeUnknownShard},
-		{"shard not a number", "zero", `{"op":3,"d":{}}`, CodeUnknownShard},
-		{"guild not a snowflake", "guild.general", `{"op":3,"d":{}}`, CodeUnknownShard},
-		{"guild and more", "guild.1.2", `{"op":3,"d":{}}`, CodeUnknownShard},
+		{"shard ID = count", "2", `{"op":3,"d":` + presenceOK + `}`, CodeUnknownShard},
+		{"shard ID far out", "99999", `{"op":3,"d":` + presenceOK + `}`, CodeUnknownShard},
+		{"negative shard ID", "-1", `{"op":3,"d":` + presenceOK + `}`, CodeUnknownShard},
+		{"shard not a number", "zero", `{"op":3,"d":` + presenceOK + `}`, CodeUnknownShard},
+		{"guild not a snowflake", "guild.general", `{"op":3,"d":` + presenceOK + `}`, CodeUnknownShard},
+		{"guild and more", "guild.1.2", `{"op":3,"d":` + presenceOK + `}`, CodeUnknownShard},
+		{"guild 0", "guild.0", `{"op":3,"d":` + presenceOK + `}`, CodeUnknownShard},
+		{"bad target before bad d", "zero", `{"op":3,"d":{}}`, CodeUnknownShard},
+		{"a d lacking fields", "0", `{"op":3,"d":{}}`, CodeInvalidPayload},
 	}
 	for _, tc := range cases {
 		rep := r.request(tc.target, []byte(tc.body))
@@ -278,7 +284,7 @@ func TestCommandRateLimited(t *testing.T) {
 		t.Fatalf("after %d commands: %+v, want %s with retry_after_ms in (0, 63000]", ok, limited, CodeRateLimited)
 	}
 	// Another shard's budget is untouched.
-	if rep := r.command("0", 4, fmt.Sprintf(`{"guild_id":"%d","channel_id":null}`, guildsOn(0, 2)[0])); !rep.OK {
+	if rep := r.command("0", 4, fmt.Sprintf(`{"guild_id":"%d","channel_id":null,"self_mute":false,"self_deaf":false}`, guildsOn(0, 2)[0])); !rep.OK {
 		t.Errorf("shard 0 after shard 1 spent its budget: %+v", rep)
 	}
 
@@ -389,7 +395,151 @@ func TestCommandGuildRouting(t *testing.T) {
 		}
 	}
 	// Shard IDs are of the shards that run: 5 is none of 0/2, 1/4, 3/4.
-	if rep := r.command("5", 3, `{}`); rep.Error != CodeUnknownShard {
+	if rep := r.command("5", 3, presenceOK); rep.Error != CodeUnknownShard {
 		t.Errorf("shard 5 of 4: %+v, want %s", rep, CodeUnknownShard)
+	}
+}
+
+// TestCommandInvalidPayload: a d that lacks a field its op requires, has
+// one of the wrong type, or names a guild other than its subject's is
+// answered invalid_payload with a message naming the field, and never
+// reaches Discord, which would close the shard's connection (4001).
+func TestCommandInvalidPayload(t *testing.T) {
+	r := newCmdRig(t, 2)
+	gC := guildsOn(0, 2)[0]                        // a guild of shard 0
+	gA, gB := guildsOn(1, 2)[0], guildsOn(1, 2)[1] // two of shard 1
+	q := func(g uint64) string { return `"` + strconv.FormatUint(g, 10) + `"` }
+	voice := func(fields string) string { return `{"guild_id":` + q(gC) + `,` + fields + `}` }
+	members := func(fields string) string { return `{"guild_id":` + q(gC) + `,` + fields + `}` }
+	var many []string
+	for i := range 101 {
+		many = append(many, `"`+strconv.Itoa(1000+i)+`"`)
+	}
+	cases := []struct {
+		name, target string
+		op           int
+		d, field     string // field: what the message must name
+	}{
+		{"presence without since", "0", 3, `{"activities":[],"status":"online","afk":false}`, "since"},
+		{"presence since a string", "0", 3, `{"since":"now","activities":[],"status":"online","afk":false}`, "since"},
+		{"presence since a fraction", "0", 3, `{"since":1.5,"activities":[],"status":"online","afk":false}`, "since"},
+		{"presence without activities", "0", 3, `{"since":null,"status":"online","afk":false}`, "activities"},
+		{"presence activities an object", "0", 3, `{"since":null,"activities":{},"status":"online","afk":false}`, "activities"},
+		{"presence activities null", "0", 3, `{"since":null,"activities":null,"status":"online","afk":false}`, "activities"},
+		{"presence activity without a name", "0", 3, `{"since":null,"activities":[{"type":0}],"status":"online","afk":false}`, "activities[0].name"},
+		{"presence activity type a string", "0", 3, `{"since":null,"activities":[{"name":"x","type":0},{"name":"y","type":"0"}],"status":"online","afk":false}`, "activities[1].type"},
+		{"presence activity a string", "0", 3, `{"since":null,"activities":["x"],"status":"online","afk":false}`, "activities[0]"},
+		{"presence without status", "0", 3, `{"since":null,"activities":[],"afk":false}`, "status"},
+		{"presence status unknown", "0", 3, `{"since":null,"activities":[],"status":"away","afk":false}`, "status"},
+		{"presence status a number", "0", 3, `{"since":null,"activities":[],"status":1,"afk":false}`, "status"},
+		{"presence without afk", "0", 3, `{"since":null,"activities":[],"status":"online"}`, "afk"},
+		{"presence afk a string", "0", 3, `{"since":null,"activities":[],"status":"online","afk":"false"}`, "afk"},
+		{"presence afk null", "0", 3, `{"since":null,"activities":[],"status":"online","afk":null}`, "afk"},
+
+		{"voice without guild_id", "0", 4, `{"channel_id":null,"self_mute":false,"self_deaf":false}`, "guild_id"},
+		{"voice Guild_ID", "0", 4, `{"Guild_ID":` + q(gC) + `,"channel_id":null,"self_mute":false,"self_deaf":false}`, "guild_id"},
+		{"voice guild_id a number", "0", 4, fmt.Sprintf(`{"guild_id":%d,"channel_id":null,"self_mute":false,"self_deaf":false}`, gC), "guild_id"},
+		{"voice guild_id letters", "0", 4, `{"guild_id":"abc","channel_id":null,"self_mute":false,"self_deaf":false}`, "guild_id"},
+		{"voice guild_id empty", "0", 4, `{"guild_id":"","channel_id":null,"self_mute":false,"self_deaf":false}`, "guild_id"},
+		{"voice guild_id 0", "0", 4, `{"guild_id":"0","channel_id":null,"self_mute":false,"self_deaf":false}`, "guild_id"},
+		{"voice guild_id negative", "0", 4, `{"guild_id":"-1","channel_id":null,"self_mute":false,"self_deaf":false}`, "guild_id"},
+		{"voice guild_id over 64 bits", "0", 4, `{"guild_id":"18446744073709551616","channel_id":null,"self_mute":false,"self_deaf":false}`, "guild_id"},
+		{"voice without channel_id", "0", 4, voice(`"self_mute":false,"self_deaf":false`), "channel_id"},
+		{"voice channel_id a number", "0", 4, voice(`"channel_id":123,"self_mute":false,"self_deaf":false`), "channel_id"},
+		{"voice without self_mute", "0", 4, voice(`"channel_id":null,"self_deaf":false`), "self_mute"},
+		{"voice self_deaf 0", "0", 4, voice(`"channel_id":null,"self_mute":false,"self_deaf":0`), "self_deaf"},
+
+		{"members without guild_id", "0", 8, `{"query":"","limit":0}`, "guild_id"},
+		{"members of two guilds", "0", 8, `{"guild_id":[` + q(gC) + `,` + q(gA) + `],"query":"","limit":0}`, "guild_id"},
+		{"members with neither query nor user_ids", "0", 8, members(`"limit":0`), "query (with limit) or user_ids"},
+		{"members with query and user_ids", "0", 8, members(`"query":"","limit":0,"user_ids":["1"]`), "query and user_ids"},
+		{"members query without limit", "0", 8, members(`"query":"a"`), "limit"},
+		{"members query a number", "0", 8, members(`"query":5,"limit":1`), "query"},
+		{"members query null", "0", 8, members(`"query":null,"limit":1`), "query"},
+		{"members limit negative", "0", 8, members(`"query":"a","limit":-1`), "limit"},
+		{"members limit a fraction", "0", 8, members(`"query":"a","limit":2.5`), "limit"},
+		{"members limit a string", "0", 8, members(`"query":"a","limit":"10"`), "limit"},
+		{"members limit a string with user_ids", "0", 8, members(`"user_ids":["1"],"limit":"10"`), "limit"},
+		{"members 101 user_ids", "0", 8, members(`"user_ids":[` + strings.Join(many, ",") + `]`), "user_ids has 101 IDs"},
+		{"members user_ids numbers", "0", 8, members(`"user_ids":[123]`), "user_ids"},
+		{"members user_ids null", "0", 8, members(`"user_ids":null`), "user_ids"},
+		{"members user_ids letters", "0", 8, members(`"user_ids":"x"`), "user_ids"},
+		{"members presences a string", "0", 8, members(`"query":"","limit":0,"presences":"yes"`), "presences"},
+		{"members nonce of 33 bytes", "0", 8, members(`"query":"","limit":0,"nonce":"` + strings.Repeat("n", 33) + `"`), "nonce is 33 bytes"},
+		{"members nonce a number", "0", 8, members(`"query":"","limit":0,"nonce":7`), "nonce"},
+
+		{"soundboard without guild_ids", "0", 31, `{"guild_id":` + q(gC) + `}`, "guild_ids"},
+		{"soundboard guild_ids empty", "0", 31, `{"guild_ids":[]}`, "guild_ids"},
+		{"soundboard guild_ids a string", "0", 31, `{"guild_ids":` + q(gC) + `}`, "guild_ids"},
+		{"soundboard guild_ids numbers", "0", 31, fmt.Sprintf(`{"guild_ids":[%d]}`, gC), "guild_ids"},
+		{"soundboard guild_ids null", "0", 31, `{"guild_ids":null}`, "guild_ids"},
+
+		// The subject chose the shard: d may not name another guild.
+		{"voice for another guild", "guild." + strconv.FormatUint(gA, 10), 4,
+			`{"guild_id":` + q(gB) + `,"channel_id":null,"self_mute":false,"self_deaf":false}`, "guild_id names guild " + strconv.FormatUint(gB, 10)},
+		{"members of another shard's guild", "guild." + strconv.FormatUint(gA, 10), 8,
+			`{"guild_id":` + q(gC) + `,"query":"","limit":0}`, "guild_id names guild " + strconv.FormatUint(gC, 10)},
+		{"soundboard of the guild and another", "guild." + strconv.FormatUint(gA, 10), 31,
+			`{"guild_ids":[` + q(gA) + `,` + q(gB) + `]}`, "guild_ids names guild " + strconv.FormatUint(gB, 10)},
+		{"soundboard of another shard's guild", "guild." + strconv.FormatUint(gA, 10), 31,
+			`{"guild_ids":[` + q(gC) + `]}`, "guild_ids names guild " + strconv.FormatUint(gC, 10)},
+	}
+	for _, tc := range cases {
+		rep := r.command(tc.target, tc.op, tc.d)
+		prefix := fmt.Sprintf("op %d: ", tc.op)
+		if rep.OK || rep.Error != CodeInvalidPayload || !strings.HasPrefix(rep.Message, prefix) || !strings.Contains(rep.Message, tc.field) {
+			t.Errorf("%s: reply %+v, want %s with a message %q… naming %q", tc.name, rep, CodeInvalidPayload, prefix, tc.field)
+		}
+	}
+	r.expectNoCommand(0, 0, "after the invalid payloads")
+	if st := r.sim.Stats(); len(st.Closes) != 0 || st.Identifies != 2 {
+		t.Errorf("the simulator closed %v and saw %d identifies, want no close and 2", st.Closes, st.Identifies)
+	}
+	for _, s := range r.sim.Sessions() {
+		if !s.Connected {
+			t.Errorf("session of shard %d not connected", s.ShardID)
+		}
+	}
+}
+
+// TestCommandValidPayloads: payloads at the edges of what Discord takes
+// pass the checks and reach the simulator byte for byte, which accepts
+// them (no close).
+func TestCommandValidPayloads(t *testing.T) {
+	r := newCmdRig(t, 2)
+	gC := guildsOn(0, 2)[0]
+	gA := guildsOn(1, 2)[0]
+	q := func(g uint64) string { return `"` + strconv.FormatUint(g, 10) + `"` }
+	toA := "guild." + strconv.FormatUint(gA, 10)
+	var hundred []string
+	for i := range 100 {
+		hundred = append(hundred, `"`+strconv.Itoa(1000+i)+`"`)
+	}
+	cases := []struct {
+		name, target string
+		op           int
+		d            string
+	}{
+		{"presence idle since a time", "1", 3, `{"since":1700000000000,"activities":[{"name":"x","type":0,"url":null}],"status":"invisible","afk":true}`},
+		{"presence with fields Discord does not list", "1", 3, `{ "since" : null , "activities" : [ {"name":"a","type":2}, {"name":"b","type":4,"state":"hi"} ], "status" : "offline", "afk" : false, "extra": 1 }`},
+		{"voice join by guild", toA, 4, `{"guild_id":` + q(gA) + `,"channel_id":` + q(gA+2) + `,"self_mute":true,"self_deaf":true}`},
+		{"voice leave", "0", 4, `{"guild_id":` + q(gC) + `,"channel_id":null,"self_mute":false,"self_deaf":false}`},
+		{"members by query with a 32-byte nonce", toA, 8, `{"guild_id":` + q(gA) + `,"query":"member","limit":5,"presences":true,"nonce":"` + strings.Repeat("n", 32) + `"}`},
+		{"members all", "0", 8, `{"guild_id":` + q(gC) + `,"query":"","limit":0}`},
+		{"members one user_id", "0", 8, `{"guild_id":` + q(gC) + `,"user_ids":"123","presences":false}`},
+		{"members 100 user_ids", "1", 8, `{"guild_id":` + q(gA) + `,"user_ids":[` + strings.Join(hundred, ",") + `],"limit":0}`},
+		{"soundboard by guild, named twice", toA, 31, `{"guild_ids":[` + q(gA) + `,` + q(gA) + `]}`},
+		{"soundboard of two shards' guilds by shard", "1", 31, `{"guild_ids":[` + q(gA) + `,` + q(gC) + `]}`},
+	}
+	for i, tc := range cases {
+		if rep := r.command(tc.target, tc.op, tc.d); !rep.OK {
+			t.Fatalf("%s: reply %+v, want ok", tc.name, rep)
+		}
+		if got := r.commandsAt(i + 1)[i]; got.Op != tc.op || string(got.D) != tc.d || got.CloseCode != 0 {
+			t.Errorf("%s: the simulator recorded op %d d %s (close %d), want op %d d %s", tc.name, got.Op, got.D, got.CloseCode, tc.op, tc.d)
+		}
+	}
+	if st := r.sim.Stats(); len(st.Closes) != 0 {
+		t.Errorf("the simulator closed connections: %v", st.Closes)
 	}
 }

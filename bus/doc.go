@@ -72,8 +72,22 @@
 // other ops are refused. The reply is JSON: {"ok": true}, or
 // {"ok": false, "error": CODE, "message": TEXT} with CODE one of
 // "unknown_shard", "not_ready", "too_large", "invalid_json", "refused_op",
-// "rate_limited" (then also "retry_after_ms") and "failed" (anything
-// else; the message says what). A "d" that is not a JSON object is
-// "invalid_json": Discord would close the shard's connection over it. What Discord answers
-// (member chunks, say) comes back as events on the stream.
+// "invalid_payload", "rate_limited" (then also "retry_after_ms") and
+// "failed" (anything else; the message says what). A "d" that is not a
+// JSON object is "invalid_json"; one that lacks a field Discord requires
+// for its op, or has one of the wrong type, is "invalid_payload", with a
+// message naming the field: Discord would close the shard's connection
+// (4001) over either. The fields checked are those Discord documents:
+// op 3 since (integer or null), activities (array of {name, type}),
+// status (online, dnd, idle, invisible, offline), afk (boolean); op 4
+// guild_id, channel_id (or null), self_mute, self_deaf (booleans); op 8
+// guild_id (one), one of query (string, with limit, an integer ≥ 0) or
+// user_ids (one or an array of at most 100), presences (boolean) and
+// nonce (a string of at most 32 bytes) if given; op 31 guild_ids (a
+// non-empty array). Snowflakes are strings of digits; other fields pass
+// as they are, and "d" goes to Discord byte for byte. Sent to
+// PREFIX.cmd.guild.GUILD_ID, an op 4, 8 or 31 whose guild_id or
+// guild_ids names another guild is "invalid_payload" too: the subject
+// chose the shard. What Discord answers (member chunks, say) comes back
+// as events on the stream.
 package bus
