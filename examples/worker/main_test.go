@@ -133,9 +133,11 @@ func publish(t *testing.T, js jetstream.JetStream, first, n int) {
 	}
 }
 
-// allAcked waits until the durable consumer has nothing pending nor
-// unacknowledged: every event it selects was handled and acknowledged.
-func allAcked(t *testing.T, js jetstream.JetStream, durable string) {
+// allAcked waits until the durable consumer has acknowledged its first
+// want deliveries and has nothing pending nor unacknowledged: every event
+// it selects was handled and acknowledged. (Nothing pending alone is not
+// enough: a consumer just made can show none before it counts them.)
+func allAcked(t *testing.T, js jetstream.JetStream, durable string, want uint64) {
 	t.Helper()
 	poll.UntilState(t, poll.Timeout, "every event acknowledged", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -148,8 +150,9 @@ func allAcked(t *testing.T, js jetstream.JetStream, durable string) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0,
-			fmt.Sprintf("pending %d, ack pending %d, redelivered %d", info.NumPending, info.NumAckPending, info.NumRedelivered)
+		return info.AckFloor.Consumer >= want && info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0,
+			fmt.Sprintf("acked %d of %d, pending %d, ack pending %d, redelivered %d",
+				info.AckFloor.Consumer, want, info.NumPending, info.NumAckPending, info.NumRedelivered)
 	})
 }
 
@@ -172,7 +175,7 @@ func TestWorker(t *testing.T) {
 		Received: time.Now(), Lost: &natstest.LostRange{From: 9000, To: 9006}})
 
 	w := startWorker(t, s.ClientURL(), "counter")
-	allAcked(t, js, "counter")
+	allAcked(t, js, "counter", 2501) // the MESSAGE_CREATE and the marker
 	out := w.stop(t)
 	for _, want := range []string{
 		"consuming stream SHARDTOP as counter\n",
@@ -198,7 +201,7 @@ func TestWorker(t *testing.T) {
 	// Durable: the acknowledged events are not delivered again.
 	publish(t, js, 5001, 700)
 	w = startWorker(t, s.ClientURL(), "counter")
-	allAcked(t, js, "counter")
+	allAcked(t, js, "counter", 2501+700)
 	if out := w.stop(t); !strings.Contains(out, "stopped: 700 MESSAGE_CREATE\n") {
 		t.Errorf("second run: want 700 new MESSAGE_CREATE, got:\n%s", out)
 	}
@@ -212,7 +215,7 @@ func TestWorkerWithoutResponder(t *testing.T) {
 	natstest.CreateStream(t, js, natstest.Stream, natstest.Prefix)
 	publish(t, js, 1, 3)
 	w := startWorker(t, s.ClientURL(), "alone")
-	allAcked(t, js, "alone")
+	allAcked(t, js, "alone", 3)
 	out := w.stop(t)
 	for _, want := range []string{"presence update: no one answers on shardtop.cmd.0", "stopped: 3 MESSAGE_CREATE"} {
 		if !strings.Contains(out, want) {
