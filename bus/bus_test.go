@@ -62,6 +62,9 @@ func TestBurstReachesConsumerExactlyOnce(t *testing.T) {
 		if _, err := time.Parse(time.RFC3339Nano, e.header.Get(HeaderReceived)); err != nil {
 			t.Fatalf("%s: %v", HeaderReceived, err)
 		}
+		if e.name == "GUILD_CREATE" && (e.guild == "" || !bytes.Contains(e.data, []byte(`"id":"`+e.guild+`"`))) {
+			t.Fatalf("GUILD_CREATE with guild header %q and body %.200s", e.guild, e.data)
+		}
 		if e.name == "MESSAGE_CREATE" {
 			g := `"guild_id":"` + e.guild + `"`
 			if e.guild == "" || !bytes.Contains(e.data, []byte(g)) || e.data[0] != '{' {

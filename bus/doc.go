@@ -15,12 +15,12 @@
 //	Shardtop-Seq       "1234"                 the dispatch's sequence number in its session
 //	Shardtop-Session   "9f3c…"                the gateway session ID
 //	Shardtop-Event     "MESSAGE_CREATE"       Discord's event name (t)
-//	Shardtop-Guild     "41771983423143937"    the top-level "guild_id" of d, when it has one
+//	Shardtop-Guild     "41771983423143937"    the guild the event is about, when it has one
 //	Shardtop-Received  RFC 3339, nanoseconds  when shardtop received the frame (UTC)
 //	Nats-Msg-Id        "SESSION:SEQ"          JetStream's de-duplication key
 //
-// (GUILD_CREATE, GUILD_UPDATE and GUILD_DELETE name their guild "id", not
-// "guild_id": they have no Shardtop-Guild.)
+// (The guild is d's top-level "guild_id"; for GUILD_CREATE, GUILD_UPDATE
+// and GUILD_DELETE, whose d is the guild, its "id".)
 //
 // Exactly once. Each event goes out with a core NATS publish whose reply
 // subject is the bus's own; the stream's answer there (JetStream's publish

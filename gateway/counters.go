@@ -12,11 +12,12 @@ func (s *Shard) Events() uint64 { return s.events.Load() }
 // a sequence worth saving.
 func (s *Shard) Sequence() int64 { return s.seq.Load() }
 
-// GuildID returns the dispatch's top-level "guild_id", as Discord sends it
-// (a snowflake string), if it has one. It scans the top level of Data
-// without decoding it.
+// GuildID returns the ID of the guild the dispatch is about, as Discord
+// sends it (a snowflake string), if it has one: the top-level "guild_id",
+// or for GUILD_CREATE, GUILD_UPDATE and GUILD_DELETE (whose d is the
+// guild) its "id". It scans the top level of Data without decoding it.
 func (d Dispatch) GuildID() (string, bool) {
-	raw, ok, err := objectField(d.Data, "guild_id")
+	raw, ok, err := objectField(d.Data, guildKey(d.Event))
 	if err != nil || !ok {
 		return "", false
 	}
@@ -27,11 +28,20 @@ func (d Dispatch) GuildID() (string, bool) {
 	return id, true
 }
 
+// guildKey is the top-level key of event's d holding its guild's ID.
+func guildKey(event string) string {
+	switch event {
+	case "GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE":
+		return "id"
+	}
+	return "guild_id"
+}
+
 // AppendGuildID appends the dispatch's top-level "guild_id" to dst, as
 // GuildID returns it, and reports whether it has one: for a caller that
 // copies it into a buffer of its own without making a string.
 func (d Dispatch) AppendGuildID(dst []byte) ([]byte, bool) {
-	raw, ok, err := objectField(d.Data, "guild_id")
+	raw, ok, err := objectField(d.Data, guildKey(d.Event))
 	if err != nil || !ok || len(raw) < 3 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return dst, false
 	}

@@ -4,21 +4,26 @@ import "testing"
 
 func TestDispatchGuildID(t *testing.T) {
 	cases := []struct {
-		data string
-		want string
-		ok   bool
+		data  string
+		want  string
+		ok    bool
+		event string
 	}{
-		{`{"guild_id":"81384788765712384","id":"1"}`, "81384788765712384", true},
-		{`{"id":"1","author":{"guild_id":"9"},"guild_id":"42"}`, "42", true}, // top level only
-		{`{"id":"1","author":{"guild_id":"9"}}`, "", false},
-		{`{"guild_id":null}`, "", false},
-		{`{"guild_id":""}`, "", false},
-		{`{"guild_id":12}`, "", false},
-		{`{"guild_id":"a\/b"}`, "a/b", true},
-		{`[1,2]`, "", false},
+		{`{"id":"41771983423143937","name":"g","channels":[{"id":"1","guild_id":"9"}]}`, "41771983423143937", true, "GUILD_CREATE"},
+		{`{"id":"41771983423143937","unavailable":true}`, "41771983423143937", true, "GUILD_DELETE"},
+		{`{"guild_id":"5","id":"41771983423143937"}`, "41771983423143937", true, "GUILD_UPDATE"},
+		{`{"guild_id":"5","id":"6"}`, "5", true, "GUILD_ROLE_CREATE"},
+		{`{"guild_id":"81384788765712384","id":"1"}`, "81384788765712384", true, "MESSAGE_CREATE"},
+		{`{"id":"1","author":{"guild_id":"9"},"guild_id":"42"}`, "42", true, "MESSAGE_CREATE"}, // top level only
+		{`{"id":"1","author":{"guild_id":"9"}}`, "", false, "MESSAGE_CREATE"},
+		{`{"guild_id":null}`, "", false, "MESSAGE_CREATE"},
+		{`{"guild_id":""}`, "", false, "MESSAGE_CREATE"},
+		{`{"guild_id":12}`, "", false, "MESSAGE_CREATE"},
+		{`{"guild_id":"a\/b"}`, "a/b", true, "MESSAGE_CREATE"},
+		{`[1,2]`, "", false, "MESSAGE_CREATE"},
 	}
 	for _, c := range cases {
-		d := Dispatch{Data: []byte(c.data)}
+		d := Dispatch{Event: c.event, Data: []byte(c.data)}
 		got, ok := d.GuildID()
 		if got != c.want || ok != c.ok {
 			t.Errorf("GuildID(%s) = %q, %v; want %q, %v", c.data, got, ok, c.want, c.ok)
