@@ -21,6 +21,7 @@ import (
 	"github.com/shardtop/shardtop/discordsim"
 	"github.com/shardtop/shardtop/internal/filetest"
 	"github.com/shardtop/shardtop/internal/poll"
+	"github.com/shardtop/shardtop/internal/syncbuf"
 )
 
 // The bus benchmarks run the shardtop binary headless against a simulator
@@ -78,7 +79,8 @@ func startNATSProc(tb testing.TB) *natsProc {
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
 	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", tb.TempDir())
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	var out syncbuf.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
@@ -87,12 +89,12 @@ func startNATSProc(tb testing.TB) *natsProc {
 		_ = cmd.Wait()
 	})
 	n := &natsProc{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	poll.Until(tb, 30*time.Second, "nats-server to accept connections", func() bool {
+	poll.UntilState(tb, 30*time.Second, "nats-server to accept connections", func() (bool, string) {
 		nc, err := nats.Connect(n.url)
 		if err == nil {
 			nc.Close()
 		}
-		return err == nil
+		return err == nil, out.String()
 	})
 	return n
 }

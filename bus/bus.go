@@ -37,12 +37,17 @@ type Bus struct {
 	// up reports NATS connected, as last heard: Take refuses while it is
 	// not, so nothing piles up in the client's reconnect buffer.
 	up atomic.Bool
+	// maxPayload is the largest event body the server takes (readMaxPayload).
+	maxPayload atomic.Int64
 
 	shardsMu sync.RWMutex
 	shards   map[manager.ShardKey]*shardState
 	// slots is every shard state by its slot, append-only (under
 	// shardsMu): onReply finds a shard without a lock.
 	slots atomic.Pointer[[]*shardState]
+	// byID is the shard states by shard ID, of the shard count last
+	// seen for each ID (under shardsMu): Take's lookup without a lock.
+	byID atomic.Pointer[[]*shardState]
 
 	// mu guards refused and ready: the shards to hold and the wake-up
 	// for when the bus takes events again.
@@ -164,6 +169,7 @@ func New(ctx context.Context, nc *nats.Conn, opts ...Option) (*Bus, error) {
 	_ = b.ackSub.SetPendingLimits(cfg.maxPending+1024, int(cfg.maxPending+1024)*1024)
 	b.statusCh = nc.StatusChanged(nats.CONNECTED, nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
 	b.up.Store(nc.IsConnected())
+	b.readMaxPayload()
 	b.done.Add(1)
 	go b.watch()
 	return b, nil
@@ -214,6 +220,7 @@ func (b *Bus) watch() {
 				b.log.Warn("NATS connection lost: shards with events are held until it is back", "status", st.String())
 				b.failInFlight("NATS disconnected with the shard's events in flight")
 			} else {
+				b.readMaxPayload()
 				b.log.Info("NATS connection back", "url", b.nc.ConnectedUrlRedacted())
 			}
 		case now := <-tick.C:

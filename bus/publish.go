@@ -73,24 +73,22 @@ type staleEvent struct {
 // shardState is what the bus knows of one shard: its session, its events
 // in flight in publish order, and whether it is refused until resumed.
 type shardState struct {
-	key      manager.ShardKey
-	slot     uint32   // its index in Bus.slots, in its events' reply subjects
-	shardHdr []string // {"3/16"}, shared by every message of the shard
-	idToken  string   // "3", the subject's last token
-	reply    string   // "_INBOX.<nuid>.<slot>.", the reply subjects' prefix
+	key     manager.ShardKey
+	slot    uint32 // its index in Bus.slots, in its events' reply subjects
+	keyText string // "3/16", the Shardtop-Shard header
+	idToken string // "3", the subject's last token
+	reply   string // "_INBOX.<nuid>.<slot>.", the reply subjects' prefix
 
-	mu         sync.Mutex
-	session    string
-	sessionHdr []string
+	mu      sync.Mutex
+	session string
 	// gen counts the shard's resumes and new sessions: an answer to an
 	// event of an earlier generation is not one of queue's.
-	gen       uint32
-	stale     map[staleKey]staleEvent
-	subjects  map[string]string   // event name -> subject
-	eventHdrs map[string][]string // event name -> header value
-	queue     []inFlight          // in publish order; queue[head:] unanswered or answered out of order
-	head      int
-	inflight  int
+	gen      uint32
+	stale    map[staleKey]staleEvent
+	subjects map[string]string // event name -> subject
+	queue    []inFlight        // in publish order; queue[head:] unanswered or answered out of order
+	head     int
+	inflight int
 	// refusedAt is the first sequence refused or failed since the shard
 	// last resumed (0: none). While it is set the shard takes no event:
 	// Discord replays from there when the manager resumes it, which keeps
@@ -102,8 +100,16 @@ type shardState struct {
 	lost              uint64
 }
 
+// maxByID bounds Bus.byID: Discord's shard counts are far below it.
+const maxByID = 1 << 16
+
 // shard returns key's state, making it on first use.
 func (b *Bus) shard(key manager.ShardKey) *shardState {
+	if ids := b.byID.Load(); ids != nil && key.ID >= 0 && key.ID < len(*ids) {
+		if st := (*ids)[key.ID]; st != nil && st.key == key {
+			return st // the usual case: no lock, no hashing
+		}
+	}
 	b.shardsMu.RLock()
 	st := b.shards[key]
 	b.shardsMu.RUnlock()
@@ -114,11 +120,20 @@ func (b *Bus) shard(key manager.ShardKey) *shardState {
 	defer b.shardsMu.Unlock()
 	if st = b.shards[key]; st == nil {
 		slots := *b.slots.Load()
-		st = &shardState{key: key, slot: uint32(len(slots)), shardHdr: []string{key.String()}, idToken: strconv.Itoa(key.ID)}
+		st = &shardState{key: key, slot: uint32(len(slots)), keyText: key.String(), idToken: strconv.Itoa(key.ID)}
 		st.reply = b.replyPrefix + strconv.FormatUint(uint64(st.slot), 10) + "."
 		b.shards[key] = st
 		next := append(slots[:len(slots):len(slots)], st)
 		b.slots.Store(&next)
+		if key.ID >= 0 && key.ID < maxByID {
+			var ids []*shardState
+			if old := b.byID.Load(); old != nil {
+				ids = *old
+			}
+			ids = append(ids[:len(ids):len(ids)], make([]*shardState, max(0, key.ID+1-len(ids)))...)
+			ids[key.ID] = st // the latest shard count's, during a re-shard
+			b.byID.Store(&ids)
+		}
 	}
 	return st
 }
@@ -132,6 +147,7 @@ func (b *Bus) shard(key manager.ShardKey) *shardState {
 func (b *Bus) Take(sessionID string, d gateway.Dispatch) bool {
 	st := b.shard(manager.ShardKey{ID: d.ShardID, Count: d.ShardCount})
 	now := time.Now()
+	size := int64(len(d.Data) + msgOverhead)
 	st.mu.Lock()
 	if st.session != sessionID {
 		b.newSession(st, sessionID)
@@ -141,26 +157,33 @@ func (b *Bus) Take(sessionID string, d gateway.Dispatch) bool {
 		b.refusedEvents.Add(1)
 		return false
 	}
-	st.mu.Unlock()
-	size := int64(len(d.Data) + msgOverhead)
-	if len(d.Data) > b.maxPayload() {
+	if len(d.Data) > b.maxBody() {
+		st.mu.Unlock()
 		// The server would refuse it every time: Discord's replay cannot
 		// bring it either. It is lost, and announced as such.
 		b.log.Error("an event is larger than the NATS server's max_payload: announcing it lost",
-			"shard", st.key.String(), "event", d.Event, "seq", d.Seq, "bytes", len(d.Data), "max_payload", b.maxPayload())
+			"shard", st.keyText, "event", d.Event, "seq", d.Seq, "bytes", len(d.Data), "max_payload", b.maxBody())
 		b.queueLost(lostRange{key: st.key, session: sessionID, from: d.Seq, to: d.Seq})
 		return true
 	}
-	if !b.up.Load() || !b.reserveOrWait(size) {
-		st.mu.Lock()
-		st.refuse(d.Seq)
+	if !b.up.Load() || !b.reserve(size) {
+		// Wait for room without the lock: the answers need it.
 		st.mu.Unlock()
-		b.refusedEvents.Add(1)
-		return false
+		ok := b.up.Load() && b.reserveOrWait(size)
+		st.mu.Lock()
+		if ok && (st.refusedAt != 0 || st.session != sessionID) {
+			b.release(size) // refused meanwhile (NATS disconnected): Discord replays it
+			ok = false
+		}
+		if !ok {
+			st.refuse(d.Seq)
+			st.mu.Unlock()
+			b.refusedEvents.Add(1)
+			return false
+		}
 	}
-	st.mu.Lock()
-	subject, event := st.names(b.evPrefix, d.Event)
-	session, gen := st.sessionHdr, st.gen
+	subject := st.subject(b.evPrefix, d.Event)
+	gen := st.gen
 	st.queue = append(st.queue, inFlight{seq: d.Seq, size: size, at: now.UnixNano()})
 	st.inflight++
 	st.mu.Unlock()
@@ -168,7 +191,7 @@ func (b *Bus) Take(sessionID string, d gateway.Dispatch) bool {
 	// Publish outside the lock: it may write to the socket. The shard's
 	// events come from its one goroutine, so they go out in order.
 	sc := b.scratch.Get().(*scratch)
-	err := sc.publish(b.nc, st, subject, event, session, gen, d, now)
+	err := sc.publish(b.nc, st, subject, sessionID, gen, d, now)
 	b.scratch.Put(sc)
 	if err != nil {
 		b.failed.Add(1)
@@ -187,7 +210,7 @@ func (b *Bus) Take(sessionID string, d gateway.Dispatch) bool {
 		}
 		if first {
 			b.log.Warn("publishing an event failed: the shard is held and resumed from its last durable event",
-				"shard", st.key.String(), "seq", d.Seq, "err", err)
+				"shard", st.keyText, "seq", d.Seq, "err", err)
 			b.addRefused(st.key)
 		}
 		return false
@@ -196,9 +219,8 @@ func (b *Bus) Take(sessionID string, d gateway.Dispatch) bool {
 	return true
 }
 
-// names returns the subject and event-name header of event, cached
-// (st.mu held).
-func (st *shardState) names(evPrefix, event string) (string, []string) {
+// subject returns the subject of event, cached (st.mu held).
+func (st *shardState) subject(evPrefix, event string) string {
 	subject, ok := st.subjects[event]
 	if !ok {
 		subject = evPrefix + subjectToken(event) + "." + st.idToken
@@ -209,17 +231,7 @@ func (st *shardState) names(evPrefix, event string) (string, []string) {
 			st.subjects[event] = subject
 		}
 	}
-	hdr, ok := st.eventHdrs[event]
-	if !ok {
-		hdr = []string{event}
-		if len(st.eventHdrs) < maxCached {
-			if st.eventHdrs == nil {
-				st.eventHdrs = make(map[string][]string)
-			}
-			st.eventHdrs[event] = hdr
-		}
-	}
-	return subject, hdr
+	return subject
 }
 
 // scratch is a reusable message: NATS copies a message into its write
@@ -228,20 +240,44 @@ func (st *shardState) names(evPrefix, event string) (string, []string) {
 // made anew, in one string.
 type scratch struct {
 	msg nats.Msg
-	hdr nats.Header
-	buf []byte
-	// vals holds the per-message header values: seq, received, message
-	// ID, guild.
-	vals [4][1]string
+	// withGuild and noGuild hold every header, their values in vals:
+	// a message only sets vals, never the maps.
+	withGuild, noGuild nats.Header
+	vals               [numHeaders][1]string
+	buf                []byte
+	// sec and secText cache the formatted second of the last stamp.
+	sec     int64
+	secText [len("2006-01-02T15:04:05")]byte
 }
 
+// The header values of an event, by their index in scratch.vals.
+const (
+	valShard = iota
+	valSeq
+	valSession
+	valEvent
+	valReceived
+	valMsgID
+	valGuild
+	numHeaders
+)
+
 func newScratch() any {
-	return &scratch{hdr: make(nats.Header, 8), buf: make([]byte, 0, 256)}
+	sc := &scratch{buf: make([]byte, 0, 256), sec: -1}
+	names := [numHeaders]string{HeaderShard, HeaderSeq, HeaderSession, HeaderEvent, HeaderReceived, jetstream.MsgIDHeader, HeaderGuild}
+	sc.withGuild, sc.noGuild = make(nats.Header, numHeaders), make(nats.Header, numHeaders)
+	for i, name := range names {
+		sc.withGuild[name] = sc.vals[i][:]
+		if i != valGuild {
+			sc.noGuild[name] = sc.vals[i][:]
+		}
+	}
+	return sc
 }
 
 // publish sends d as the message of gen's event, with its reply subject
 // naming the shard, gen and seq for the acknowledgement.
-func (sc *scratch) publish(nc *nats.Conn, st *shardState, subject string, event, session []string, gen uint32, d gateway.Dispatch, now time.Time) error {
+func (sc *scratch) publish(nc *nats.Conn, st *shardState, subject, session string, gen uint32, d gateway.Dispatch, now time.Time) error {
 	p := append(sc.buf[:0], st.reply...)
 	p = strconv.AppendUint(p, uint64(gen), 10)
 	p = append(p, '.')
@@ -249,28 +285,21 @@ func (sc *scratch) publish(nc *nats.Conn, st *shardState, subject string, event,
 	nReply := len(p)
 	p = strconv.AppendInt(p, d.Seq, 10)
 	nSeq := len(p)
-	p = now.UTC().AppendFormat(p, time.RFC3339Nano)
+	p = sc.appendStamp(p, now)
 	nRecv := len(p)
-	p = append(p, session[0]...)
+	p = append(p, session...)
 	p = append(p, ':')
 	p = strconv.AppendInt(p, d.Seq, 10)
 	nID := len(p)
 	p, hasGuild := d.AppendGuildID(p)
 	sc.buf = p
 	s := string(p) // the one allocation
-	sc.vals[0][0], sc.vals[1][0], sc.vals[2][0], sc.vals[3][0] = s[nReply:nSeq], s[nSeq:nRecv], s[nRecv:nID], s[nID:]
-
-	h := sc.hdr
-	h[HeaderShard] = st.shardHdr
-	h[HeaderSeq] = sc.vals[0][:]
-	h[HeaderSession] = session
-	h[HeaderEvent] = event
-	h[HeaderReceived] = sc.vals[1][:]
-	h[jetstream.MsgIDHeader] = sc.vals[2][:]
+	v := &sc.vals
+	v[valShard][0], v[valSession][0], v[valEvent][0] = st.keyText, session, d.Event
+	v[valSeq][0], v[valReceived][0], v[valMsgID][0], v[valGuild][0] = s[nReply:nSeq], s[nSeq:nRecv], s[nRecv:nID], s[nID:]
+	h := sc.noGuild
 	if hasGuild {
-		h[HeaderGuild] = sc.vals[3][:]
-	} else {
-		delete(h, HeaderGuild)
+		h = sc.withGuild
 	}
 	sc.msg = nats.Msg{Subject: subject, Reply: s[:nReply], Header: h, Data: d.Data}
 	err := nc.PublishMsg(&sc.msg)
@@ -278,12 +307,32 @@ func (sc *scratch) publish(nc *nats.Conn, st *shardState, subject string, event,
 	return err
 }
 
+// appendStamp appends now in UTC as RFC 3339 with nine fraction digits,
+// formatting the date and time only when the second changes.
+func (sc *scratch) appendStamp(p []byte, now time.Time) []byte {
+	now = now.UTC()
+	if sec := now.Unix(); sec != sc.sec {
+		sc.sec = sec
+		now.Truncate(time.Second).AppendFormat(sc.secText[:0], "2006-01-02T15:04:05")
+	}
+	p = append(p, sc.secText[:]...)
+	p = append(p, '.')
+	ns := now.Nanosecond()
+	var frac [9]byte
+	for i := 8; i >= 0; i-- {
+		frac[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	p = append(p, frac[:]...)
+	return append(p, 'Z')
+}
+
 // newSession starts tracking sessionID on st (st.mu held). Events of the
 // previous session still in flight can no longer be replayed (the shard
 // identified anew): if they fail they are checked and announced lost.
 func (b *Bus) newSession(st *shardState, sessionID string) {
 	st.retire(st.session != "", st.lastAck+1)
-	st.session, st.sessionHdr = sessionID, []string{sessionID}
+	st.session = sessionID
 }
 
 // retire moves the events in flight to stale and starts a new generation
@@ -417,12 +466,18 @@ func (b *Bus) releaseN(count, size int64) {
 	}
 }
 
-// maxPayload is the largest body the server takes.
-func (b *Bus) maxPayload() int {
-	if n := b.nc.MaxPayload(); n > 0 {
-		return int(n) - msgOverhead
+// maxBody is the largest body the server takes, as last read (see
+// readMaxPayload).
+func (b *Bus) maxBody() int { return int(b.maxPayload.Load()) }
+
+// readMaxPayload reads the largest body the server takes from the
+// connection (it may change with a reconnect).
+func (b *Bus) readMaxPayload() {
+	n := b.nc.MaxPayload()
+	if n <= 0 {
+		n = 1 << 20
 	}
-	return 1<<20 - msgOverhead
+	b.maxPayload.Store(n - msgOverhead)
 }
 
 // onReply hears the stream answer an event's publish: the reply subject
@@ -673,7 +728,7 @@ func (b *Bus) Resumed(key manager.ShardKey, sessionID string) {
 	defer st.mu.Unlock()
 	st.scanFrom = st.lastAck + 1
 	st.retire(st.session != sessionID && st.session != "", st.scanFrom)
-	st.session, st.sessionHdr = sessionID, []string{sessionID}
+	st.session = sessionID
 }
 
 // Lost is told that events from..to of sessionID will not be replayed
