@@ -142,10 +142,17 @@ type busBench struct {
 	stream jetstream.Stream
 }
 
-// startBusBench starts a simulator of shards, NATS (external, or the one
-// shardtop embeds) and shardtop headless, uncompressed, and waits for
-// every shard to be Ready and the bus up.
-func startBusBench(tb testing.TB, shards int, external bool, cfg discordsim.Config) *busBench {
+// The bus modes of a benchmark's shardtop.
+const (
+	busExternal = "external" // a nats-server process
+	busEmbedded = "embedded"
+	busOff      = "off"
+)
+
+// startBusBench starts a simulator of shards, NATS (per mode) and
+// shardtop headless, uncompressed, and waits for every shard to be Ready
+// and the bus up.
+func startBusBench(tb testing.TB, shards int, mode string, cfg discordsim.Config) *busBench {
 	tb.Helper()
 	cfg.Token, cfg.Shards, cfg.MaxConcurrency = e2eToken, shards, shards
 	cfg.Guilds = cmpOr(cfg.Guilds, 4*shards)
@@ -158,9 +165,12 @@ func startBusBench(tb testing.TB, shards int, external bool, cfg discordsim.Conf
 	bb := &busBench{sim: sim}
 	dir := tb.TempDir()
 	busTable := "[bus]\nlisten = \"127.0.0.1:0\"\n"
-	if external {
+	switch mode {
+	case busExternal:
 		bb.nats = startNATSProc(tb)
 		busTable = fmt.Sprintf("[bus]\nmode = \"external\"\nurl = %q\n", bb.nats.url)
+	case busOff:
+		busTable = "[bus]\nmode = \"off\"\n"
 	}
 	cfgPath := filetest.Write(tb, dir, "shardtop.toml", fmt.Sprintf(`api_url = %q
 token = %q
@@ -169,6 +179,10 @@ identify_window = "20ms"
 state_file = "state.toml"
 %s`, sim.APIURL(), e2eToken, busTable), 0o600)
 	bb.p = startProc(tb, "-config", cfgPath, "--headless", "--log-format", "json")
+	if mode == busOff {
+		waitAllReady(tb, bb.p, 60*time.Second)
+		return bb
+	}
 	line := waitBusReady(tb, bb.p)
 	bb.url, _ = line["url"].(string)
 	waitAllReady(tb, bb.p, 60*time.Second)
@@ -216,13 +230,9 @@ func (bb *busBench) streamMsgs(tb testing.TB) uint64 {
 // then shardtop's too. An event counts once the stream holds it.
 func BenchmarkBusPublish(b *testing.B) {
 	const perShard = 50_000
-	for _, external := range []bool{true, false} {
-		name := "embedded"
-		if external {
-			name = "external"
-		}
-		b.Run(name, func(b *testing.B) {
-			bb := startBusBench(b, busBenchShards, external, discordsim.Config{ReplayBuffer: perShard + 1000})
+	for _, mode := range []string{busExternal, busEmbedded} {
+		b.Run(mode, func(b *testing.B) {
+			bb := startBusBench(b, busBenchShards, mode, discordsim.Config{ReplayBuffer: perShard + 1000})
 			var events uint64
 			var cpu, natsCPU, wall time.Duration
 			b.ResetTimer()
@@ -266,7 +276,7 @@ func BenchmarkBusPublish(b *testing.B) {
 // shards for 10 s per round, external nats-server. Reports p50 and p99.
 func BenchmarkBusLatency(b *testing.B) {
 	const rate, round = 10_000, 10 * time.Second
-	bb := startBusBench(b, busBenchShards, true, discordsim.Config{})
+	bb := startBusBench(b, busBenchShards, busExternal, discordsim.Config{})
 	nc, err := nats.Connect(bb.url)
 	if err != nil {
 		b.Fatal(err)
@@ -327,24 +337,29 @@ func BenchmarkBusLatency(b *testing.B) {
 	b.ReportMetric(float64(len(lat))/(round.Seconds()*float64(b.N)), "events/s")
 }
 
-// BenchmarkBusIdleRSS: memory per idle connected shard with the bus on
-// (embedded, the default): the shardtop process's RSS growth from 10 to
-// 128 shards, 3 s after all are READY, per added shard (issue 6's method).
+// BenchmarkBusIdleRSS: memory per idle connected shard of the whole
+// shardtop process, with the bus embedded (the default) and off: the RSS
+// growth from 10 to 128 shards, 3 s after all are READY, per added shard
+// (issue 6's method), uncompressed. The difference is the bus's share.
 func BenchmarkBusIdleRSS(b *testing.B) {
-	var per []float64
-	for range b.N {
-		rss := map[int]int64{}
-		for _, n := range []int{10, 128} {
-			bb := startBusBench(b, n, false, discordsim.Config{Guilds: n})
-			time.Sleep(3 * time.Second) // the method: RSS 3 s after all READY
-			rss[n] = procRSS(b, bb.p.cmd.Process.Pid)
-			bb.p.signal(b, os.Interrupt)
-			<-bb.p.done
-		}
-		per = append(per, float64(rss[128]-rss[10])/118)
+	for _, mode := range []string{busEmbedded, busOff} {
+		b.Run("bus="+mode, func(b *testing.B) {
+			var per []float64
+			for range b.N {
+				rss := map[int]int64{}
+				for _, n := range []int{10, 128} {
+					bb := startBusBench(b, n, mode, discordsim.Config{Guilds: n})
+					time.Sleep(3 * time.Second) // the method: RSS 3 s after all READY
+					rss[n] = procRSS(b, bb.p.cmd.Process.Pid)
+					bb.p.signal(b, os.Interrupt)
+					<-bb.p.done
+				}
+				per = append(per, float64(rss[128]-rss[10])/118)
+			}
+			slices.Sort(per)
+			b.ReportMetric(per[len(per)/2]/1024, "KB/shard")
+			b.ReportMetric(per[0]/1024, "min-KB/shard")
+			b.ReportMetric(per[len(per)-1]/1024, "max-KB/shard")
+		})
 	}
-	slices.Sort(per)
-	b.ReportMetric(per[len(per)/2]/1024, "KB/shard")
-	b.ReportMetric(per[0]/1024, "min-KB/shard")
-	b.ReportMetric(per[len(per)-1]/1024, "max-KB/shard")
 }
