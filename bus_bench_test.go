@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,7 +18,6 @@ import (
 	"github.com/shardtop/shardtop/discordsim"
 	"github.com/shardtop/shardtop/internal/filetest"
 	"github.com/shardtop/shardtop/internal/poll"
-	"github.com/shardtop/shardtop/internal/syncbuf"
 )
 
 // The bus benchmarks run the shardtop binary headless against a simulator
@@ -32,72 +28,6 @@ import (
 
 // busBenchShards is how many shards share a benchmark's events.
 const busBenchShards = 4
-
-var natsServerBin struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// buildNATSServer builds the nats-server binary of the module's version,
-// once per test binary.
-func buildNATSServer(tb testing.TB) string {
-	tb.Helper()
-	natsServerBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "shardtop-nats-")
-		if err != nil {
-			natsServerBin.err = err
-			return
-		}
-		natsServerBin.path = filepath.Join(dir, "nats-server")
-		out, err := exec.Command("go", "build", "-o", natsServerBin.path, "github.com/nats-io/nats-server/v2").CombinedOutput()
-		if err != nil {
-			natsServerBin.err = fmt.Errorf("go build nats-server: %v\n%s", err, out)
-		}
-	})
-	if natsServerBin.err != nil {
-		tb.Fatal(natsServerBin.err)
-	}
-	return natsServerBin.path
-}
-
-// natsProc is a nats-server process with JetStream.
-type natsProc struct {
-	cmd *exec.Cmd
-	url string
-}
-
-// startNATSProc runs the nats-server binary on a free loopback port until
-// tb's cleanup.
-func startNATSProc(tb testing.TB) *natsProc {
-	tb.Helper()
-	bin := buildNATSServer(tb)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", tb.TempDir())
-	var out syncbuf.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	n := &natsProc{cmd: cmd, url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	poll.UntilState(tb, 30*time.Second, "nats-server to accept connections", func() (bool, string) {
-		nc, err := nats.Connect(n.url)
-		if err == nil {
-			nc.Close()
-		}
-		return err == nil, out.String()
-	})
-	return n
-}
 
 // procCPU is the CPU time (user + system) of process pid so far.
 func procCPU(tb testing.TB, pid int) time.Duration {

@@ -97,7 +97,7 @@ func (r *streamRecord) check(t *testing.T) {
 func TestSIGKILLMidBurstLosesNothing(t *testing.T) {
 	t.Parallel()
 	const shards, perShard = 4, 5000
-	ns := natstest.Start(t)
+	ns := startNATSProc(t)
 	sim, err := discordsim.Start(discordsim.Config{Token: e2eToken, Shards: shards, MaxConcurrency: shards, Guilds: 16,
 		IdentifyWindow: 100 * time.Millisecond, HeartbeatInterval: 5 * time.Second, Seed: 1})
 	if err != nil {
@@ -105,7 +105,7 @@ func TestSIGKILLMidBurstLosesNothing(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sim.Close() })
 	cfgPath, statePath := writeSimConfig(t, t.TempDir(), sim.APIURL(), "")
-	args := []string{"-config", cfgPath, "--headless", "--log-format", "json", "--bus-url", ns.ClientURL()}
+	args := []string{"-config", cfgPath, "--headless", "--log-format", "json", "--bus-url", ns.url}
 
 	p := startProc(t, args...)
 	waitAllReady(t, p, 30*time.Second)
@@ -120,7 +120,7 @@ func TestSIGKILLMidBurstLosesNothing(t *testing.T) {
 		_, err := toml.DecodeFile(statePath, &doc) // the running shardtop holds the lock: read the file as it is
 		return err == nil && len(doc.Shard) == shards
 	})
-	rec := consumeAll(t, ns.ClientURL())
+	rec := consumeAll(t, ns.url)
 	for id := range shards {
 		sim.Burst(id, perShard)
 	}
