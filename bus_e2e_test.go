@@ -151,8 +151,11 @@ func TestSIGKILLMidBurstLosesNothing(t *testing.T) {
 	if st := sim.Stats(); st.Identifies != shards || st.Resumes < shards {
 		t.Errorf("Discord saw %d identifies and %d resumes: the restart must resume all %d shards", st.Identifies, st.Resumes, shards)
 	}
-	if atKill >= rec.total || atKill < shards*perShard/3 {
-		t.Errorf("%d events in the stream at the kill, %d at the end: the kill was not mid-burst", atKill, rec.total)
+	rec.mu.Lock()
+	total := rec.total
+	rec.mu.Unlock()
+	if atKill >= total || atKill < shards*perShard/3 {
+		t.Errorf("%d events in the stream at the kill, %d at the end: the kill was not mid-burst", atKill, total)
 	}
 	p.signal(t, syscall.SIGTERM)
 	assertExit(t, p, exitOK)
