@@ -376,6 +376,8 @@ func (s *supervisor) reportSaved(start time.Time) {
 	switch {
 	case saved == 0:
 		msg = "stopped: no session to save (no shard had one yet)"
+	case total-saved == 1:
+		msg += "; 1 shard had none yet and will identify"
 	case saved < total:
 		msg += fmt.Sprintf("; %d shards had none yet and will identify", total-saved)
 	}
