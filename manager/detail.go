@@ -61,6 +61,8 @@ type ShardDetail struct {
 // loop writes it (at a state change, at a sample point); ShardDetailInto
 // reads it.
 type track struct {
+	// mu guards changes, cHead, samples and sHead: the loop writes them,
+	// any reader's ShardDetailInto copies them. Held for copies only.
 	mu      sync.Mutex
 	changes []StateRecord // a ring of up to DetailChanges
 	cHead   int           // oldest change once the ring is full

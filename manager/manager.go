@@ -15,7 +15,10 @@
 // atomic pointer, and a small immutable record per shard, so readers never
 // wait for the loop.
 //
-// The package has one mutex, the subscribers' (events.go).
+// The package has two mutexes: the subscribers' (events.go), which guards
+// their list so that a send never meets a closed channel, and each shard
+// key's track (detail.go), which guards its history of state changes and
+// samples between the loop that writes it and ShardDetailInto.
 package manager
 
 import (
