@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/shardtop/shardtop/gateway"
@@ -51,13 +52,17 @@ type loop struct {
 	changed bool // readers must be notified
 }
 
+// testHookBeforeStart, if set, runs as startAll begins (a test cancels
+// Open's context there).
+var testHookBeforeStart atomic.Pointer[func(*Manager)]
+
 // run is the loop: it starts the shards, then handles messages, store
 // hand-overs and its own clock until Close has finished.
-func (m *Manager) run(l *loop, started chan<- error) {
+func (m *Manager) run(ctx context.Context, l *loop, started chan<- error) {
 	defer close(m.loopDone)
 	l.dirty = true
 	l.publish()
-	started <- l.startAll()
+	started <- l.startAll(ctx)
 	tick := time.NewTicker(m.cfg.sampleInterval)
 	defer tick.Stop()
 	for !l.done {
@@ -194,11 +199,20 @@ func (m *Manager) prepare(ctx context.Context) (*loop, error) {
 
 // startAll starts every shard in ID order: a shard that must identify
 // takes its ticket in Start, so they identify in that order whatever order
-// their goroutines run in.
-func (l *loop) startAll() error {
+// their goroutines run in. It stops early when ctx (Open's) ends: a signal
+// during a large start-up; Close then closes what started and keeps every
+// saved session.
+func (l *loop) startAll(ctx context.Context) error {
+	if hook := testHookBeforeStart.Load(); hook != nil {
+		(*hook)(l.m)
+	}
 	v := l.m.view.Load()
 	identify := 0
-	for _, e := range v.entries {
+	for i, e := range v.entries {
+		if i%1024 == 0 && ctx.Err() != nil {
+			l.m.log.Info("start-up cancelled", "started", i, "shards", len(v.entries))
+			return fmt.Errorf("manager: open: %w with %d of %d shards started", ctx.Err(), i, len(v.entries))
+		}
 		if !e.infoOf().resumable {
 			identify++
 		}

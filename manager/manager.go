@@ -224,7 +224,7 @@ func (m *Manager) Open(ctx context.Context) error {
 	m.workers.Add(1)
 	go m.refresher()
 	started := make(chan error, 1)
-	go m.run(l, started)
+	go m.run(ctx, l, started)
 	return <-started
 }
 
