@@ -282,6 +282,17 @@ func checkExactlyOnce(t testing.TB, events []event) map[string][]event {
 	return byShard
 }
 
+// shardGaps describes what the manager's shards saw, for a failure message:
+// sequence gaps Discord left, state, sequence.
+func shardGaps(m *manager.Manager) string {
+	var b strings.Builder
+	for si := range m.Shards() {
+		fmt.Fprintf(&b, "shard %s: %s seq %d gaps %d resumes %d identifies %d held %v\n",
+			si.Key, si.State, si.Sequence, si.SequenceGaps, si.Resumes, si.Identifies, si.Held)
+	}
+	return b.String()
+}
+
 // describe summarises events for a failure message.
 func describe(events []event) string {
 	counts := map[string]int{}

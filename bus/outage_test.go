@@ -230,7 +230,7 @@ func TestFullBufferHoldsAndResumes(t *testing.T) {
 	poll.UntilState(t, 60*time.Second, "every MESSAGE_CREATE in the consumer", func() (bool, string) {
 		st := b.Stats()
 		maxInFlight = max(maxInFlight, st.InFlight)
-		return c.count("MESSAGE_CREATE") >= shards*perShard, fmt.Sprintf("%s\nbus: %+v", describe(c.all()), st)
+		return c.count("MESSAGE_CREATE") >= shards*perShard, fmt.Sprintf("%s\nbus: %+v\nsim: %+v\n%s", describe(c.all()), st, sim.Stats(), shardGaps(m))
 	})
 	checkExactlyOnce(t, c.all())
 	if got := c.count("MESSAGE_CREATE"); got != shards*perShard {

@@ -194,16 +194,30 @@ func (c *conn) emitBurst(sess *session, n int64) (ok, stop bool) {
 }
 
 // carryBurst leaves n burst dispatches not numbered on this connection to
-// sess, unless it ended.
+// sess, unless it ended: to the connection that resumed it since, if one
+// did, else for the next resume.
 func (c *conn) carryBurst(sess *session, n int64) {
 	if n <= 0 {
 		return
 	}
 	sess.mu.Lock()
-	if !sess.ended {
+	to := sess.carryTo
+	switch {
+	case sess.ended:
+		to = nil
+	case to != nil && to != c:
+		// It took burstLeft already: hand the rest to it (its writer
+		// sends it once RESUMED is out; if it ends first, it carries it
+		// on in turn).
+	default:
+		to = nil
 		sess.burstLeft = min(sess.burstLeft+n, math.MaxInt64/2)
 	}
 	sess.mu.Unlock()
+	if to != nil {
+		addSaturating(&to.burst, n)
+		to.notify()
+	}
 }
 
 // writeChunk writes ch's frames back to back through the corked connection.

@@ -686,6 +686,15 @@ func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	defer c.dropTCP()
 	defer func() {
+		// A burst this connection did not get to is its session's.
+		c.mu.Lock()
+		sess := c.sess
+		c.mu.Unlock()
+		if sess != nil {
+			c.carryBurst(sess, c.burst.Swap(0))
+		}
+	}()
+	defer func() {
 		if c.grace != nil {
 			c.grace.Stop()
 		}
@@ -805,7 +814,7 @@ func (c *conn) produceResumed(sess *session, replay []entry) bool {
 	}
 	e := sess.appendLocked(resumedBody, 0, 0, s.cfg.ReplayBuffer)
 	left := sess.burstLeft
-	sess.burstLeft = 0
+	sess.burstLeft, sess.carryTo = 0, c
 	sess.mu.Unlock()
 	if left > 0 {
 		addSaturating(&c.burst, left) // sent by generate, after RESUMED

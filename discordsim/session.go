@@ -30,6 +30,9 @@ type session struct {
 	// its client is away, so the connection that resumes it sends them
 	// after the replay.
 	burstLeft int64
+	// carryTo is the connection that last resumed the session and took
+	// burstLeft: what another connection leaves afterwards goes to it.
+	carryTo *conn
 
 	credit float64 // event-rate credit; scheduler goroutine only
 }
