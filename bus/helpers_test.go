@@ -312,14 +312,21 @@ func describe(events []event) string {
 	return b.String()
 }
 
-// messageRuns describes each session's MESSAGE_CREATE sequences: first,
-// last, count and the first gaps, to tell a hole from a missing tail.
+// messageRuns describes each session's events: how many MESSAGE_CREATE,
+// the sequence range of all its events, and the first gaps in it (every
+// event counts: a RESUMED takes a sequence number between messages), to
+// tell a hole from a missing tail.
 func messageRuns(events []event) string {
 	bySession := map[string][]int64{}
+	messages := map[string]int{}
 	for _, e := range events {
+		if e.name == LostEvent {
+			continue
+		}
+		k := e.shard + " " + e.session
+		bySession[k] = append(bySession[k], e.seq)
 		if e.name == "MESSAGE_CREATE" {
-			k := e.shard + " " + e.session
-			bySession[k] = append(bySession[k], e.seq)
+			messages[k]++
 		}
 	}
 	keys := make([]string, 0, len(bySession))
@@ -331,10 +338,10 @@ func messageRuns(events []event) string {
 	for _, k := range keys {
 		seqs := bySession[k]
 		slices.Sort(seqs)
-		fmt.Fprintf(&b, "%s: %d MESSAGE_CREATE, seq %d..%d", k, len(seqs), seqs[0], seqs[len(seqs)-1])
+		fmt.Fprintf(&b, "%s: %d MESSAGE_CREATE, events seq %d..%d", k, messages[k], seqs[0], seqs[len(seqs)-1])
 		gaps := 0
 		for i := 1; i < len(seqs) && gaps < 5; i++ {
-			if seqs[i] != seqs[i-1]+1 {
+			if seqs[i] > seqs[i-1]+1 {
 				fmt.Fprintf(&b, ", gap after %d to %d", seqs[i-1], seqs[i])
 				gaps++
 			}
