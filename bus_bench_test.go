@@ -1,12 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/shardtop/shardtop/discordsim"
 	"github.com/shardtop/shardtop/internal/filetest"
 	"github.com/shardtop/shardtop/internal/poll"
+	"github.com/shardtop/shardtop/internal/procstat"
 )
 
 // The bus benchmarks run the shardtop binary headless against a simulator
@@ -32,35 +32,21 @@ const busBenchShards = 4
 // procCPU is the CPU time (user + system) of process pid so far.
 func procCPU(tb testing.TB, pid int) time.Duration {
 	tb.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := procstat.CPU(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	// The fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * (time.Second / 100) // USER_HZ is 100 in /proc
+	return d
 }
 
 // procRSS is the resident set of process pid, in bytes.
 func procRSS(tb testing.TB, pid int) int64 {
 	tb.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := procstat.RSS(pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	tb.Fatal("no VmRSS")
-	return 0
+	return n
 }
 
 // busBench is shardtop publishing the simulator's events to a stream.
@@ -85,7 +71,7 @@ const (
 func startBusBench(tb testing.TB, shards int, mode string, cfg discordsim.Config) *busBench {
 	tb.Helper()
 	cfg.Token, cfg.Shards, cfg.MaxConcurrency = e2eToken, shards, shards
-	cfg.Guilds = cmpOr(cfg.Guilds, 4*shards)
+	cfg.Guilds = cmp.Or(cfg.Guilds, 4*shards)
 	cfg.IdentifyWindow, cfg.HeartbeatInterval, cfg.Seed = 20*time.Millisecond, 41250*time.Millisecond, 1
 	sim, err := discordsim.Start(cfg)
 	if err != nil {
@@ -130,13 +116,6 @@ state_file = "state.toml"
 		tb.Fatal(err)
 	}
 	return bb
-}
-
-func cmpOr(v, d int) int {
-	if v == 0 {
-		return d
-	}
-	return v
 }
 
 // streamMsgs is how many messages the stream holds.

@@ -13,13 +13,13 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/shardtop/shardtop/discordsim"
+	"github.com/shardtop/shardtop/internal/procstat"
 	"github.com/shardtop/shardtop/internal/simproc"
 )
 
@@ -52,25 +52,6 @@ type idleResult struct {
 	CPU        time.Duration // user+system CPU over CPUWindow (getrusage RUSAGE_SELF)
 	Wall       time.Duration // the CPUWindow as it elapsed
 	Heartbeats uint64        // heartbeats the shards sent during it
-}
-
-// vmRSS reads this process's resident set size from /proc/self/status.
-func vmRSS() (int64, error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v) // "12345 kB"
-			if len(f) != 2 || f[1] != "kB" {
-				return 0, fmt.Errorf("/proc/self/status: VmRSS line %q", line)
-			}
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/self/status: no VmRSS line")
 }
 
 // runIdleClientIfChild must be called in TestMain. When this process is an
@@ -127,7 +108,7 @@ func runIdleClient(spec idleSpec) (idleResult, error) {
 		}
 	}
 	time.Sleep(spec.Settle) // the measurement's own wait, as the issue measures: no synchronisation
-	rss, err := vmRSS()
+	rss, err := procstat.RSS(procstat.Self)
 	if err != nil {
 		return res, err
 	}

@@ -9,14 +9,13 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shardtop/shardtop/discordsim"
 	"github.com/shardtop/shardtop/gateway"
+	"github.com/shardtop/shardtop/internal/procstat"
 	"github.com/shardtop/shardtop/internal/simproc"
 	"github.com/shardtop/shardtop/limiter"
 	"github.com/shardtop/shardtop/store"
@@ -338,21 +337,11 @@ func startIdleProfile(b *testing.B) (stop func()) {
 // vmRSS is this process's resident set size in bytes (Linux).
 func vmRSS(b *testing.B) int64 {
 	b.Helper()
-	data, err := os.ReadFile("/proc/self/status")
+	n, err := procstat.RSS(procstat.Self)
 	if err != nil {
-		b.Skip("no /proc/self/status:", err)
+		b.Skip("no resident set size:", err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	b.Fatal("no VmRSS in /proc/self/status")
-	return 0
+	return n
 }
 
 // cpuTime is the user and system (kernel) CPU this process has used.
