@@ -48,6 +48,26 @@ type ShardInfo struct {
 	Busy bool
 	// Held reports a shard closed until the event sink takes events again.
 	Held bool
+	// Node names the shardtop process that runs the shard in a cluster;
+	// empty for a manager on its own. A manager leaves it empty: the
+	// cluster view fills it in when it merges the nodes' snapshots.
+	Node string
+}
+
+// NodeInfo is one shardtop process of a clustered bot, as the cluster
+// view last heard from it.
+type NodeInfo struct {
+	Name string
+	// Shards and Ready count the active shards the node runs and those of
+	// them Ready; Leases the shard leases it holds.
+	Shards, Ready, Leases int
+	// LastSeen is when the node's last snapshot arrived; Gone reports
+	// that none came for longer than the node's lease expiry.
+	LastSeen time.Time
+	Gone     bool
+	// Self marks the node of this process; WatchOnly a node that runs no
+	// shards, only watches and steers the cluster.
+	Self, WatchOnly bool
 }
 
 // Totals sums up a Snapshot.
@@ -80,6 +100,9 @@ type Snapshot struct {
 	CanReshard bool
 	// Operations are the splits and re-shards in progress.
 	Operations []Operation
+	// Nodes lists the processes of a clustered bot, by name; nil for a
+	// manager on its own (the cluster view fills it in).
+	Nodes []NodeInfo
 }
 
 // Snapshot returns the current state. It reads what the loop published and
