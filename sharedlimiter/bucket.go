@@ -174,7 +174,9 @@ func (l *Limiter) step(b *bucket) time.Duration {
 			break
 		}
 	}
-	if older {
+	if !older {
+		b.deferSince = time.Time{}
+	} else {
 		if b.deferSince.IsZero() {
 			b.deferSince = now
 		}
@@ -294,6 +296,10 @@ func (l *Limiter) refresh(ctx context.Context, b *bucket, prev bucketEntry) time
 	}
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
+		if !prev.present {
+			// Not found again, yet the claim lost: a replica that lags.
+			return max(l.window/8, 10*time.Millisecond)
+		}
 		b.cur = bucketEntry{}
 		return -1
 	case err == nil && e.Revision() > b.cur.rev:

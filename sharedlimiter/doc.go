@@ -41,9 +41,11 @@
 // them; a leader change between two servers with skewed clocks shifts the
 // bound by the skew.)
 //
-// Cost per identify: claim publish + read-back + budget publish + outcome
-// publish (4 round trips to the stream leader), plus one waiters-key put per
-// new head, and the watch deliveries of those writes to every process.
+// Cost per identify: claim publish + read-back + budget publish (if the
+// budget is known) + outcome publish, 4 round trips to the stream; plus a
+// waiters-key put when the head changes (and a purge when the queue
+// empties), one refresh per window while a head waits, and the watch
+// delivery of every write to every process. BenchmarkBucketOps measures it.
 //
 // # A crashed holder
 //
