@@ -347,3 +347,49 @@ func TestIdempotentStepsAndRelease(t *testing.T) {
 		t.Errorf("snapshot grants %d ready %d waiting %d, want 1 1 0", sn.Grants, sn.Ready, sn.Waiting)
 	}
 }
+
+func TestCancelledWaiterLeavesAndSeedDelays(t *testing.T) {
+	s := natstest.Start(t)
+	l, _ := proc(t, s, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
+	defer cancel()
+	a, _ := l.Enqueue(0)
+	if err := l.Acquire(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// b waits behind a's identify in flight; its ctx ends: it leaves.
+	b, _ := l.Enqueue(2)
+	bctx, bcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- l.Acquire(bctx, b) }()
+	poll.Until(t, poll.Timeout, "b blocked in Acquire", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.tickets[b] != nil && l.tickets[b].acquiring
+	})
+	bcancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Acquire: %v", err)
+	}
+	if _, _, ok := l.Position(b); ok {
+		t.Error("a cancelled ticket is still queued")
+	}
+	l.Release(a, true)
+
+	// A seeded identify of bucket 1 a moment ago delays its next grant
+	// by window + margin from it.
+	seeded := time.Now()
+	l.SeedLastIdentify(1, seeded)
+	c, _ := l.Enqueue(1)
+	if err := l.Acquire(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(seeded); d < testWindow+50*time.Millisecond {
+		t.Errorf("granted %v after a seeded identify, want >= window + margin", d)
+	}
+	last := l.LastIdentifies(nil)
+	if len(last) != 2 || last[1].Before(seeded) || last[0].IsZero() {
+		t.Errorf("LastIdentifies = %v", last)
+	}
+	l.Release(c, false)
+}
