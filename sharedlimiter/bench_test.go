@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/shardtop/shardtop/internal/natstest"
 	"github.com/shardtop/shardtop/internal/poll"
 )
@@ -18,11 +17,11 @@ import (
 // (claim, read-back, waiters key, outcome, and the watch delivery the next
 // claim waits for).
 func BenchmarkBucketOps(b *testing.B) {
-	b.Run("single", func(b *testing.B) { benchBucketOps(b, natstest.Start(b), 1) })
+	b.Run("single", func(b *testing.B) { benchBucketOps(b, natstest.Start(b).ClientURL(), 1) })
 }
 
-func benchBucketOps(b *testing.B, s *server.Server, replicas int) {
-	js := natstest.JetStream(b, s.ClientURL())
+func benchBucketOps(b *testing.B, url string, replicas int) {
+	js := natstest.JetStream(b, url)
 	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	defer cancel()
 	l, err := New(ctx, js, 1, WithWindow(0), WithMargin(0), WithReplicas(replicas))

@@ -34,7 +34,13 @@ const testWindow = 250 * time.Millisecond
 // proc is one Limiter as one process would have it: its own connection.
 func proc(t *testing.T, s *server.Server, maxConc int, opts ...Option) (*Limiter, jetstream.JetStream) {
 	t.Helper()
-	js := natstest.JetStream(t, s.ClientURL())
+	return procAt(t, s.ClientURL(), maxConc, opts...)
+}
+
+// procAt is proc connected to url.
+func procAt(t *testing.T, url string, maxConc int, opts ...Option) (*Limiter, jetstream.JetStream) {
+	t.Helper()
+	js := natstest.JetStream(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	defer cancel()
 	opts = append([]Option{WithWindow(testWindow), WithMargin(50 * time.Millisecond), WithReserve(0)}, opts...)
