@@ -191,7 +191,15 @@ func (l *Limiter) step(b *bucket) time.Duration {
 	}
 	if ok, resetAt := l.budgetAllowsLocked(h.approached); !ok {
 		d := l.localTimeLocked(resetAt).Sub(now)
+		warn := !l.budgetWarned
+		l.budgetWarned = true
+		v := l.budget.val
 		l.mu.Unlock()
+		if warn {
+			l.log.Warn("session start budget at reserve: identifies wait for the reset",
+				"shard", h.shardID, "bucket", b.index, "remaining", v.Remaining,
+				"reserve", l.effectiveReserve(v.Total), "reset_in", d)
+		}
 		return max(d, time.Millisecond)
 	}
 	shard := h.shardID

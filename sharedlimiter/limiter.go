@@ -76,6 +76,7 @@ type Limiter struct {
 	// clock (an entry this process wrote, at the local time of the ack).
 	clockServer, clockLocal time.Time
 	closed                  bool
+	budgetWarned            bool // a budget wait was logged since the budget last changed
 
 	grants, ready, failed, expired uint64
 	waiting                        int
@@ -584,6 +585,7 @@ func (l *Limiter) apply(e jetstream.KeyValueEntry, seen time.Time) {
 			}
 		}
 		l.budget = be
+		l.budgetWarned = false
 		l.kickHeadsLocked()
 	case strings.HasPrefix(key, bucketPrefix):
 		n, err := strconv.Atoi(key[len(bucketPrefix):])
