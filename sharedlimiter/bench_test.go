@@ -18,6 +18,7 @@ import (
 // claim waits for).
 func BenchmarkBucketOps(b *testing.B) {
 	b.Run("single", func(b *testing.B) { benchBucketOps(b, natstest.Start(b).ClientURL(), 1) })
+	b.Run("cluster-R3", func(b *testing.B) { benchBucketOps(b, startCluster(b, 3), 3) })
 }
 
 func benchBucketOps(b *testing.B, url string, replicas int) {
