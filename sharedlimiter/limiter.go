@@ -442,8 +442,10 @@ func (l *Limiter) wait(ctx context.Context, id uint64, approach bool, lead time.
 			return fmt.Errorf("ticket %d (shard %d): %w", id, t.shardID, err)
 		}
 		var at time.Time
+		budgetWait := false
 		if approach {
-			ok, when, err := l.approachableLocked(t, lead, time.Now())
+			ok, when, bw, err := l.approachableLocked(t, lead, time.Now())
+			budgetWait = bw
 			if err != nil {
 				t.waiting = false
 				l.leaveLocked(t)
@@ -461,7 +463,17 @@ func (l *Limiter) wait(ctx context.Context, id uint64, approach bool, lead time.
 			}
 			at = when
 		}
+		var warn *budgetVal
+		if budgetWait && !l.budgetWarned {
+			l.budgetWarned = true
+			v := l.budget.val
+			warn = &v
+		}
 		l.mu.Unlock()
+		if warn != nil {
+			l.log.WarnContext(ctx, "session start budget at reserve: identifies wait for the reset",
+				"shard", t.shardID, "remaining", warn.Remaining, "reserve", l.effectiveReserve(warn.Total))
+		}
 		var fire <-chan time.Time
 		if !at.IsZero() {
 			d := time.Until(at)
@@ -482,24 +494,24 @@ func (l *Limiter) wait(ctx context.Context, id uint64, approach bool, lead time.
 }
 
 // approachableLocked reports whether t may approach now; if not, when to
-// look again (zero: on a wake-up).
-func (l *Limiter) approachableLocked(t *ticket, lead time.Duration, now time.Time) (bool, time.Time, error) {
+// look again (zero: on a wake-up) and whether the budget holds it back.
+func (l *Limiter) approachableLocked(t *ticket, lead time.Duration, now time.Time) (ok bool, at time.Time, budgetWait bool, err error) {
 	b := t.b
 	if b.head() != t {
-		return false, time.Time{}, nil
+		return false, time.Time{}, false, nil
 	}
 	if t.approached {
-		return true, time.Time{}, nil
+		return true, time.Time{}, false, nil
 	}
 	if b.curErr != nil {
-		return false, time.Time{}, b.curErr
+		return false, time.Time{}, false, b.curErr
 	}
 	if l.budget.err != nil {
-		return false, time.Time{}, l.budget.err
+		return false, time.Time{}, false, l.budget.err
 	}
 	slot := b.notBefore
 	if b.held != nil {
-		return false, time.Time{}, nil // this process's identify awaits its outcome
+		return false, time.Time{}, false, nil // this process's identify awaits its outcome
 	}
 	if b.cur.present {
 		gap := l.gapAfter(b.cur)
@@ -511,14 +523,15 @@ func (l *Limiter) approachableLocked(t *ticket, lead time.Duration, now time.Tim
 		}
 	}
 	if ok, resetAt := l.budgetAllowsLocked(false); !ok {
+		budgetWait = true
 		if r := l.localTimeLocked(resetAt); r.After(slot) {
 			slot = r
 		}
 	}
 	if at := slot.Add(-lead); now.Before(at) {
-		return false, at, nil
+		return false, at, budgetWait, nil
 	}
-	return true, time.Time{}, nil
+	return true, time.Time{}, false, nil
 }
 
 // localTimeLocked maps a server instant to a local one (by the clock sample).

@@ -187,9 +187,15 @@ func TestBudgetSpentOncePerGrantAndReserveKept(t *testing.T) {
 	}
 	poll.Until(t, poll.Timeout, "6 grants", func() bool { mu.Lock(); defer mu.Unlock(); return len(grants) >= 6 })
 	kv := kvOf(t, js)
-	// The other 4 wait for the reset: after several more windows still 6.
-	deadline := time.Now().Add(10 * 50 * time.Millisecond)
-	poll.Until(t, poll.Timeout, "several windows", func() bool { return time.Now().After(deadline) })
+	// The other 4 wait for the reset: each process with one queued says so.
+	poll.Until(t, poll.Timeout, "both processes waiting for the budget reset", func() bool {
+		for _, l := range []*Limiter{a, b} {
+			if l.Snapshot().Waiting > 0 && !budgetWaiting(l) {
+				return false
+			}
+		}
+		return true
+	})
 	cancel()
 	wg.Wait()
 	if len(grants) != 6 {
@@ -211,6 +217,14 @@ func TestBudgetSpentOncePerGrantAndReserveKept(t *testing.T) {
 	if sn := a.Snapshot(); sn.Grants+b.Snapshot().Grants != 6 {
 		t.Errorf("snapshots count %d+%d grants, want 6", sn.Grants, b.Snapshot().Grants)
 	}
+}
+
+// budgetWaiting reports whether l logged a budget wait (a head of it waits
+// for the reset) since the budget last changed.
+func budgetWaiting(l *Limiter) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.budgetWarned
 }
 
 func kvOf(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
