@@ -44,7 +44,9 @@ type bucket struct {
 	release   *release
 	notBefore time.Time // local: SeedLastIdentify
 	lastGrant time.Time
-	lastKV    time.Time // server time of the last claim seen in KV
+	readAt    time.Time // local time the worker last read the key itself
+	// releasedRev is the last claim of ours whose outcome was written.
+	releasedRev uint64
 
 	advertised bool      // this process's waiters key is written
 	advEnq     time.Time // ... with this enqueue time
@@ -110,12 +112,28 @@ func (l *Limiter) step(b *bucket) time.Duration {
 	l.mu.Lock()
 	if r := b.release; r != nil {
 		b.release = nil
+		b.releasedRev = max(b.releasedRev, r.rev)
 		l.mu.Unlock()
 		l.writeOutcome(ctx, b, r)
 		return -1
 	}
 	h := b.head()
 	now := time.Now()
+	// A claim of ours the worker does not hold: one whose publish timed
+	// out yet was stored (a server lost mid-request). Adopt it for the
+	// head it was made for, else give it up as a failure.
+	if cur := b.cur; b.held == nil && cur.present && cur.op == jetstream.KeyValuePut &&
+		cur.val.State == stateHeld && cur.val.Holder == l.id && cur.rev > b.releasedRev {
+		if h != nil && h.acquiring && cur.val.Ticket == h.id {
+			l.mu.Unlock()
+			// Its previous entry is unknown here but older than the claim:
+			// a whole gap after the claim was seen covers it.
+			return l.finish(ctx, b, h, h.shardID, cur.rev, cur.seen.Add(l.window+l.margin))
+		}
+		l.mu.Unlock()
+		l.writeOutcome(ctx, b, &release{rev: cur.rev, shard: cur.val.Shard})
+		return -1
+	}
 	// Advertise the head (refreshed before its TTL runs out), or withdraw.
 	waiterTTL := ttlSeconds(2 * l.window)
 	if h == nil && b.advertised {
@@ -162,8 +180,20 @@ func (l *Limiter) step(b *bucket) time.Duration {
 	}
 	cur := b.cur
 	if cur.present && cur.op == jetstream.KeyValuePut && cur.val.State == stateHeld {
+		// Another identify in flight: its outcome or TTL marker wakes us
+		// through the watcher. Should the watcher lag (it recovers slowly
+		// from a lost server), read the key once per window ourselves.
+		poll := max(l.window, 100*time.Millisecond)
+		if since := now.Sub(later(cur.seen, b.readAt)); since < poll {
+			l.mu.Unlock()
+			return min(refresh, poll-since)
+		}
+		b.readAt = now
 		l.mu.Unlock()
-		return refresh // another identify in flight: its outcome or TTL marker wakes us
+		ctx2, cancel := context.WithTimeout(ctx, kvTimeout)
+		defer cancel()
+		l.refresh(ctx2, b, cur)
+		return -1
 	}
 	// Defer to an older waiter of another process, for at most two
 	// windows (a peer that advertises but never claims cannot stall us).
@@ -210,7 +240,7 @@ func (l *Limiter) step(b *bucket) time.Duration {
 // claim takes bucket b in KV for head h, based on the bucket key's entry
 // prev, waits out the gap, spends the budget and grants.
 func (l *Limiter) claim(ctx context.Context, b *bucket, h *ticket, shard int, prev bucketEntry) time.Duration {
-	val, _ := json.Marshal(bucketVal{State: stateHeld, Node: l.node, Shard: shard})
+	val, _ := json.Marshal(bucketVal{State: stateHeld, Node: l.node, Holder: l.id, Ticket: h.id, Shard: shard})
 	ctx2, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
 	rev, err := l.publish(ctx2, b.key, val, prev.rev, l.holdLimit)
@@ -236,8 +266,14 @@ func (l *Limiter) claim(ctx context.Context, b *bucket, h *ticket, shard int, pr
 			wait = prev.created.Add(l.gapAfter(prev)).Sub(e.Created())
 		}
 	}
-	if wait > 0 {
-		t := time.NewTimer(time.Until(ack.Add(wait)))
+	return l.finish(ctx, b, h, shard, rev, ack.Add(wait))
+}
+
+// finish completes claim rev of b for head h: waits until until (local),
+// spends one start and grants, or gives the claim up as a failure.
+func (l *Limiter) finish(ctx context.Context, b *bucket, h *ticket, shard int, rev uint64, until time.Time) time.Duration {
+	if d := time.Until(until); d > 0 {
+		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -303,6 +339,10 @@ func (l *Limiter) refresh(ctx context.Context, b *bucket, prev bucketEntry) time
 		return -1 // the watcher brought news meanwhile
 	}
 	switch {
+	case errors.Is(err, jetstream.ErrKeyDeleted):
+		// A marker the watcher has not brought yet: its revision is
+		// unknown here, so wait for the watcher (or the next read).
+		return max(l.window/8, 10*time.Millisecond)
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		if !prev.present {
 			// Not found again, yet the claim lost: a replica that lags.
@@ -321,7 +361,10 @@ func (l *Limiter) refresh(ctx context.Context, b *bucket, prev bucketEntry) time
 // writeOutcome writes r to b's key: free, with READY or not. If the claim
 // expired meanwhile (another revision), the outcome is lost: counted.
 func (l *Limiter) writeOutcome(ctx context.Context, b *bucket, r *release) {
-	val, _ := json.Marshal(bucketVal{State: stateFree, Node: l.node, Shard: r.shard, Ready: r.ready})
+	l.mu.Lock()
+	b.releasedRev = max(b.releasedRev, r.rev)
+	l.mu.Unlock()
+	val, _ := json.Marshal(bucketVal{State: stateFree, Node: l.node, Holder: l.id, Shard: r.shard, Ready: r.ready})
 	ctx2, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
 	_, err := l.publish(ctx2, b.key, val, r.rev, 0)

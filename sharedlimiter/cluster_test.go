@@ -18,6 +18,12 @@ import (
 // returns a client URL listing them all, once JetStream has a leader.
 // (Until natstest.StartCluster lands on main.)
 func startCluster(tb testing.TB, n int) string {
+	url, _ := startClusterServers(tb, n)
+	return url
+}
+
+// startClusterServers is startCluster that also returns the servers.
+func startClusterServers(tb testing.TB, n int) (string, []*server.Server) {
 	tb.Helper()
 	ports := make([]int, n)
 	for i := range ports {
@@ -74,7 +80,7 @@ func startCluster(tb testing.TB, n int) string {
 		}
 		return true
 	})
-	return all
+	return all, servers
 }
 
 func TestBucketsSharedOnAnR3Cluster(t *testing.T) {
@@ -108,4 +114,45 @@ func TestBucketsSharedOnAnR3Cluster(t *testing.T) {
 		}
 		return true
 	})
+}
+
+func TestStreamLeaderLossKeepsTheWindow(t *testing.T) {
+	urls, servers := startClusterServers(t, 3)
+	const maxConc, shards = 2, 12
+	ls := make([]*Limiter, 3)
+	for i := range ls {
+		ls[i], _ = procAt(t, urls, maxConc, WithReplicas(3), WithNode(fmt.Sprintf("p%d", i)))
+	}
+	js := natstest.JetStream(t, urls)
+	done := make(chan []grant, 1)
+	go func() { done <- runShards(t, ls, shards) }()
+	// Once some grants are through, stop the KV stream's leader.
+	poll.Until(t, poll.Timeout, "a few grants", func() bool {
+		n := uint64(0)
+		for _, l := range ls {
+			n += l.Snapshot().Grants
+		}
+		return n >= 3
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
+	defer cancel()
+	st, err := js.Stream(ctx, "KV_"+DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	for _, s := range servers {
+		if s.Name() == info.Cluster.Leader {
+			s.Shutdown()
+			t.Logf("stopped the stream leader %s", s.Name())
+		}
+	}
+	grants := <-done
+	if len(grants) != shards {
+		t.Fatalf("%d grants, want %d", len(grants), shards)
+	}
+	checkSpacing(t, grants, maxConc, testWindow)
 }

@@ -35,10 +35,12 @@ const (
 // outcome of the last one (free). When it was written is the entry's
 // server timestamp, never a field.
 type bucketVal struct {
-	State string `json:"state"`
-	Node  string `json:"node,omitempty"`
-	Shard int    `json:"shard"`
-	Ready bool   `json:"ready,omitempty"`
+	State  string `json:"state"`
+	Node   string `json:"node,omitempty"`
+	Holder string `json:"holder,omitempty"` // the writing Limiter's instance ID
+	Ticket uint64 `json:"ticket,omitempty"` // the holder's ticket
+	Shard  int    `json:"shard"`
+	Ready  bool   `json:"ready,omitempty"`
 }
 
 // budgetVal is the budget key's value. ResetAt is in the KV server's clock
