@@ -135,7 +135,7 @@ func (l *Limiter) step(b *bucket) time.Duration {
 		return -1
 	}
 	// Advertise the head (refreshed before its TTL runs out), or withdraw.
-	waiterTTL := ttlSeconds(2 * l.window)
+	waiterTTL := ttlSeconds(max(2*l.window, 2*time.Second))
 	if h == nil && b.advertised {
 		b.advertised = false
 		l.mu.Unlock()
@@ -358,25 +358,49 @@ func (l *Limiter) refresh(ctx context.Context, b *bucket, prev bucketEntry) time
 	return l.window / 8 // the watcher will tell
 }
 
-// writeOutcome writes r to b's key: free, with READY or not. If the claim
-// expired meanwhile (another revision), the outcome is lost: counted.
+// writeOutcome writes r to b's key: free, with READY or not. A failed
+// write (a server lost mid-request) is retried until it lands or the claim
+// would have expired anyway. If the claim expired meanwhile (another
+// revision), the outcome is lost: counted as expired.
 func (l *Limiter) writeOutcome(ctx context.Context, b *bucket, r *release) {
 	l.mu.Lock()
 	b.releasedRev = max(b.releasedRev, r.rev)
 	l.mu.Unlock()
 	val, _ := json.Marshal(bucketVal{State: stateFree, Node: l.node, Holder: l.id, Shard: r.shard, Ready: r.ready})
-	ctx2, cancel := context.WithTimeout(ctx, kvTimeout)
-	defer cancel()
-	_, err := l.publish(ctx2, b.key, val, r.rev, 0)
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		l.mu.Lock()
-		l.expired++
-		l.mu.Unlock()
-		l.log.Warn("sharedlimiter: an identify's claim expired before its outcome was told",
-			"shard", r.shard, "bucket", b.index, "hold_limit", l.holdLimit)
-		return
-	}
-	if err != nil && ctx.Err() == nil {
-		l.log.Warn("sharedlimiter: write outcome; the claim expires by its TTL", "bucket", b.index, "err", err)
+	start := time.Now()
+	retried := false
+	for {
+		ctx2, cancel := context.WithTimeout(ctx, kvTimeout)
+		_, err := l.publish(ctx2, b.key, val, r.rev, 0)
+		cancel()
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			if retried {
+				return // an earlier attempt may have landed after all
+			}
+			l.mu.Lock()
+			l.expired++
+			l.mu.Unlock()
+			l.log.Warn("sharedlimiter: an identify's claim expired before its outcome was told",
+				"shard", r.shard, "bucket", b.index, "hold_limit", l.holdLimit)
+			return
+		case ctx.Err() != nil:
+			return
+		case time.Since(start) > l.holdLimit:
+			l.log.Warn("sharedlimiter: could not write an outcome; the claim expires by its TTL",
+				"bucket", b.index, "err", err)
+			return
+		}
+		retried = true
+		l.log.Warn("sharedlimiter: write outcome, retrying", "bucket", b.index, "err", err)
+		t := time.NewTimer(max(l.window/4, 50*time.Millisecond))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
 	}
 }

@@ -14,7 +14,7 @@
 //   - budget: {"total","remaining","reset_at"}, reset_at in the server's
 //     clock as estimated by the writer (below).
 //   - w.<bucket>.<instance>: the head of one process's local queue of the
-//     bucket, {"shard","enqueued"}, with a TTL of two windows (at least 1 s)
+//     bucket, {"shard","enqueued"}, with a TTL of two windows (at least 2 s)
 //     refreshed while it waits.
 //   - n.<instance>: written once by New (TTL 1 s) to sample the server's clock.
 //

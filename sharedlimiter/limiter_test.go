@@ -251,9 +251,11 @@ func budgetIn(t *testing.T, kv jetstream.KeyValue) budgetVal {
 
 func TestOlderWaiterOfAnotherProcessGoesFirst(t *testing.T) {
 	s := natstest.Start(t)
-	holder, _ := proc(t, s, 1)
-	old, _ := proc(t, s, 1)
-	young, _ := proc(t, s, 1)
+	// A window of 1 s: the young defers for up to two, ample on a loaded
+	// machine for the old one's worker to claim first.
+	holder, _ := proc(t, s, 1, WithWindow(time.Second))
+	old, _ := proc(t, s, 1, WithWindow(time.Second))
+	young, _ := proc(t, s, 1, WithWindow(time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	defer cancel()
 	hk, _ := holder.Enqueue(0)
@@ -262,8 +264,8 @@ func TestOlderWaiterOfAnotherProcessGoesFirst(t *testing.T) {
 	}
 	ok, _ := old.Enqueue(1)
 	yk, _ := young.Enqueue(2)
-	poll.Until(t, poll.Timeout, "each sees the other's waiter", func() bool {
-		return waiters(old) == 1 && waiters(young) == 1
+	poll.Until(t, poll.Timeout, "each sees the other's waiter, and only it", func() bool {
+		return onlyWaiter(old, young.id) && onlyWaiter(young, old.id)
 	})
 	order := make(chan string, 2)
 	var wg sync.WaitGroup
@@ -291,10 +293,12 @@ func TestOlderWaiterOfAnotherProcessGoesFirst(t *testing.T) {
 	}
 }
 
-func waiters(l *Limiter) int {
+// onlyWaiter reports whether l sees exactly one other waiter in bucket 0: id.
+func onlyWaiter(l *Limiter, id string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.buckets[0].waiters)
+	_, ok := l.buckets[0].waiters[id]
+	return ok && len(l.buckets[0].waiters) == 1
 }
 
 func TestMalformedValueGivesAClearError(t *testing.T) {
