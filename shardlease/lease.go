@@ -230,7 +230,11 @@ func (l *Lease) end(why error, reason string) {
 // free, after expiry (see [Record.Expired]) when another process held it.
 // The record keeps its session, which the new owner resumes
 // ([Lease.Session]). A live holder gives a *[HeldError]; a malformed record
-// a *[MalformedError]: it is never overwritten.
+// a *[MalformedError]: it is never overwritten. A record the view shows
+// held is refused without I/O, so a release is acquirable once the watch
+// has delivered it (Changes signals it); a view behind the bucket the
+// other way is caught by the compare-and-set, after which Acquire reads the
+// record itself.
 func (t *Table) Acquire(ctx context.Context, key Key) (*Lease, error) {
 	if err := key.valid(); err != nil {
 		return nil, fmt.Errorf("shardlease: acquire shard %s: %w", key, err)

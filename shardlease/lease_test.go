@@ -85,7 +85,10 @@ func TestReleaseHandsSessionOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	lb, err := b.Acquire(ctxT(t, 10*time.Second), k) // b's view may lag: the CAS path reads the record
+	// A held record in b's view is refused without I/O, so b waits until
+	// its watch delivers the release (the ownership code hears Changes).
+	poll.Until(t, poll.Timeout, "b sees the release", func() bool { r, _ := recordOf(b, k); return r.Owner == "" })
+	lb, err := b.Acquire(ctxT(t, 10*time.Second), k)
 	if err != nil {
 		t.Fatalf("acquire after release: %v", err)
 	}
