@@ -2,6 +2,7 @@ package shardlease
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"testing"
@@ -99,3 +100,6 @@ func suspend(l *Lease) {
 	l.t.leases[l.key] = l
 	l.t.mu.Unlock()
 }
+
+func isHeld(err error) bool { return errors.Is(err, ErrHeld) }
+func isLost(err error) bool { return errors.Is(err, ErrLost) }
