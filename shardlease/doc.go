@@ -45,8 +45,10 @@
 // time the shard takes to stop; the default m, TTL/5, is seconds. A
 // write whose outcome is unknown (timed out) does not move the deadline;
 // if it was stored, the others see it later still, which only delays
-// expiry, and the owner's next write, with the old revision, finds the
-// lease lost.
+// expiry. The owner's next write then meets a revision mismatch, reads the
+// record, and, finding its own node and epoch there (every acquisition
+// bumps the epoch, so nobody else writes with them), carries on from that
+// revision instead of counting the lease lost.
 //
 // A restarted process does not recognise its own old records: a node that
 // died holding leases waits out their expiry like any other. A graceful

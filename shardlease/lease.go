@@ -154,6 +154,16 @@ func (l *Lease) write(ctx context.Context, st *store.ShardState, release bool) e
 	defer cancel()
 	sent := time.Now()
 	newRev, err := l.t.kv.Update(ctx, l.name, data, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// If the record still carries this lease's owner and epoch, it
+		// moved by a write of ours whose answer was lost (a timeout): only
+		// this lease writes with this epoch, since every acquisition bumps
+		// it. Retry on that revision; the deadline stays that of the last
+		// write known to be sent.
+		if own, ok := l.ownRevision(ctx, v.owner, v.epoch); ok {
+			newRev, err = l.t.kv.Update(ctx, l.name, data, own)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			l.end(ErrLost, "revision moved")
@@ -180,6 +190,20 @@ func (l *Lease) write(ctx context.Context, st *store.ShardState, release bool) e
 	l.timer.Reset(time.Until(l.deadline))
 	l.mu.Unlock()
 	return nil
+}
+
+// ownRevision reads the record and returns its revision if it is still
+// owner's (this node, or "" for a release) at epoch.
+func (l *Lease) ownRevision(ctx context.Context, owner string, epoch uint64) (uint64, bool) {
+	e, err := l.t.kv.Get(ctx, l.name)
+	if err != nil {
+		return 0, false
+	}
+	v, err := decode(l.key, e.Value())
+	if err != nil || v.owner != owner || v.epoch != epoch {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // expire is the deadline timer's function.

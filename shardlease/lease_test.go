@@ -295,3 +295,43 @@ func TestDeleteRetiredShard(t *testing.T) {
 		t.Fatalf("record %+v, want node-b's", v)
 	}
 }
+
+// A write whose answer was lost (it timed out, yet the server stored it)
+// moved the revision under the lease: the lease recognises its own owner
+// and epoch and carries on instead of counting itself lost.
+func TestOwnUnacknowledgedWriteIsNotALoss(t *testing.T) {
+	s := natstest.Start(t)
+	var frozen atomic.Bool
+	frozen.Store(true) // the test makes the writes
+	a := process(t, s, "node-a", withHoldRenewals(frozen.Load))
+	k := Key{2, 3}
+	l, err := a.Acquire(ctxT(t, 10*time.Second), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lost-answer write: the lease's own value, stored behind its back.
+	l.mu.Lock()
+	data, rev := l.data, l.rev
+	l.mu.Unlock()
+	if _, err := a.kv.Update(ctxT(t, 10*time.Second), k.String(), data, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Save(ctxT(t, 10*time.Second), session(k, "a", 1)); err != nil {
+		t.Fatalf("save after an unacknowledged own write: %v", err)
+	}
+	if l.Err() != nil {
+		t.Fatalf("lease ended: %v", l.Err())
+	}
+	if l.Revision() != rev+2 {
+		t.Fatalf("revision %d, want %d", l.Revision(), rev+2)
+	}
+	// The same shape written by the next epoch's owner is a loss.
+	next := value{owner: "node-a", epoch: l.Epoch() + 1}
+	other, _ := encode(next)
+	if _, err := a.kv.Update(ctxT(t, 10*time.Second), k.String(), other, l.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Save(ctxT(t, 10*time.Second), session(k, "a", 2)); !errors.Is(err, ErrLost) {
+		t.Fatalf("save after another epoch's write: %v, want ErrLost", err)
+	}
+}
