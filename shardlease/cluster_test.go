@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/shardtop/shardtop/internal/natstest"
 	"github.com/shardtop/shardtop/internal/poll"
 )
@@ -38,15 +40,13 @@ func startCluster(tb testing.TB) []*server.Server {
 			o.Routes = routes
 		})
 	}
-	poll.Until(tb, 30*time.Second, "the JetStream cluster has a meta leader", func() bool {
-		leader := false
+	poll.Until(tb, 30*time.Second, "a meta leader that sees all three servers with JetStream", func() bool {
 		for _, s := range servers {
-			if !s.JetStreamIsClustered() || !s.JetStreamIsCurrent() {
-				return false
+			if s.JetStreamIsLeader() {
+				return len(s.JetStreamClusterPeers()) == len(servers)
 			}
-			leader = leader || s.JetStreamIsLeader()
 		}
-		return leader
+		return false
 	})
 	return servers
 }
@@ -94,5 +94,59 @@ func TestR3ContentionAndFence(t *testing.T) {
 	}
 	if v := bucketRecord(t, a, k); v.owner != "node-b" || !sameSession(v.session, session(k, "b", 2)) {
 		t.Fatalf("bucket holds %+v, want b's session", v)
+	}
+}
+
+// Stopping the server that leads the bucket's stream, and to which the
+// owner is connected, loses no lease: the client reconnects, the stream
+// elects a leader, renewals and saves go on.
+func TestR3LeaseSurvivesLeaderServerStop(t *testing.T) {
+	servers := startCluster(t)
+	stream := "KV_" + DefaultBucket
+	// Create the bucket, then find its leader.
+	setup := process(t, servers[0], "setup", WithReplicas(3))
+	setup.Close()
+	var leader int
+	poll.Until(t, poll.Timeout, "the bucket's stream has a leader", func() bool {
+		for i, s := range servers {
+			if s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+				leader = i
+				return true
+			}
+		}
+		return false
+	})
+	urls := []string{servers[leader].ClientURL()}
+	for i, s := range servers {
+		if i != leader {
+			urls = append(urls, s.ClientURL())
+		}
+	}
+	js := natstest.JetStream(t, strings.Join(urls, ","), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	// A production-like TTL relative to an election: the test's 1.5 s
+	// would not outlast one on a loaded machine; 15 s is the default.
+	a := openTable(t, js, "node-a", WithReplicas(3), WithTTL(8*time.Second), WithSafetyMargin(2*time.Second), WithRenewInterval(500*time.Millisecond))
+	k := Key{0, 2}
+	l, err := a.Acquire(ctxT(t, 10*time.Second), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Save(ctxT(t, 10*time.Second), session(k, "a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	servers[leader].Shutdown()
+	servers[leader].WaitForShutdown()
+	from := l.Revision()
+	poll.Until(t, 30*time.Second, "renewals after the leader's server stopped", func() bool {
+		if l.Err() != nil {
+			t.Fatalf("lease ended: %v", l.Err())
+		}
+		return l.Revision() >= from+3
+	})
+	if err := l.Save(ctxT(t, 10*time.Second), session(k, "a", 2)); err != nil {
+		t.Fatalf("save after the stop: %v", err)
+	}
+	if v := bucketRecord(t, a, k); v.owner != "node-a" || v.session.Sequence != 2 {
+		t.Fatalf("bucket holds %+v", v)
 	}
 }
