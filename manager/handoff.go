@@ -38,7 +38,8 @@ func (m *Manager) AddShard(ctx context.Context, key ShardKey, sess gateway.Sessi
 }
 
 // RemoveShard hands shard id over to another process: it closes the shard
-// keeping its session resumable (close code 4000, as CloseShard), takes it
+// keeping its session resumable (close code 4000, as CloseShard; with save,
+// a shard whose Identify is out first gets its READY, as at Close), takes it
 // out of the manager (it is no longer in Snapshot, routing or any action)
 // and returns its session for the next owner to resume (AddShard there).
 // With an event sink (WithEventSink) the session's sequence is the last
@@ -174,6 +175,9 @@ func (l *loop) removeShard(ctx context.Context, id int, save bool, reply func(ga
 	}
 	sink := l.m.cfg.sink
 	l.m.work(func() {
+		if save {
+			l.m.awaitIdentify(ctx, e) // an identify under way becomes a session to hand over
+		}
 		sess, err := e.shard.Close(ctx)
 		if err == nil && save && sink != nil {
 			// Make what the shard delivered durable, so the next owner's

@@ -523,3 +523,70 @@ func TestSplitOfAnAddedShardTellsTheKeysFirst(t *testing.T) {
 		t.Fatalf("after removing 1/2: %v", got)
 	}
 }
+
+func TestHandOffMeetsClose(t *testing.T) {
+	if _, err := New(testToken, WithNoInitialShards(), WithShardIDs(0)); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("WithNoInitialShards with WithShardIDs: %v", err)
+	}
+	cfg := simConfig()
+	cfg.Shards, cfg.EventRate = 2, 20
+	sim := startSim(t, cfg)
+	ctx := ctxT(t, 30*time.Second)
+	f := openStore(t, filepath.Join(t.TempDir(), "state.toml"))
+	defer f.Close()
+	hookCalled := make(chan struct{})
+	m := newTestManager(t, sim, cfg.IdentifyWindow, WithNoInitialShards(), WithStore(f),
+		WithShardKeysHook(func(hctx context.Context, _ []ShardKey) error {
+			close(hookCalled)
+			<-hctx.Done() // a lease service that does not answer: Close ends it
+			return hctx.Err()
+		}))
+	openReady(t, m)
+	for _, k := range []ShardKey{{0, 2}, {1, 2}} {
+		if err := m.AddShard(ctx, k, gateway.Session{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	splitErr := make(chan error, 1)
+	go func() { splitErr <- m.SplitShard(ctx, 1, 2) }()
+	<-hookCalled
+	type result struct {
+		sess gateway.Session
+		err  error
+	}
+	removed := make(chan result, 1)
+	go func() {
+		s, err := m.RemoveShard(ctx, 0, true)
+		removed <- result{s, err}
+	}()
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-splitErr; !errors.Is(err, ErrClosed) {
+		t.Fatalf("split whose hook Close ended: %v", err)
+	}
+	r := <-removed
+	switch {
+	case r.err == nil && r.sess.Resumable():
+	case errors.Is(r.err, ErrClosed) && !r.sess.Resumable():
+	default:
+		t.Fatalf("RemoveShard beside Close: %+v, %v", r.sess, r.err)
+	}
+	// Either way the shard's session is kept: in the store, by RemoveShard or Close.
+	var keys []string
+	for _, rec := range f.Load() {
+		keys = append(keys, ShardKey{rec.ShardID, rec.ShardCount}.String())
+	}
+	if fmt.Sprint(keys) != "[0/2 1/2]" {
+		t.Fatalf("store after Close: %v", keys)
+	}
+	if err := m.AddShard(ctx, ShardKey{0, 2}, gateway.Session{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("AddShard after Close: %v", err)
+	}
+	if _, err := m.RemoveShard(ctx, 1, true); !errors.Is(err, ErrClosed) {
+		t.Fatalf("RemoveShard after Close: %v", err)
+	}
+}

@@ -199,7 +199,7 @@ func (m *Manager) LogValue() slog.Value { return slog.StringValue(m.String()) }
 // failure is logged and the first READY names the bot instead, but a 401
 // while /gateway/bot failed too is ErrUnauthorized), configures the
 // identify limiter and its daily budget, loads the store and starts every
-// shard: a shard with a saved session for the same [id, count]
+// shard (none with WithNoInitialShards: see AddShard): a shard with a saved session for the same [id, count]
 // resumes at once without the limiter; the others take their identify
 // tickets in ID order and identify through it. Open returns once every
 // shard is started, not ready (see WaitReady).
