@@ -51,6 +51,8 @@ type Reply struct {
 	Error        string `json:"error,omitempty"`
 	Message      string `json:"message,omitempty"`
 	RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
+
+	notHere bool // the manager runs no such shard or guild (not sent)
 }
 
 // command is a command's body.
@@ -65,6 +67,9 @@ func (b *Bus) ServeCommands(s Sender) error {
 	prefix := b.cfg.prefix + ".cmd."
 	sub, err := b.nc.Subscribe(prefix+">", func(m *nats.Msg) {
 		r := b.command(s, strings.TrimPrefix(m.Subject, prefix), m.Data)
+		if b.cfg.clustered && r.notHere {
+			return // another process of the cluster runs it and answers
+		}
 		if m.Reply == "" {
 			if !r.OK {
 				b.log.Debug("a command without a reply subject failed", "subject", m.Subject, "error", r.Error, "message", r.Message)
@@ -147,7 +152,7 @@ func replyFor(err error) Reply {
 	case errors.As(err, &rl):
 		r.Error, r.RetryAfterMS = CodeRateLimited, max(rl.RetryAfter.Milliseconds(), 1)
 	case errors.Is(err, manager.ErrUnknownShard):
-		r.Error = CodeUnknownShard
+		r.Error, r.notHere = CodeUnknownShard, true
 	case errors.Is(err, gateway.ErrNotReady), errors.Is(err, gateway.ErrClosed):
 		r.Error = CodeNotReady
 	case errors.Is(err, gateway.ErrPayloadTooLarge):

@@ -543,3 +543,65 @@ func TestCommandValidPayloads(t *testing.T) {
 		t.Errorf("the simulator closed connections: %v", st.Closes)
 	}
 }
+
+// TestClusteredCommandsOnlyTheOwnerAnswers: two processes of one bot serve
+// one prefix, each running one of two shards. A command reaches both; only
+// the one that runs its shard answers, so the worker never gets the other's
+// unknown_shard first. Without WithClustered a lone process still says
+// unknown_shard.
+func TestClusteredCommandsOnlyTheOwnerAnswers(t *testing.T) {
+	ns := startNATS(t)
+	sim := startSim(t, discordsim.Config{Shards: 2, MaxConcurrency: 2, Guilds: 8})
+	for id := range 2 {
+		b := newTestBus(t, ns.connect(t), WithClustered())
+		m := newTestManager(t, sim, b, manager.WithShardCount(2), manager.WithShardIDs(id))
+		if err := b.ServeCommands(m); err != nil {
+			t.Fatal(err)
+		}
+		openReady(t, m)
+	}
+	worker := ns.connect(t)
+	replies, err := worker.SubscribeSync("_INBOX.cluster-test.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"op":3,"d":` + presenceOK + `}`)
+	// Both buses hear both commands, in order: when the second answer has
+	// come, either bus would have answered the first before it, on the same
+	// connection, so a reply from the process that does not run the shard
+	// would be here already.
+	for _, target := range []string{"0", "1", "0", "1"} {
+		if err := worker.PublishRequest("shardtop.cmd."+target, "_INBOX.cluster-test."+target, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 4 {
+		msg, err := replies.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("reply %d of 4: %v", i+1, err)
+		}
+		var rep Reply
+		if err := json.Unmarshal(msg.Data, &rep); err != nil || !rep.OK {
+			t.Errorf("reply to %s: %s (%v), want ok: only the shard's owner answers", msg.Subject, msg.Data, err)
+		}
+	}
+	// Nothing else came: a round trip through the server after the last
+	// answer, then an empty queue.
+	if err := worker.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := replies.NextMsg(0); err == nil {
+		t.Errorf("a fifth reply %s: %s", msg.Subject, msg.Data)
+	}
+	// A command for a shard no process runs gets no answer (the other
+	// commands after it do): the worker's request times out.
+	for _, target := range []string{"7", "1"} {
+		if err := worker.PublishRequest("shardtop.cmd."+target, "_INBOX.cluster-test."+target, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg, err := replies.NextMsg(10 * time.Second)
+	if err != nil || msg.Subject != "_INBOX.cluster-test.1" {
+		t.Errorf("first reply after a command for shard 7: %v %v, want shard 1's answer alone", msg, err)
+	}
+}

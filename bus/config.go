@@ -52,6 +52,8 @@ type config struct {
 	ackTimeout      time.Duration
 	logger          *slog.Logger
 	mode, url       string
+	// clustered: several processes serve one prefix (WithClustered).
+	clustered bool
 	// checkEvery is how often a bus that refused events looks whether it
 	// takes them again (and how often stream stats are refreshed).
 	checkEvery time.Duration
@@ -138,6 +140,13 @@ func WithLogger(l *slog.Logger) Option {
 // WithMode sets what Stats reports as the mode ("embedded", "external")
 // and URL of the bus.
 func WithMode(mode, url string) Option { return func(c *config) { c.mode, c.url = mode, url } }
+
+// WithClustered tells the bus that several shardtop processes of one bot
+// serve its prefix: a command for a shard or guild this process does not
+// run gets no reply from it (its owner answers), instead of
+// unknown_shard, which would race the owner's answer. A command for a
+// shard nobody runs (during a hand-off) then times out at the worker.
+func WithClustered() Option { return func(c *config) { c.clustered = true } }
 
 // withCheckEvery shortens the bus's own clock in tests.
 func withCheckEvery(d time.Duration) Option { return func(c *config) { c.checkEvery = d } }

@@ -132,6 +132,8 @@ type Config struct {
 	Refresh Duration `toml:"refresh"`
 	// Bus is the [bus] table: the event bus on NATS JetStream.
 	Bus Bus `toml:"bus"`
+	// Cluster is the [cluster] table: one bot on several processes.
+	Cluster Cluster `toml:"cluster"`
 
 	// file is the config file the values came from ("" for defaults only).
 	file string
@@ -155,6 +157,7 @@ func Default() Config {
 		LogFormat:           DefaultLogFormat,
 		Refresh:             Duration(DefaultRefresh),
 		Bus:                 defaultBus(),
+		Cluster:             defaultCluster(),
 	}
 }
 
@@ -411,6 +414,7 @@ func (c *Config) validate() []error {
 		bad("refresh", "must be at least %s and at most %s, got %s", minRefresh, maxRefresh, c.Refresh)
 	}
 	c.validateBus(bad)
+	c.validateCluster(bad)
 	return errs
 }
 

@@ -48,6 +48,12 @@ func WithBus(b Bus) Option {
 	}
 }
 
+// WithNode labels every series Start serves, the Go and process ones
+// included, with node="name": the process's node in a clustered bot, so
+// one Prometheus scraping every process tells them apart. Empty adds no
+// label.
+func WithNode(name string) Option { return func(c *Collector) { c.node = name } }
+
 // busDescs are the event bus's series.
 type busDescs struct {
 	connected, published, acked, duplicates, failed, refused, lost *prometheus.Desc
@@ -152,7 +158,8 @@ var shardStates = []gateway.State{
 // Snapshot per scrape (never per event), reusing its buffers.
 type Collector struct {
 	src  Snapshotter
-	bus  Bus // nil: no bus series
+	node string // with WithNode: the node label of every series (Start adds it)
+	bus  Bus    // nil: no bus series
 	busD busDescs
 
 	mu   sync.Mutex // guards snap (scrapes may overlap)
@@ -270,7 +277,12 @@ type Server struct {
 // Go and process collectors on /metrics; logger gets the server's errors.
 func Start(addr string, src Snapshotter, logger *slog.Logger, opts ...Option) (*Server, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(src, opts...), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c := NewCollector(src, opts...)
+	var r prometheus.Registerer = reg
+	if c.node != "" {
+		r = prometheus.WrapRegistererWith(prometheus.Labels{"node": c.node}, reg)
+	}
+	r.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err

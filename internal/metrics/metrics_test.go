@@ -197,3 +197,24 @@ func BenchmarkCollect(b *testing.B) {
 	close(ch)
 	<-done
 }
+
+// TestMetricsServerNodeLabel: in a cluster every series, the Go runtime's
+// too, names the process's node, so one Prometheus tells the nodes apart.
+func TestMetricsServerNodeLabel(t *testing.T) {
+	src := &fakeSnapshots{snap: fixedSnapshot()}
+	ms, err := Start("127.0.0.1:0", src, slog.New(slog.DiscardHandler), WithNode("machine-b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	body := scrape(t, "http://"+ms.Addr().String()+"/metrics")
+	for _, want := range []string{
+		`shardtop_identify_queue_length{bucket="1",node="machine-b"} 2`,
+		`shardtop_shard_events_total{count="2",node="machine-b",shard="0"} 1234`,
+		`go_goroutines{node="machine-b"} `,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
