@@ -60,23 +60,7 @@ func (p nodesPanel) Render(width, height int) string {
 			lines = append(lines, p.nodeLine(&p.nodes[i], nameW, width))
 		}
 	default:
-		// Gone nodes first (they need a look), then this one, then the rest
-		// in name order; a last line says what is left out.
-		order := make([]int, 0, len(p.nodes))
-		for pass := 0; pass < 3; pass++ {
-			for i := range p.nodes {
-				n := &p.nodes[i]
-				if (pass == 0 && n.Gone) || (pass == 1 && !n.Gone && n.Self) || (pass == 2 && !n.Gone && !n.Self) {
-					order = append(order, i)
-				}
-			}
-		}
-		shown := room - 1
-		for _, i := range order[:shown] {
-			lines = append(lines, p.nodeLine(&p.nodes[i], nameW, width))
-		}
-		more := "+" + strconv.Itoa(len(p.nodes)-shown) + " more nodes"
-		lines = append(lines, p.st.dim.Render(fit("  "+more, width)))
+		lines = append(lines, p.compact(width, room)...)
 	}
 	var b strings.Builder
 	for i, l := range lines {
@@ -89,6 +73,80 @@ func (p nodesPanel) Render(width, height int) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// order is the nodes' indices, gone ones first (they need a look), then
+// this process's, then the rest in name order.
+func (p nodesPanel) order() []int {
+	order := make([]int, 0, len(p.nodes))
+	for pass := 0; pass < 3; pass++ {
+		for i := range p.nodes {
+			n := &p.nodes[i]
+			if (pass == 0 && n.Gone) || (pass == 1 && !n.Gone && n.Self) || (pass == 2 && !n.Gone && !n.Self) {
+				order = append(order, i)
+			}
+		}
+	}
+	return order
+}
+
+// compact puts the nodes as short cells ("» n1 3/6", "n3 gone") on room
+// lines, ending with "+N more" when they do not all fit.
+func (p nodesPanel) compact(width, room int) []string {
+	order := p.order()
+	cells := make([]string, len(order))
+	plain := make([]int, len(order))
+	for k, i := range order {
+		n := &p.nodes[i]
+		var c strings.Builder
+		if n.Self {
+			c.WriteString("» ")
+		}
+		c.WriteString(sanitize(n.Name))
+		c.WriteByte(' ')
+		switch {
+		case n.Gone:
+			c.WriteString(p.st.bad.Render("gone"))
+		case n.WatchOnly:
+			c.WriteString(p.st.dim.Render("watching"))
+		default:
+			c.WriteString(strconv.Itoa(n.Ready) + "/" + strconv.Itoa(n.Shards))
+		}
+		cells[k] = c.String()
+		plain[k] = ansi.StringWidth(cells[k])
+	}
+	var lines []string
+	k := 0
+	for len(lines) < room && k < len(cells) {
+		var l strings.Builder
+		l.WriteString("  ")
+		w := 2
+		for ; k < len(cells); k++ {
+			need := plain[k]
+			if w > 2 {
+				need += 2
+			}
+			// The last line keeps room for what is left out.
+			last := len(lines) == room-1
+			tail := 0
+			if last && k < len(cells)-1 {
+				tail = len("  +99 more")
+			}
+			if w+need+tail > width && w > 2 {
+				break
+			}
+			if w > 2 {
+				l.WriteString("  ")
+			}
+			l.WriteString(cells[k])
+			w += need
+		}
+		if len(lines) == room-1 && k < len(cells) {
+			l.WriteString(p.st.dim.Render("  +" + strconv.Itoa(len(cells)-k) + " more"))
+		}
+		lines = append(lines, fit(l.String(), width))
+	}
+	return lines
 }
 
 // title is "NODES  3 nodes, 1 gone".
