@@ -126,6 +126,9 @@ func TestLoneProcessHasNoNodes(t *testing.T) {
 func TestClusterFilterAndSortByNode(t *testing.T) {
 	m, _ := clusterModel(t, 120, 40)
 	press(m, "/")
+	if l := ansi.Strip(m.statusLine()); !strings.Contains(l, "joining  node:n1") {
+		t.Errorf("the filter's hint does not show a node term: %q", l)
+	}
 	typeText(m, "node:N2")
 	press(m, "enter")
 	if len(m.rows) != 6 {

@@ -1007,7 +1007,11 @@ func (m *Model) statusLines(w int) []string {
 		// text input keeps control characters out of its value.
 		line := m.input.View()
 		if m.input.Value() == "" {
-			line += m.st.dim.Render(" 3  3/16  10-20  ready  !ready  joining")
+			hint := " 3  3/16  10-20  ready  !ready  joining"
+			if len(m.snap.Nodes) > 0 {
+				hint += "  node:" + sanitize(m.snap.Nodes[0].Name)
+			}
+			line += m.st.dim.Render(hint)
 		}
 		if m.filterErr != nil {
 			line += "  " + m.st.statusErr.Render(sanitize(m.filterErr.Error()))
