@@ -34,8 +34,11 @@ func benchBucketOps(b *testing.B, url string, replicas int) {
 		held, _ := json.Marshal(bucketVal{State: stateHeld, Node: "bench"})
 		free, _ := json.Marshal(bucketVal{State: stateFree, Node: "bench", Ready: true})
 		key := "b.bench"
-		var rev uint64
+		var rev uint64 // the key's last revision, from an earlier run if any
 		ctx := context.Background()
+		if e, err := l.kv.Get(ctx, key); err == nil {
+			rev = e.Revision()
+		}
 		b.ReportAllocs()
 		start := time.Now()
 		for b.Loop() {
