@@ -3,6 +3,7 @@ package clusterview
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -317,5 +318,54 @@ func TestHandOffShowsOneRow(t *testing.T) {
 	}
 	if s.Totals.Total != 2 || s.Totals.Ready != 1 {
 		t.Errorf("totals = %+v, want 2 shards, 1 Ready", s.Totals)
+	}
+}
+
+// TestBigSnapshotGoesCompressed: a 1000-shard node's snapshot goes out
+// S2-compressed, small, and a view reads it whole; a corrupt compressed
+// one is logged and ignored.
+func TestBigSnapshotGoesCompressed(t *testing.T) {
+	url := natsURL(t)
+	var logs logBuf
+	nc := connect(t, url)
+	v := newView(t, nc, "watch", nil, WithLogger(logs.logger()))
+	got := make(chan *nats.Msg, 4)
+	sub, err := nc.ChanSubscribe(snapshotSubject(DefaultPrefix, "big"), got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, connect(t, url), "big", newBigSource(1000), WithInterval(tick))
+	select {
+	case m := <-got:
+		if m.Header.Get(encodingHeader) != encodingS2 || len(m.Data) > 64<<10 {
+			t.Errorf("1000-shard snapshot: encoding %q, %d bytes; want s2 under 64 KiB", m.Header.Get(encodingHeader), len(m.Data))
+		}
+	case <-time.After(wait):
+		t.Fatal("no snapshot")
+	}
+	var s manager.Snapshot
+	poll.UntilState(t, wait, "1000 shards of node big", func() (bool, string) {
+		v.SnapshotInto(&s)
+		return len(s.Shards) == 1000 && s.Totals.Ready == 1000, fmt.Sprint(len(s.Shards))
+	})
+	if sh := s.Shards[999]; sh.Key != (manager.ShardKey{ID: 999, Count: 1000}) || sh.Node != "big" || sh.Guilds != 1999 ||
+		sh.SmoothedLatency != 43*time.Millisecond || sh.QueuePos != -1 || sh.LastCloseCode != 4000 || !sh.Resumable {
+		t.Errorf("shard 999 after the wire = %+v", sh)
+	}
+	bad := &nats.Msg{Subject: snapshotSubject(DefaultPrefix, "corrupt"), Header: nats.Header{}, Data: []byte("\xff\xff garbage")}
+	bad.Header.Set(encodingHeader, encodingS2)
+	if err := nc.PublishMsg(bad); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, wait, "corrupt snapshot logged", func() bool {
+		return strings.Contains(logs.String(), "subject="+bad.Subject)
+	})
+	v.SnapshotInto(&s)
+	if _, ok := nodeOf(&s, "corrupt"); ok {
+		t.Errorf("corrupt node listed: %+v", s.Nodes)
 	}
 }

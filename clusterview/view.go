@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/manager"
@@ -95,8 +96,27 @@ func (v *View) handleSnapshot(msg *nats.Msg) {
 	if node == v.self {
 		return // this process's own state is taken fresh
 	}
+	data := msg.Data
+	switch enc := msg.Header.Get(encodingHeader); enc {
+	case "":
+	case encodingS2:
+		n, err := s2.DecodedLen(data)
+		if err == nil && n > maxDecoded {
+			err = fmt.Errorf("decodes to %d bytes, more than %d", n, maxDecoded)
+		}
+		if err == nil {
+			data, err = s2.Decode(nil, data)
+		}
+		if err != nil {
+			v.log.Warn("ignoring malformed snapshot", "subject", msg.Subject, "bytes", len(msg.Data), "err", err)
+			return
+		}
+	default:
+		v.log.Warn("ignoring snapshot in an unknown encoding", "subject", msg.Subject, "encoding", enc)
+		return
+	}
 	var w wireSnapshot
-	if err := json.Unmarshal(msg.Data, &w); err != nil {
+	if err := json.Unmarshal(data, &w); err != nil {
 		v.log.Warn("ignoring malformed snapshot", "subject", msg.Subject, "bytes", len(msg.Data), "err", err)
 		return
 	}
