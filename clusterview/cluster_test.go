@@ -129,14 +129,14 @@ func TestNodeTurnsGone(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	stopped := time.Now()
+	var n2 manager.NodeInfo
 	poll.Until(t, wait, "n2 Gone", func() bool {
 		v.SnapshotInto(&s)
-		n, _ := nodeOf(&s, "n2")
-		return n.Gone
+		n2, _ = nodeOf(&s, "n2")
+		return n2.Gone
 	})
-	if d := time.Since(stopped); d < gone-tick {
-		t.Errorf("n2 turned Gone %v after its last publish, before the %v deadline", d, gone)
+	if d := s.At.Sub(n2.LastSeen); d <= gone {
+		t.Errorf("n2 turned Gone %v after its last snapshot, before the %v deadline", d, gone)
 	}
 	if len(s.Shards) != 0 || s.Totals.Total != 0 {
 		t.Errorf("gone node's shards still shown: %s", summary(&s))
@@ -367,5 +367,24 @@ func TestBigSnapshotGoesCompressed(t *testing.T) {
 	v.SnapshotInto(&s)
 	if _, ok := nodeOf(&s, "corrupt"); ok {
 		t.Errorf("corrupt node listed: %+v", s.Nodes)
+	}
+}
+
+// TestOptionsValidated: bad names and options are refused, naming them.
+func TestOptionsValidated(t *testing.T) {
+	nc := connect(t, natsURL(t))
+	for _, node := range []string{"", "a.b", "a*", "a>", "a b"} {
+		if _, err := Publish(nc, node, nil); !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "Publish") {
+			t.Errorf("Publish(%q) = %v, want ErrInvalidOption", node, err)
+		}
+		if _, err := NewView(nc, node, nil); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("NewView(%q) = %v, want ErrInvalidOption", node, err)
+		}
+	}
+	for name, o := range map[string]Option{"WithPrefix": WithPrefix(""), "WithInterval": WithInterval(0),
+		"WithGoneAfter": WithGoneAfter(-1), "WithActionTimeout": WithActionTimeout(0)} {
+		if _, err := NewView(nc, "n1", nil, o); !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: NewView = %v, want ErrInvalidOption naming it", name, err)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package clusterview
 
 import (
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -62,7 +64,8 @@ func WithGoneAfter(d time.Duration) Option { return func(s *settings) { s.goneAf
 // WithActionTimeout bounds a remote action when ctx has no deadline (default 5 s).
 func WithActionTimeout(d time.Duration) Option { return func(s *settings) { s.actionTimeout = d } }
 
-// WithLeases gives a Publisher the count of shard leases its node holds.
+// WithLeases gives the count of shard leases this node holds: a Publisher
+// publishes it, a View shows it on its own node's row.
 func WithLeases(f func() int) Option { return func(s *settings) { s.leases = f } }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -72,4 +75,12 @@ func WithLogger(l *slog.Logger) Option {
 			s.log = l
 		}
 	}
+}
+
+// checkNode refuses a node name that is not one NATS subject token.
+func checkNode(fn, node string) error {
+	if node == "" || strings.ContainsAny(node, ". \t\r\n*>") {
+		return optionError(fmt.Sprintf("%s: node name %q is not one subject token", fn, node))
+	}
+	return nil
 }

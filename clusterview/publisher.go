@@ -52,8 +52,9 @@ func actionSubject(prefix, node string) string   { return prefix + ".cluster.act
 
 // Publisher publishes a node's snapshot every interval and answers the
 // actions other nodes send it. One goroutine owns the snapshot and the
-// encode buffer; the action handler runs on the NATS subscription's own
-// goroutine and shares nothing with it but src.
+// encode buffers; the action handler runs on the NATS subscription's own
+// goroutine (so one node's actions run one at a time) and shares nothing
+// with it but src.
 type Publisher struct {
 	nc      *nats.Conn
 	node    string
@@ -80,8 +81,8 @@ func Publish(nc *nats.Conn, node string, src Source, opts ...Option) (*Publisher
 	if nc == nil {
 		return nil, optionError("Publish: nil NATS connection")
 	}
-	if node == "" {
-		return nil, optionError("Publish: empty node name")
+	if err := checkNode("Publish", node); err != nil {
+		return nil, err
 	}
 	p := &Publisher{nc: nc, node: node, src: src, s: s, stop: make(chan struct{}), done: make(chan struct{}),
 		log: s.log.With("component", "clusterview", "node", node)}

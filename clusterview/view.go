@@ -70,8 +70,8 @@ func NewView(nc *nats.Conn, self string, local Local, opts ...Option) (*View, er
 	if nc == nil {
 		return nil, optionError("NewView: nil NATS connection")
 	}
-	if self == "" {
-		return nil, optionError("NewView: empty node name")
+	if err := checkNode("NewView", self); err != nil {
+		return nil, err
 	}
 	v := &View{nc: nc, self: self, local: local, s: s, nodes: map[string]*remote{}, never: make(chan manager.Event),
 		log: s.log.With("component", "clusterview", "node", self)}
