@@ -60,6 +60,11 @@ func TestViewMergesTwoNodesAndActsRemotely(t *testing.T) {
 		t.Errorf("nodes = %+v", s.Nodes)
 	}
 
+	var d manager.ShardDetail
+	if !v.ShardDetailInto(manager.ShardKey{ID: 0, Count: 4}, &d) || v.ShardDetailInto(manager.ShardKey{ID: 2, Count: 4}, &d) {
+		t.Error("ShardDetailInto: want true for local shard 0/4, false for n2's 2/4")
+	}
+
 	// A shard of node B, closed through A's view.
 	if err := v.CloseShard(ctxT(t, 5*time.Second), 3); err != nil {
 		t.Fatalf("CloseShard(3) through n1: %v", err)
