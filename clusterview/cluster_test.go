@@ -393,3 +393,35 @@ func TestOptionsValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteSplit: a split asked through another node's view runs on the
+// owner with the factor given.
+func TestRemoteSplit(t *testing.T) {
+	sim := startSim(t)
+	url := natsURL(t)
+	a := newManager(t, sim, 0, 1)
+	b := newManager(t, sim, 2, 3)
+	ncA := connect(t, url)
+	publish(t, ncA, "n1", a, WithInterval(tick))
+	publish(t, connect(t, url), "n2", b, WithInterval(tick))
+	v := newView(t, ncA, "n1", a, WithInterval(tick))
+	var s manager.Snapshot
+	poll.UntilState(t, wait, "four shards", func() (bool, string) {
+		v.SnapshotInto(&s)
+		return s.Totals.Ready == 4, summary(&s)
+	})
+	if err := v.SplitShard(ctxT(t, 20*time.Second), 3, 2); err != nil {
+		t.Fatalf("SplitShard(3, 2) through n1: %v", err)
+	}
+	poll.UntilState(t, wait, "3/8 and 7/8 Ready on n2 in the view", func() (bool, string) {
+		v.SnapshotInto(&s)
+		var n int
+		for _, sh := range s.Shards {
+			if (sh.Key == manager.ShardKey{ID: 3, Count: 8} || sh.Key == manager.ShardKey{ID: 7, Count: 8}) &&
+				sh.Node == "n2" && sh.State == gateway.StateReady && sh.Role == manager.RoleActive {
+				n++
+			}
+		}
+		return n == 2, summary(&s)
+	})
+}
