@@ -106,6 +106,7 @@ type supervisor struct {
 	// busURL is where workers connect ("" with mode off): the embedded
 	// server's client URL or the external URLs, for the log and the TUI.
 	busURL  string
+	cluster *clusterRun // with [cluster] enabled: leases, shared limiter, ownership, view
 	m       *manager.Manager
 	metrics *metrics.Server
 	events  <-chan manager.Event // headless: lifecycle events
@@ -126,7 +127,10 @@ func (s *supervisor) setup(ctx context.Context, getenv func(string) string) (sta
 	if status, ok := s.startBus(ctx); !ok {
 		return status, false
 	}
-	return s.startManager()
+	if status, ok := s.startCluster(ctx); !ok {
+		return status, false
+	}
+	return s.startManager(ctx)
 }
 
 // configure takes the configuration and token from the demo or from the
@@ -259,10 +263,13 @@ func (s *supervisor) openStore() (status int, ok bool) {
 
 // startManager creates the manager, handing it the bus if there is one,
 // and, with metrics_addr, the metrics server.
-func (s *supervisor) startManager() (status int, ok bool) {
+func (s *supervisor) startManager(ctx context.Context) (status int, ok bool) {
 	opts := managerOptions(s.cfg, s.st, s.internal)
 	if s.bus != nil {
 		opts = append(opts, s.bus.managerOptions()...)
+	}
+	if s.cluster != nil {
+		opts = append(opts, s.cluster.managerOptions(ctx, s)...)
 	}
 	m, err := manager.New(s.token, opts...)
 	if err != nil {
@@ -274,6 +281,9 @@ func (s *supervisor) startManager() (status int, ok bool) {
 		var mopts []metrics.Option
 		if s.bus != nil {
 			mopts = append(mopts, metrics.WithBus(s.bus))
+		}
+		if s.cluster != nil {
+			mopts = append(mopts, metrics.WithNode(s.cluster.node))
 		}
 		ms, err := metrics.Start(s.cfg.MetricsAddr, m, s.logger, mopts...)
 		if err != nil {
@@ -397,6 +407,9 @@ func (s *supervisor) reportSaved(start time.Time) {
 func (s *supervisor) release() {
 	if s.metrics != nil {
 		_ = s.metrics.Close()
+	}
+	if s.cluster != nil {
+		s.cluster.close() // on the bus connection: before it closes
 	}
 	s.releaseBus()
 	if s.st != nil {

@@ -1,0 +1,108 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/shardtop/shardtop/manager"
+	"github.com/shardtop/shardtop/shardlease"
+	"github.com/shardtop/shardtop/sharedlimiter"
+)
+
+// clusterSetupTimeout bounds the creation (or binding) of the cluster's
+// key-value buckets at start-up.
+const clusterSetupTimeout = 15 * time.Second
+
+// clusterRun is what a clustered run adds (the [cluster] table): the shard
+// leases holding the sessions in JetStream KV, the identify limiter shared
+// by the bot's processes, the ownership runner that brings and hands over
+// shards, and the snapshot publisher and whole-bot view of the TUI.
+type clusterRun struct {
+	node   string
+	js     jetstream.JetStream
+	leases *shardlease.Table
+
+	mu      sync.Mutex             // guards limiter, made on the manager's Open goroutine
+	limiter *sharedlimiter.Limiter // nil until the manager's Open made it
+}
+
+// startCluster opens the cluster's lease table on the bus connection, when
+// [cluster] is enabled. It comes after startBus and before startManager,
+// whose store and limiter it provides.
+func (s *supervisor) startCluster(ctx context.Context) (status int, ok bool) {
+	cl := s.cfg.Cluster
+	if !cl.Enabled {
+		return exitOK, true
+	}
+	js, err := jetstream.New(s.busConn)
+	if err != nil {
+		fmt.Fprintln(s.stderr, "shardtop: cluster:", err)
+		return exitFailure, false
+	}
+	node := cl.NodeName()
+	setupCtx, cancel := context.WithTimeout(ctx, clusterSetupTimeout)
+	defer cancel()
+	leases, err := shardlease.Open(setupCtx, js, node,
+		shardlease.WithBucket(s.cfg.Bus.Prefix+"_shards"),
+		shardlease.WithReplicas(s.cfg.Bus.Replicas),
+		shardlease.WithTTL(time.Duration(cl.LeaseTTL)),
+		shardlease.WithLogger(s.internal.With("component", "leases")))
+	if err != nil && ctx.Err() != nil {
+		return exitOK, false // a signal during start-up
+	}
+	if err != nil {
+		fmt.Fprintf(s.stderr, "shardtop: cluster: the lease bucket %s_shards on %s: %v\n", s.cfg.Bus.Prefix, s.busURL, err)
+		return exitFailure, false
+	}
+	s.cluster = &clusterRun{node: node, js: js, leases: leases}
+	s.logger.Info("cluster joined", "node", node, "ownership", s.cfg.OwnershipMode(), "lease_ttl", cl.LeaseTTL.String())
+	return exitOK, true
+}
+
+// managerOptions make the manager a node of the cluster: its sessions go
+// to the lease records, it starts no shard itself (the ownership runner
+// adds them as it wins their leases), and it identifies through the
+// limiter the bot's processes share. ctx is the run's: the limiter's KV
+// work ends with it.
+func (c *clusterRun) managerOptions(ctx context.Context, s *supervisor) []manager.Option {
+	cfg := s.cfg
+	return []manager.Option{
+		manager.WithStore(c.leases.Store()),
+		manager.WithShardIDs(),
+		manager.WithNoInitialShards(),
+		manager.WithIdentifyLimiter(func(conc int) (manager.IdentifyLimiter, error) {
+			lim, err := sharedlimiter.New(ctx, c.js, conc,
+				sharedlimiter.WithBucket(cfg.Bus.Prefix+"_identify"),
+				sharedlimiter.WithReplicas(cfg.Bus.Replicas),
+				sharedlimiter.WithWindow(time.Duration(cfg.IdentifyWindow)),
+				sharedlimiter.WithMargin(time.Duration(cfg.IdentifyMargin)),
+				sharedlimiter.WithReserve(cfg.SessionStartReserve),
+				sharedlimiter.WithNode(c.node),
+				sharedlimiter.WithLogger(s.internal.With("component", "limiter")))
+			if err != nil {
+				return nil, fmt.Errorf("the shared identify limiter (bucket %s_identify): %w", cfg.Bus.Prefix, err)
+			}
+			c.mu.Lock()
+			c.limiter = lim
+			c.mu.Unlock()
+			return lim, nil
+		}),
+	}
+}
+
+// close frees the cluster's parts once the manager has closed: the
+// limiter, then the lease table (whose leases were handed over or, after a
+// failure, expire).
+func (c *clusterRun) close() {
+	c.mu.Lock()
+	lim := c.limiter
+	c.mu.Unlock()
+	if lim != nil {
+		lim.Close()
+	}
+	c.leases.Close()
+}
