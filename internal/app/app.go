@@ -313,7 +313,7 @@ func (s *supervisor) run(ctx context.Context) (status int, opened bool) {
 		}
 	}
 	if s.o.headless {
-		return runHeadless(ctx, s.m, s.events, s.logger), true
+		return runHeadless(ctx, s.m, s.events, s.logger, s.cluster != nil), true
 	}
 	var b tui.Bus
 	if s.bus != nil {
