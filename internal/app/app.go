@@ -312,6 +312,14 @@ func (s *supervisor) run(ctx context.Context) (status int, opened bool) {
 			return s.fail("bus: serving commands on "+s.busURL, err), true
 		}
 	}
+	if s.cluster != nil {
+		if err := s.cluster.start(ctx, s); err != nil {
+			if ctx.Err() != nil {
+				return exitOK, true
+			}
+			return s.fail("cluster: ownership on "+s.busURL, err), true
+		}
+	}
 	if s.o.headless {
 		return runHeadless(ctx, s.m, s.events, s.logger, s.cluster != nil), true
 	}
@@ -333,6 +341,13 @@ func (s *supervisor) shutdown(ctx context.Context, status int, opened bool) int 
 	closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	start := time.Now()
+	handed := -1 // shards handed over to the cluster, -1 when not clustered
+	if s.cluster != nil && opened {
+		handed = s.cluster.held()
+		if err := s.cluster.leave(closeCtx); err != nil {
+			status = s.fail("cluster: handing the shards over", err)
+		}
+	}
 	if err := s.m.Close(closeCtx); err != nil {
 		status = s.fail("closing shards", err)
 	}
@@ -340,7 +355,15 @@ func (s *supervisor) shutdown(ctx context.Context, status int, opened bool) int 
 	if err := s.st.Close(); err != nil {
 		status = s.fail("saving the state file", err)
 	}
-	if status == exitOK && opened {
+	switch {
+	case status != exitOK || !opened:
+	case handed >= 0:
+		s.logger.Info(fmt.Sprintf("stopped: %d shards handed over to the cluster", handed),
+			"node", s.cluster.node, "took", time.Since(start).Round(time.Millisecond).String())
+		if !s.o.headless {
+			fmt.Fprintf(s.stderr, "shardtop: stopped: %d shards handed over to the cluster\n", handed)
+		}
+	default:
 		s.reportSaved(start)
 	}
 	return status

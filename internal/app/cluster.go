@@ -8,8 +8,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/shardtop/shardtop/internal/config"
 	"github.com/shardtop/shardtop/manager"
 	"github.com/shardtop/shardtop/shardlease"
+	"github.com/shardtop/shardtop/shardowner"
 	"github.com/shardtop/shardtop/sharedlimiter"
 )
 
@@ -28,6 +30,8 @@ type clusterRun struct {
 
 	mu      sync.Mutex             // guards limiter, made on the manager's Open goroutine
 	limiter *sharedlimiter.Limiter // nil until the manager's Open made it
+
+	owner *shardowner.Runner // nil for watch-only, and until start
 }
 
 // startCluster opens the cluster's lease table on the bus connection, when
@@ -94,10 +98,66 @@ func (c *clusterRun) managerOptions(ctx context.Context, s *supervisor) []manage
 	}
 }
 
+// start begins running shards once the manager is open: the ownership
+// runner wins leases and adds their shards to m (none for watch-only).
+func (c *clusterRun) start(ctx context.Context, s *supervisor) error {
+	cfg := s.cfg
+	if cfg.Cluster.WatchOnly {
+		return nil
+	}
+	mode := shardowner.Balanced(cfg.ShardCount)
+	if cfg.OwnershipMode() == config.OwnershipFixed {
+		ids := []int(cfg.ShardIDs)
+		if len(ids) == 0 {
+			ids = make([]int, cfg.ShardCount)
+			for i := range ids {
+				ids[i] = i
+			}
+		}
+		mode = shardowner.Fixed(ids, cfg.ShardCount)
+	}
+	owner, err := shardowner.New(c.leases, s.m, c.js, mode,
+		shardowner.WithNodesBucket(cfg.Bus.Prefix+"_nodes"),
+		shardowner.WithReplicas(cfg.Bus.Replicas),
+		shardowner.WithTTL(time.Duration(cfg.Cluster.LeaseTTL)),
+		shardowner.WithLogger(s.internal))
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, clusterSetupTimeout)
+	defer cancel()
+	if err := owner.Start(startCtx); err != nil {
+		return fmt.Errorf("the nodes bucket %s_nodes: %w", cfg.Bus.Prefix, err)
+	}
+	c.owner = owner
+	return nil
+}
+
+// leave hands every shard of this node over to the others (SIGTERM, q),
+// before the manager closes: each is closed resumable and its lease
+// released with its session, and the others resume it.
+func (c *clusterRun) leave(ctx context.Context) error {
+	if c.owner == nil {
+		return nil
+	}
+	return c.owner.Leave(ctx)
+}
+
+// held counts the shard leases this node holds.
+func (c *clusterRun) held() int {
+	if c.owner == nil {
+		return 0
+	}
+	return c.owner.Leases()
+}
+
 // close frees the cluster's parts once the manager has closed: the
 // limiter, then the lease table (whose leases were handed over or, after a
 // failure, expire).
 func (c *clusterRun) close() {
+	if c.owner != nil {
+		c.owner.Close()
+	}
 	c.mu.Lock()
 	lim := c.limiter
 	c.mu.Unlock()
