@@ -1,0 +1,92 @@
+package shardowner
+
+import (
+	"errors"
+	"fmt"
+	"github.com/shardtop/shardtop/internal/poll"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestNewRejectsBadModes(t *testing.T) {
+	for _, m := range []Mode{Fixed(nil, 4), Fixed([]int{4}, 4), Fixed([]int{-1}, 4), Balanced(0)} {
+		if _, err := New(nil, nil, nil, m); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("New(%v) = %v, want ErrInvalidOption", m, err)
+		}
+	}
+}
+
+func TestModeString(t *testing.T) {
+	if s := Fixed([]int{2, 0, 2}, 4).String(); s != "fixed 0,2/4" {
+		t.Errorf("Fixed: %q", s)
+	}
+	if s := Balanced(8).String(); s != "balanced/8" {
+		t.Errorf("Balanced: %q", s)
+	}
+}
+
+// Overlapping fixed ranges: each shard runs once; the loser of a shard takes
+// it over, by resume, when its owner leaves.
+func TestFixedOverlap(t *testing.T) {
+	c := newCluster(t, 4)
+	a := c.start("a", Fixed([]int{0, 1, 2}, 4))
+	b := c.start("b", Fixed([]int{1, 2, 3}, 4))
+	// Who wins 1 and 2 is a race; each runs once.
+	poll.UntilState(t, 20*time.Second, "4 shards once", func() (bool, string) {
+		ia, alla := readyIDs(a)
+		ib, allb := readyIDs(b)
+		u := append(slices.Clone(ia), ib...)
+		slices.Sort(u)
+		return alla && allb && fmt.Sprint(u) == "[0 1 2 3]" && a.runner.Leases()+b.runner.Leases() == 4, fmt.Sprint(ia, ib)
+	})
+	st := c.sim.Stats()
+	if st.Identifies != 4 || st.ActiveSessions != 4 {
+		t.Fatalf("sim identifies %d sessions %d, want 4 each", st.Identifies, st.ActiveSessions)
+	}
+	a.leave(t)
+	waitRun(t, 20*time.Second, "map[b:[1 2 3]]", b) // 0 is not b's
+	if st2 := c.sim.Stats(); st2.Identifies != 4 {
+		t.Fatalf("identifies %d after a left, want still 4 (b resumes)", st2.Identifies)
+	}
+}
+
+func TestBalancedJoinLeave(t *testing.T) {
+	c := newCluster(t, 6)
+	a := c.start("a", Balanced(6))
+	waitRun(t, 20*time.Second, "map[a:[0 1 2 3 4 5]]", a)
+	b := c.start("b", Balanced(6))
+	waitRun(t, 20*time.Second, "map[a:[0 1 2] b:[3 4 5]]", a, b)
+	st := c.sim.Stats()
+	if st.Identifies != 6 || st.Resumes < 3 {
+		t.Fatalf("after b joined: identifies %d resumes %d, want 6 and at least 3 (hand-off by resume)", st.Identifies, st.Resumes)
+	}
+	cc := c.start("c", Balanced(6))
+	waitRun(t, 20*time.Second, "map[a:[0 1] b:[2 3] c:[4 5]]", a, b, cc)
+	if st := c.sim.Stats(); st.Identifies != 6 {
+		t.Fatalf("after c joined: identifies %d, want still 6", st.Identifies)
+	}
+	b.leave(t)
+	waitRun(t, 20*time.Second, "map[a:[0 1 2] c:[3 4 5]]", a, cc)
+	if st := c.sim.Stats(); st.Identifies != 6 || st.ActiveSessions != 6 {
+		t.Fatalf("after b left: identifies %d sessions %d, want 6 each", st.Identifies, st.ActiveSessions)
+	}
+}
+
+// A node that dies keeps its leases until they expire; then the others adopt
+// its shards by resume within TTL + 2 s.
+func TestBalancedDeath(t *testing.T) {
+	c := newCluster(t, 4)
+	a := c.start("a", Balanced(4))
+	b := c.start("b", Balanced(4))
+	waitRun(t, 20*time.Second, "map[a:[0 1] b:[2 3]]", a, b)
+	before := c.sim.Stats()
+	b.stop()
+	start := time.Now()
+	waitRun(t, testTTL+2*time.Second, "map[a:[0 1 2 3]]", a)
+	t.Logf("adopted in %v", time.Since(start))
+	if st := c.sim.Stats(); st.Identifies != before.Identifies || st.Resumes < before.Resumes+2 {
+		t.Fatalf("after b died: identifies %d resumes %d, want %d and at least %d (a resumes b's sessions)",
+			st.Identifies, st.Resumes, before.Identifies, before.Resumes+2)
+	}
+}
