@@ -123,3 +123,48 @@ func TestLeaseLost(t *testing.T) {
 	}
 	waitRun(t, testTTL+5*time.Second, "map[a:[0 1]]", a)
 }
+
+// A live node that does not take its share (here a heartbeat with no
+// Runner behind it) leaves its shards free; after two TTLs the others run
+// them rather than nobody.
+func TestBalancedOrphanRescue(t *testing.T) {
+	c := newCluster(t, 4)
+	a := c.start("a", Balanced(4))
+	waitRun(t, 20*time.Second, "map[a:[0 1 2 3]]", a)
+	js := natstest.JetStream(t, c.ns.ClientURL())
+	ctx := ctxT(t, 30*time.Second)
+	kv, err := js.KeyValue(ctx, DefaultNodesBucket)
+	if err != nil {
+		t.Fatalf("nodes bucket: %v", err)
+	}
+	// "b" beats like a node, every third of the TTL, until the test ends.
+	stop := make(chan struct{})
+	beats := make(chan struct{})
+	go func() {
+		defer close(beats)
+		tk := time.NewTicker(testTTL / 3)
+		defer tk.Stop()
+		for n := 0; ; n++ {
+			if _, err := kv.Put(ctx, "b", fmt.Appendf(nil, `{"v":1,"node":"b","beat":%d}`, n)); err != nil && ctx.Err() == nil {
+				t.Errorf("beat: %v", err)
+			}
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	defer func() { close(stop); <-beats }()
+	// a hands b's share over (b is live), nobody takes it...
+	waitRun(t, 10*time.Second, "map[a:[0 1]]", a)
+	released := time.Now()
+	// ...and after two TTLs a runs it again, by resume.
+	waitRun(t, 2*testTTL+5*time.Second, "map[a:[0 1 2 3]]", a)
+	if d := time.Since(released); d < 2*testTTL-testTTL/5 {
+		t.Fatalf("a took the orphans back after %v, before two TTLs (%v)", d, 2*testTTL)
+	}
+	if st := c.sim.Stats(); st.Identifies != 4 {
+		t.Fatalf("identifies %d, want 4 (the orphans resume)", st.Identifies)
+	}
+}
