@@ -36,6 +36,12 @@
 // from the session last saved in the record. A lost lease stops the shard at
 // once (RemoveShard without save) and the Runner never writes it again.
 //
+// A balanced shard left free at one revision for two TTLs (its target is
+// live but does not take it) is taken by whichever node acquires it first,
+// so a shard is never left unrun. The node keeps it while the live nodes
+// stay the same, for up to ten TTLs; then (or when a node joins or goes) it is
+// handed to its target again.
+//
 // Hand-offs are paced: at most one shard is handed over per
 // HandoffInterval, so a join does not close every moved shard at once;
 // acquisitions of free and expired shards are not paced (resumes spend no

@@ -108,6 +108,10 @@ func (m Mode) validate() error {
 type held struct {
 	lease *shardlease.Lease
 	stop  chan struct{} // ends the lost forwarder
+	// rescued is the live set (joined) when the shard was adopted as an
+	// orphan, until when it is kept; "" for a shard adopted as its target's.
+	rescued      string
+	rescuedUntil time.Time
 }
 
 type lostMsg struct {
@@ -141,8 +145,15 @@ type Runner struct {
 
 	// loop-owned
 	held        map[int]*held
+	free        map[int]freeSeen // records seen free, for the rescue of orphans
 	nextHandoff time.Time
 	beatCancel  context.CancelFunc
+}
+
+// freeSeen is when the loop first saw a record free at a revision.
+type freeSeen struct {
+	rev uint64
+	at  time.Time
 }
 
 type leaveReq struct {
@@ -170,7 +181,7 @@ func New(leases Leases, mgr Manager, js jetstream.JetStream, mode Mode, opts ...
 	return &Runner{cfg: cfg, mode: mode, node: node, leases: leases, mgr: mgr, js: js,
 		log:     cfg.logger.With("component", "shardowner", "node", node),
 		leaveCh: make(chan leaveReq), lost: make(chan lostMsg), done: make(chan struct{}),
-		held: map[int]*held{}}, nil
+		held: map[int]*held{}, free: map[int]freeSeen{}}, nil
 }
 
 // Node returns this process's node name.
@@ -178,6 +189,16 @@ func (r *Runner) Node() string { return r.node }
 
 // Mode returns the Runner's mode.
 func (r *Runner) Mode() Mode { return r.mode }
+
+// Nodes returns the live nodes as this Runner sees them, sorted, itself
+// among them. Call it after Start has returned (nil before).
+func (r *Runner) Nodes() []string {
+	if r.members == nil {
+		return nil
+	}
+	live, _ := r.members.live(time.Now())
+	return live
+}
 
 // Leases returns how many shard leases the Runner holds now.
 func (r *Runner) Leases() int { return int(r.count.Load()) }
@@ -328,14 +349,22 @@ func (r *Runner) reconcile(ctx context.Context) time.Duration {
 	now := time.Now()
 	wait := r.tick()
 	var targets []string
+	var liveSet string
 	if r.mode.balanced {
 		live, _ := r.members.live(now)
 		targets = Targets(live, r.mode.count)
+		liveSet = joinComma(live)
 	}
 	// Hand-offs, one per HandoffInterval.
 	for _, id := range sortedIDs(r.held) {
 		if r.desired(targets, id) {
 			continue
+		}
+		if h := r.held[id]; h.rescued != "" {
+			if h.rescued == liveSet && now.Before(h.rescuedUntil) {
+				continue // its target did not take it: keep it for now
+			}
+			h.rescued = ""
 		}
 		if d := r.nextHandoff.Sub(now); d > 0 {
 			wait = min(wait, d)
@@ -355,19 +384,48 @@ func (r *Runner) reconcile(ctx context.Context) time.Duration {
 		}
 	}
 	for id := range r.mode.count {
-		if _, ok := r.held[id]; ok || !r.desired(targets, id) {
+		if _, ok := r.held[id]; ok {
 			continue
 		}
-		if rec, ok := recs[id]; ok && (rec.Owner != "" && !rec.Expired || rec.Err != nil) {
+		rec, ok := recs[id]
+		if ok && (rec.Owner != "" && !rec.Expired || rec.Err != nil) {
+			delete(r.free, id)
 			continue // held by a live owner: wait for a change
 		}
-		r.adopt(ctx, id)
+		if !r.desired(targets, id) && !r.orphan(now, id, rec, ok) {
+			continue
+		}
+		if h := r.adopt(ctx, id); h != nil && !r.desired(targets, id) {
+			h.rescued, h.rescuedUntil = liveSet, now.Add(rescueHold*r.cfg.ttl)
+		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	r.count.Store(int32(len(r.held)))
 	return wait
+}
+
+// orphan reports whether a balanced shard that is not this node's has lain
+// free (released, or never taken) at one revision for two TTLs of this
+// node's clock: its target is live but does not take it (stalled, or of
+// another mode), so anyone may run it rather than nobody. Acquire is a
+// compare-and-set, so one node wins; the target takes it over later by the
+// usual hand-off.
+func (r *Runner) orphan(now time.Time, id int, rec shardlease.Record, exists bool) bool {
+	if !r.mode.balanced {
+		return false
+	}
+	var rev uint64
+	if exists {
+		rev = rec.Revision
+	}
+	f, ok := r.free[id]
+	if !ok || f.rev != rev {
+		r.free[id] = freeSeen{rev: rev, at: now}
+		return false
+	}
+	return now.Sub(f.at) >= 2*r.cfg.ttl
 }
 
 func sortedIDs(m map[int]*held) []int {
@@ -379,8 +437,13 @@ func sortedIDs(m map[int]*held) []int {
 	return ids
 }
 
-// adopt acquires shard id's lease and starts it from the record's session.
-func (r *Runner) adopt(ctx context.Context, id int) {
+// rescueHold is how many TTLs an orphan adopted by a node that is not its
+// target stays there while the live nodes do not change.
+const rescueHold = 10
+
+// adopt acquires shard id's lease and starts it from the record's session;
+// it returns the shard's entry, or nil when it did not adopt it.
+func (r *Runner) adopt(ctx context.Context, id int) *held {
 	key := shardlease.Key{ID: id, Count: r.mode.count}
 	log := r.log.With("shard", key.String())
 	l, err := r.leases.Acquire(ctx, key)
@@ -388,7 +451,7 @@ func (r *Runner) adopt(ctx context.Context, id int) {
 		if !errors.Is(err, shardlease.ErrHeld) && ctx.Err() == nil {
 			log.Warn("acquire failed", "err", err)
 		}
-		return
+		return nil
 	}
 	st := l.Session()
 	sess := gateway.Session{ID: st.SessionID, Sequence: st.Sequence, ResumeURL: st.ResumeURL, Guilds: st.Guilds}
@@ -397,8 +460,9 @@ func (r *Runner) adopt(ctx context.Context, id int) {
 		if err := l.Release(ctx, &st); err != nil {
 			log.Warn("release failed", "err", err)
 		}
-		return
+		return nil
 	}
+	delete(r.free, id)
 	log.Info("shard adopted", "resume", sess.Resumable(), "epoch", l.Epoch())
 	h := &held{lease: l, stop: make(chan struct{})}
 	r.held[id] = h
@@ -415,6 +479,7 @@ func (r *Runner) adopt(ctx context.Context, id int) {
 		case <-h.stop:
 		}
 	}()
+	return h
 }
 
 // handoff stops shard id keeping its session and releases its lease with it.

@@ -100,6 +100,9 @@ func (d detailPane) segments() []detailSeg {
 		state += " for " + string(appendSpan(span, d.now.Sub(info.Since)))
 	}
 	segs = append(segs, detailSeg{value: head + " " + state, style: &st.detailKey})
+	if info.Node != "" {
+		segs = append(segs, detailSeg{label: "node", value: sanitize(info.Node)})
+	}
 	if !bucketSaid {
 		segs = append(segs, detailSeg{label: "bucket", value: strconv.Itoa(info.Bucket), drop: 1})
 	}
