@@ -327,7 +327,11 @@ func (s *supervisor) run(ctx context.Context) (status int, opened bool) {
 	if s.bus != nil {
 		b = s.bus
 	}
-	return runInteractive(ctx, s.m, b, s.cfg, s.stderr), true
+	var ui tui.Manager = s.m
+	if s.cluster != nil {
+		ui = s.cluster.view // every node's shards, acting through their owners
+	}
+	return runInteractive(ctx, ui, b, s.cfg, s.stderr), true
 }
 
 // shutdown closes every shard resumable and saves the state file, within

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/shardtop/shardtop/clusterview"
 	"github.com/shardtop/shardtop/internal/config"
 	"github.com/shardtop/shardtop/manager"
 	"github.com/shardtop/shardtop/shardlease"
@@ -32,6 +33,8 @@ type clusterRun struct {
 	limiter *sharedlimiter.Limiter // nil until the manager's Open made it
 
 	owner *shardowner.Runner // nil for watch-only, and until start
+	pub   *clusterview.Publisher
+	view  *clusterview.View // the whole bot, for the TUI
 }
 
 // startCluster opens the cluster's lease table on the bus connection, when
@@ -102,6 +105,9 @@ func (c *clusterRun) managerOptions(ctx context.Context, s *supervisor) []manage
 // runner wins leases and adds their shards to m (none for watch-only).
 func (c *clusterRun) start(ctx context.Context, s *supervisor) error {
 	cfg := s.cfg
+	if err := c.startView(s); err != nil {
+		return err
+	}
 	if cfg.Cluster.WatchOnly {
 		return nil
 	}
@@ -133,6 +139,35 @@ func (c *clusterRun) start(ctx context.Context, s *supervisor) error {
 	return nil
 }
 
+// startView publishes this node's snapshot and answers the others'
+// actions, and makes the whole-bot view the TUI shows. A watch-only node
+// publishes an empty snapshot marked so, and acts only through the others.
+func (c *clusterRun) startView(s *supervisor) error {
+	ttl := time.Duration(s.cfg.Cluster.LeaseTTL)
+	opts := []clusterview.Option{
+		clusterview.WithPrefix(s.cfg.Bus.Prefix),
+		clusterview.WithGoneAfter(ttl),
+		clusterview.WithLeases(c.held),
+		clusterview.WithLogger(s.internal),
+	}
+	var src clusterview.Source
+	var local clusterview.Local
+	if !s.cfg.Cluster.WatchOnly {
+		src, local = s.m, s.m
+	}
+	pub, err := clusterview.Publish(s.busConn, c.node, src, opts...)
+	if err != nil {
+		return err
+	}
+	view, err := clusterview.NewView(s.busConn, c.node, local, opts...)
+	if err != nil {
+		_ = pub.Close()
+		return err
+	}
+	c.pub, c.view = pub, view
+	return nil
+}
+
 // leave hands every shard of this node over to the others (SIGTERM, q),
 // before the manager closes: each is closed resumable and its lease
 // released with its session, and the others resume it.
@@ -157,6 +192,12 @@ func (c *clusterRun) held() int {
 func (c *clusterRun) close() {
 	if c.owner != nil {
 		c.owner.Close()
+	}
+	if c.view != nil {
+		_ = c.view.Close()
+	}
+	if c.pub != nil {
+		_ = c.pub.Close()
 	}
 	c.mu.Lock()
 	lim := c.limiter
