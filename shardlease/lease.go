@@ -102,16 +102,27 @@ func (l *Lease) Save(ctx context.Context, st store.ShardState) error {
 }
 
 // Release hands the lease over: it writes the record with no owner and the
-// shard's final session (st, or the last saved one when st is nil), so the
+// shard's final session (st; when nil, the one Put into the Table's
+// [Store] and not yet written, else the last saved one), so the
 // next owner resumes it at once instead of waiting for expiry. Stop the
 // shard before releasing.
-func (l *Lease) Release(ctx context.Context, st *store.ShardState) error {
+func (l *Lease) Release(ctx context.Context, st *store.ShardState) (err error) {
 	if st != nil {
 		if keyOf(*st) != l.key {
 			return fmt.Errorf("shardlease: release shard %s with the session of shard %d/%d: %w", l.key, st.ShardID, st.ShardCount, store.ErrInvalidState)
 		}
 		if err := checkState(*st); err != nil {
 			return fmt.Errorf("shardlease: release shard %s: %w: %w", l.key, store.ErrInvalidState, err)
+		}
+	}
+	if st == nil { // the Store's put not yet written is the latest session
+		if p, ok := l.t.st.take(l.key); ok {
+			st = &p
+			defer func() {
+				if err != nil && !errors.Is(err, ErrLost) {
+					l.t.st.requeue(l.key, p)
+				}
+			}()
 		}
 	}
 	return l.write(ctx, st, true)

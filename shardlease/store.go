@@ -170,16 +170,30 @@ func (s *Store) writeAll(ctx context.Context) error {
 		}
 		errs = append(errs, err)
 		if !errors.Is(err, ErrLost) && !errors.Is(err, ErrReleased) && !errors.Is(err, store.ErrInvalidState) {
-			s.mu.Lock()
-			if _, newer := s.pending[k]; !newer {
-				s.pending[k] = st
-			}
-			s.mu.Unlock()
-			select {
-			case s.kick <- struct{}{}:
-			default:
-			}
+			s.requeue(k, st)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// take removes and returns the queued session of k, if any.
+func (s *Store) take(k Key) (store.ShardState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.pending[k]
+	delete(s.pending, k)
+	return st, ok
+}
+
+// requeue queues st for k again unless a newer one came meanwhile.
+func (s *Store) requeue(k Key, st store.ShardState) {
+	s.mu.Lock()
+	if _, newer := s.pending[k]; !newer {
+		s.pending[k] = st
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }

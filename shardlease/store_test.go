@@ -94,7 +94,11 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Fatal(l2.Err())
 	}
 
-	// Hand-off: the next owner's adapter loads what this one wrote.
+	// Hand-off: a put not yet written goes with the release, and the next
+	// owner's adapter loads it.
+	if err := st.Put(session(k1, "a", 77)); err != nil {
+		t.Fatal(err)
+	}
 	if err := l1.Release(ctxT(t, 10*time.Second), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -106,12 +110,38 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := b.Store().Load()
-	if len(got) != 1 || !sameSession(got[0], session(k1, "a", 49)) {
+	if len(got) != 1 || !sameSession(got[0], session(k1, "a", 77)) {
 		t.Fatalf("next owner loads %+v, want a's last session", got)
 	}
 
 	a.Close()
 	if err := st.Put(session(k2, "b", 5)); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("put after Close: %v, want store.ErrClosed", err)
+	}
+}
+
+// Release without a session writes the put the adapter has not written yet.
+func TestReleaseTakesTheUnwrittenPut(t *testing.T) {
+	s := natstest.Start(t)
+	a := process(t, s, "node-a", WithFlushInterval(time.Hour))
+	k := Key{0, 1}
+	l, err := a.Acquire(ctxT(t, 10*time.Second), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Save(ctxT(t, 10*time.Second), session(k, "a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store().Put(session(k, "a", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctxT(t, 10*time.Second), nil); err != nil {
+		t.Fatal(err)
+	}
+	if v := bucketRecord(t, a, k); v.owner != "" || !sameSession(v.session, session(k, "a", 2)) {
+		t.Fatalf("released record %+v, want the unwritten put's session", v)
+	}
+	if err := a.Store().Flush(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatalf("flush after the release: %v (the put went with the release)", err)
 	}
 }
