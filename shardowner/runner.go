@@ -148,6 +148,7 @@ type Runner struct {
 	free        map[int]freeSeen // records seen free, for the rescue of orphans
 	nextHandoff time.Time
 	beatCancel  context.CancelFunc
+	beatDone    chan struct{} // closed when the heartbeat goroutine ends
 }
 
 // freeSeen is when the loop first saw a record free at a revision.
@@ -235,8 +236,9 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	var bctx context.Context
 	bctx, r.beatCancel = context.WithCancel(r.ctx)
+	r.beatDone = make(chan struct{})
 	r.wg.Add(2)
-	go func() { defer r.wg.Done(); r.heartbeats(bctx) }()
+	go func() { defer r.wg.Done(); defer close(r.beatDone); r.heartbeats(bctx) }()
 	go func() { defer r.wg.Done(); r.loop() }()
 	return nil
 }
@@ -525,7 +527,10 @@ func (r *Runner) onLost(m lostMsg) {
 
 // leave hands every shard over and ends the heartbeat.
 func (r *Runner) leave(ctx context.Context) error {
+	// No heartbeat may land after the delete, or the others would count
+	// this node live for another TTL and leave its share unrun.
 	r.beatCancel()
+	<-r.beatDone
 	err := r.members.leave(ctx)
 	for i, id := range sortedIDs(r.held) {
 		if i > 0 && r.cfg.handoff > 0 {
