@@ -189,3 +189,35 @@ func TestFixedDeath(t *testing.T) {
 			st.Identifies, st.Resumes, before.Identifies, before.Resumes+2)
 	}
 }
+
+// A node is live while its key's revision moves; one written once expires a
+// TTL after it was seen; a malformed value names no node (and is logged).
+func TestMembership(t *testing.T) {
+	c := newCluster(t, 2)
+	a := c.start("a", Balanced(2))
+	js := natstest.JetStream(t, c.ns.ClientURL())
+	ctx := ctxT(t, 20*time.Second)
+	kv, err := js.KeyValue(ctx, DefaultNodesBucket)
+	if err != nil {
+		t.Fatalf("nodes bucket: %v", err)
+	}
+	if _, err := kv.Put(ctx, "bad", []byte(`{"v":1,"node":"other"}`)); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	if _, err := kv.Put(ctx, "once", []byte(`{"v":1,"node":"once","beat":0}`)); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	seen := time.Now()
+	poll.UntilState(t, testTTL, "a sees once", func() (bool, string) {
+		return fmt.Sprint(a.runner.Nodes()) == "[a once]", fmt.Sprint(a.runner.Nodes())
+	})
+	poll.UntilState(t, testTTL+5*time.Second, "once expires", func() (bool, string) {
+		return fmt.Sprint(a.runner.Nodes()) == "[a]", fmt.Sprint(a.runner.Nodes())
+	})
+	if d := time.Since(seen); d < testTTL {
+		t.Fatalf("once expired after %v, before the TTL %v", d, testTTL)
+	}
+	if a.runner.Node() != "a" || a.runner.Mode().String() != "balanced/2" {
+		t.Fatalf("Node %q Mode %v", a.runner.Node(), a.runner.Mode())
+	}
+}
