@@ -167,3 +167,21 @@ func waitRun(t *testing.T, timeout time.Duration, want string, ps ...*proc) {
 		return ok && s == want, s
 	})
 }
+
+// waitSaved waits until p's table shows the records of ids owned by owner
+// with a session saved.
+func waitSaved(t *testing.T, p *proc, owner string, ids ...int) {
+	t.Helper()
+	poll.UntilState(t, 10*time.Second, fmt.Sprintf("sessions of %v saved by %s", ids, owner), func() (bool, string) {
+		saved := map[int]bool{}
+		for _, rec := range p.table.Records() {
+			saved[rec.Key.ID] = rec.Owner == owner && rec.Session.SessionID != ""
+		}
+		for _, id := range ids {
+			if !saved[id] {
+				return false, fmt.Sprint(saved)
+			}
+		}
+		return true, ""
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,9 @@ func Fixed(ids []int, count int) Mode {
 // other live nodes (see Targets).
 func Balanced(count int) Mode { return Mode{balanced: true, count: count} }
 
+// IDs returns the shard IDs of a Fixed mode, sorted (nil when Balanced).
+func (m Mode) IDs() []int { return slices.Clone(m.ids) }
+
 // Count returns the mode's shard count.
 func (m Mode) Count() int { return m.count }
 
@@ -78,16 +82,7 @@ func (m Mode) String() string {
 	return fmt.Sprintf("fixed %s/%d", joinComma(s), m.count)
 }
 
-func joinComma(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ","
-		}
-		out += x
-	}
-	return out
-}
+func joinComma(s []string) string { return strings.Join(s, ",") }
 
 func (m Mode) validate() error {
 	if m.count < 1 || m.count > store.MaxShardCount {
@@ -148,6 +143,7 @@ type Runner struct {
 	free        map[int]freeSeen // records seen free, for the rescue of orphans
 	nextHandoff time.Time
 	beatCancel  context.CancelFunc
+	beatDone    chan struct{} // closed when the heartbeat goroutine ends
 }
 
 // freeSeen is when the loop first saw a record free at a revision.
@@ -188,7 +184,11 @@ func New(leases Leases, mgr Manager, js jetstream.JetStream, mode Mode, opts ...
 func (r *Runner) Node() string { return r.node }
 
 // Mode returns the Runner's mode.
-func (r *Runner) Mode() Mode { return r.mode }
+func (r *Runner) Mode() Mode {
+	m := r.mode
+	m.ids = slices.Clone(m.ids)
+	return m
+}
 
 // Nodes returns the live nodes as this Runner sees them, sorted, itself
 // among them. Call it after Start has returned (nil before).
@@ -235,8 +235,9 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	var bctx context.Context
 	bctx, r.beatCancel = context.WithCancel(r.ctx)
+	r.beatDone = make(chan struct{})
 	r.wg.Add(2)
-	go func() { defer r.wg.Done(); r.heartbeats(bctx) }()
+	go func() { defer r.wg.Done(); defer close(r.beatDone); r.heartbeats(bctx) }()
 	go func() { defer r.wg.Done(); r.loop() }()
 	return nil
 }
@@ -370,7 +371,11 @@ func (r *Runner) reconcile(ctx context.Context) time.Duration {
 			wait = min(wait, d)
 			break
 		}
-		r.handoff(ctx, id, "target "+targets[id])
+		why := "not in this node's range"
+		if id < len(targets) {
+			why = "target " + targets[id]
+		}
+		r.handoff(ctx, id, why)
 		r.nextHandoff = time.Now().Add(r.cfg.handoff)
 		if r.cfg.handoff > 0 {
 			wait = min(wait, r.cfg.handoff)
@@ -525,7 +530,10 @@ func (r *Runner) onLost(m lostMsg) {
 
 // leave hands every shard over and ends the heartbeat.
 func (r *Runner) leave(ctx context.Context) error {
+	// No heartbeat may land after the delete, or the others would count
+	// this node live for another TTL and leave its share unrun.
 	r.beatCancel()
+	<-r.beatDone
 	err := r.members.leave(ctx)
 	for i, id := range sortedIDs(r.held) {
 		if i > 0 && r.cfg.handoff > 0 {

@@ -82,10 +82,11 @@ func TestBalancedDeath(t *testing.T) {
 	a := c.start("a", Balanced(4))
 	b := c.start("b", Balanced(4))
 	waitRun(t, 20*time.Second, "map[a:[0 1] b:[2 3]]", a, b)
+	waitSaved(t, a, "b", 2, 3)
 	before := c.sim.Stats()
+	start := time.Now() // the deadline counts the crash's own teardown too
 	b.stop()
-	start := time.Now()
-	waitRun(t, testTTL+2*time.Second, "map[a:[0 1 2 3]]", a)
+	waitRun(t, testTTL+2*time.Second-time.Since(start), "map[a:[0 1 2 3]]", a)
 	t.Logf("adopted in %v", time.Since(start))
 	if st := c.sim.Stats(); st.Identifies != before.Identifies || st.Resumes < before.Resumes+2 {
 		t.Fatalf("after b died: identifies %d resumes %d, want %d and at least %d (a resumes b's sessions)",
@@ -166,5 +167,57 @@ func TestBalancedOrphanRescue(t *testing.T) {
 	}
 	if st := c.sim.Stats(); st.Identifies != 4 {
 		t.Fatalf("identifies %d, want 4 (the orphans resume)", st.Identifies)
+	}
+}
+
+// Fixed overlapping ranges, and the owner of the shared shards dies: the
+// other takes them over after their leases expire, by resume, within
+// TTL + 2 s; the dead node's own shard (0) is nobody else's.
+func TestFixedDeath(t *testing.T) {
+	c := newCluster(t, 4)
+	a := c.start("a", Fixed([]int{0, 1, 2}, 4))
+	waitRun(t, 20*time.Second, "map[a:[0 1 2]]", a)
+	b := c.start("b", Fixed([]int{1, 2, 3}, 4))
+	waitRun(t, 20*time.Second, "map[a:[0 1 2] b:[3]]", a, b)
+	before := c.sim.Stats()
+	waitSaved(t, b, "a", 0, 1, 2) // a crash before the first save would cost identifies
+	start := time.Now()
+	a.stop()
+	waitRun(t, testTTL+2*time.Second-time.Since(start), "map[b:[1 2 3]]", b)
+	if st := c.sim.Stats(); st.Identifies != before.Identifies || st.Resumes < before.Resumes+2 {
+		t.Fatalf("after a died: identifies %d resumes %d, want %d and at least %d",
+			st.Identifies, st.Resumes, before.Identifies, before.Resumes+2)
+	}
+}
+
+// A node is live while its key's revision moves; one written once expires a
+// TTL after it was seen; a malformed value names no node (and is logged).
+func TestMembership(t *testing.T) {
+	c := newCluster(t, 2)
+	a := c.start("a", Balanced(2))
+	js := natstest.JetStream(t, c.ns.ClientURL())
+	ctx := ctxT(t, 20*time.Second)
+	kv, err := js.KeyValue(ctx, DefaultNodesBucket)
+	if err != nil {
+		t.Fatalf("nodes bucket: %v", err)
+	}
+	if _, err := kv.Put(ctx, "bad", []byte(`{"v":1,"node":"other"}`)); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	if _, err := kv.Put(ctx, "once", []byte(`{"v":1,"node":"once","beat":0}`)); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	seen := time.Now()
+	poll.UntilState(t, testTTL, "a sees once", func() (bool, string) {
+		return fmt.Sprint(a.runner.Nodes()) == "[a once]", fmt.Sprint(a.runner.Nodes())
+	})
+	poll.UntilState(t, testTTL+5*time.Second, "once expires", func() (bool, string) {
+		return fmt.Sprint(a.runner.Nodes()) == "[a]", fmt.Sprint(a.runner.Nodes())
+	})
+	if d := time.Since(seen); d < testTTL {
+		t.Fatalf("once expired after %v, before the TTL %v", d, testTTL)
+	}
+	if a.runner.Node() != "a" || a.runner.Mode().String() != "balanced/2" {
+		t.Fatalf("Node %q Mode %v", a.runner.Node(), a.runner.Mode())
 	}
 }
