@@ -158,10 +158,16 @@ func failoverSpec() botSpec {
 // divided the shards, each connected once; it returns the lease records.
 func (b *clusterBot) startBalanced(js jetstream.JetStream) map[int]leaseRecord {
 	b.t.Helper()
-	for _, name := range []string{"a", "b", "c"} {
+	// a first, until it supervises (its buckets and the stream made), then
+	// b and c together: these tests are about failover, and
+	// TestClusterStartup is the one that starts every process at once.
+	a := b.start("a", "")
+	a.waitJoined(b.t)
+	a.waitLog(b.t, "supervising")
+	for _, name := range []string{"b", "c"} {
 		b.start(name, "")
 	}
-	for _, name := range []string{"a", "b", "c"} {
+	for _, name := range []string{"b", "c"} {
 		b.nodes[name].waitJoined(b.t)
 	}
 	return b.steady(90*time.Second, js)

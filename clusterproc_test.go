@@ -350,6 +350,22 @@ func (n *clusterNode) waitJoined(t testing.TB) {
 	})
 }
 
+// waitLog waits for a line msg in the node's current run's log.
+func (n *clusterNode) waitLog(t testing.TB, msg string) map[string]any {
+	t.Helper()
+	var l map[string]any
+	poll.UntilState(t, 30*time.Second, "node "+n.name+"'s "+strconv.Quote(msg)+" line", func() (bool, string) {
+		select {
+		case <-n.p.done:
+			t.Fatalf("node %s exited early: %v; stderr:\n%s", n.name, n.p.err, n.p.stderr)
+		default:
+		}
+		l = findLog(n.p.stderr.String(), msg)
+		return l != nil, n.p.stderr.String()
+	})
+	return l
+}
+
 // alive reports whether the node's current run still runs.
 func (n *clusterNode) alive() bool {
 	select {
@@ -516,8 +532,11 @@ func (b *clusterBot) steady(timeout time.Duration, js jetstream.JetStream) map[i
 		per := map[string]int{}
 		for id := range b.spec.shards {
 			r, ok := recs[id]
-			if !ok || r.Owner == "" || b.nodes[r.Owner] == nil || !b.nodes[r.Owner].alive() {
-				return false, fmt.Sprintf("shard %d: record %+v (present %v)", id, r, ok)
+			switch {
+			case !ok:
+				return false, fmt.Sprintf("shard %d: no record in %s: no node has leased it", id, leaseBucket)
+			case r.Owner == "" || b.nodes[r.Owner] == nil || !b.nodes[r.Owner].alive():
+				return false, fmt.Sprintf("shard %d: lease record %+v: not held by a live node", id, r)
 			}
 			per[r.Owner]++
 		}
