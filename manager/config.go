@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -68,6 +69,9 @@ type config struct {
 	sampleInterval  time.Duration
 	persistInterval time.Duration
 	refreshInterval time.Duration
+	limiterFactory  func(maxConcurrency int) (IdentifyLimiter, error)
+	noInitialShards bool
+	keysHook        func(ctx context.Context, keys []ShardKey) error
 }
 
 func defaultConfig() config {
@@ -114,6 +118,9 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: WithPersistInterval: %v, must be positive", ErrInvalidOption, c.persistInterval)
 	case c.refreshInterval <= 0:
 		return fmt.Errorf("%w: WithRefreshInterval: %v, must be positive", ErrInvalidOption, c.refreshInterval)
+	}
+	if c.noInitialShards && len(c.shardIDs) > 0 {
+		return fmt.Errorf("%w: WithNoInitialShards and WithShardIDs: give one or the other", ErrInvalidOption)
 	}
 	seen := make(map[int]bool, len(c.shardIDs))
 	for _, id := range c.shardIDs {
@@ -233,3 +240,36 @@ func WithPersistInterval(d time.Duration) Option { return func(c *config) { c.pe
 // WithRefreshInterval sets how often GET /gateway/bot is asked again while
 // open (default DefaultRefreshInterval).
 func WithRefreshInterval(d time.Duration) Option { return func(c *config) { c.refreshInterval = d } }
+
+// WithIdentifyLimiter sets how the identify limiter is made: Open calls f
+// once max_concurrency is known (from WithMaxConcurrency or /gateway/bot),
+// then hands the limiter /gateway/bot's session_start_limit
+// (SetSessionStartLimit) and, while open, every refreshed one. A limiter
+// shared by the processes of one bot goes here. f's error fails Open. The
+// default is a *limiter.Limiter with WithIdentifyWindow, WithIdentifyMargin
+// and WithSessionStartReserve; those options do not reach a limiter f
+// makes. A limiter that is also an IdentifyRecorder has its buckets' last
+// identifies kept in the store (see IdentifyHistory).
+func WithIdentifyLimiter(f func(maxConcurrency int) (IdentifyLimiter, error)) Option {
+	return func(c *config) { c.limiterFactory = f }
+}
+
+// WithNoInitialShards makes Open start no shard: another package (a
+// cluster's leases) decides which shards this process runs and brings them
+// with AddShard and takes them away with RemoveShard. Open still discovers
+// the gateway, max_concurrency, the recommended count and the bot user, and
+// loads the store: its sessions are kept, none deleted, and AddShard
+// without a resumable session resumes the one loaded for the same key, if
+// any. Such a manager does not re-shard the whole bot (Reshard); splits work.
+// It excludes WithShardIDs. Default false.
+func WithNoInitialShards() Option { return func(c *config) { c.noInitialShards = true } }
+
+// WithShardKeysHook sets a hook told the keys of the new shards of a split
+// or re-shard before any of them starts (a cluster takes their leases). It
+// runs on a goroutine of its own with a context that ends with the split's
+// (SplitShard's or Reshard's, or Close); an error aborts the split or
+// re-shard, which then returns it wrapped with ErrAborted, and the old
+// shards keep serving. Default none.
+func WithShardKeysHook(h func(ctx context.Context, keys []ShardKey) error) Option {
+	return func(c *config) { c.keysHook = h }
+}

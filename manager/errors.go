@@ -26,6 +26,10 @@ var (
 	ErrAlreadyOpen = errors.New("manager: already open")
 	// ErrInvalidOption: an option given to New is invalid (the error names it).
 	ErrInvalidOption = errors.New("manager: invalid option")
+	// ErrShardConflict: AddShard was given a shard whose guilds a shard of
+	// this manager already serves (the same ID at another count, or an
+	// overlapping key), or that a split in progress brings.
+	ErrShardConflict = errors.New("manager: another shard of this manager serves some of the shard's guilds")
 	// ErrAborted: a split or re-shard was abandoned (a new shard failed, or ctx ended).
 	ErrAborted = errors.New("manager: split or re-shard aborted")
 )

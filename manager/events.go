@@ -25,9 +25,14 @@ const (
 	EventReshardStarted
 	EventReshardDone
 	EventReshardAborted
+	// EventShardAdded: AddShard brought shard Key into this manager.
+	EventShardAdded
+	// EventShardRemoved: RemoveShard took shard Key out of this manager
+	// (Reason says whether its session was saved or the lease was lost).
+	EventShardRemoved
 )
 
-var eventTypeNames = [...]string{"", "state", "split-started", "split-done", "split-aborted", "reshard-started", "reshard-done", "reshard-aborted"}
+var eventTypeNames = [...]string{"", "state", "split-started", "split-done", "split-aborted", "reshard-started", "reshard-done", "reshard-aborted", "shard-added", "shard-removed"}
 
 // String names the event type, e.g. "split-done".
 func (t EventType) String() string {

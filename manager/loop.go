@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/shardtop/shardtop/gateway"
-	"github.com/shardtop/shardtop/limiter"
 	"github.com/shardtop/shardtop/store"
 )
 
@@ -33,7 +32,7 @@ type loop struct {
 	waitingForSink bool
 	done           bool // the loop ends after this message
 
-	lim         *limiter.Limiter
+	lim         IdentifyLimiter
 	gwURL       string
 	maxConc     int
 	recommended int
@@ -88,7 +87,7 @@ func (m *Manager) run(ctx context.Context, l *loop, started chan<- error) {
 func (m *Manager) prepare(ctx context.Context) (*loop, error) {
 	c := &m.cfg
 	count, conc, url := c.shardCount, c.maxConcurrency, c.gatewayURL
-	var limOpts []limiter.Option
+	var setBudget func(IdentifyLimiter)
 	userDone := make(chan struct{})
 	var user User
 	var userErr error
@@ -124,7 +123,9 @@ func (m *Manager) prepare(ctx context.Context) (*loop, error) {
 		if url == "" {
 			url = gb.URL
 		}
-		limOpts = append(limOpts, limiter.WithSessionStartLimit(gb.SessionStartLimit.Total, gb.SessionStartLimit.Remaining, gb.resetAfter()))
+		setBudget = func(lim IdentifyLimiter) {
+			lim.SetSessionStartLimit(gb.SessionStartLimit.Total, gb.SessionStartLimit.Remaining, gb.resetAfter())
+		}
 	case errors.Is(err, ErrUnauthorized):
 		return nil, err
 	case count > 0 && conc > 0 && url != "":
@@ -137,7 +138,7 @@ func (m *Manager) prepare(ctx context.Context) (*loop, error) {
 		return nil, err
 	}
 	ids := c.shardIDs
-	if len(ids) == 0 {
+	if len(ids) == 0 && !c.noInitialShards {
 		ids = make([]int, count) // count <= store.MaxShardCount (validate, fetchGatewayBot)
 		for i := range ids {
 			ids[i] = i
@@ -150,14 +151,22 @@ func (m *Manager) prepare(ctx context.Context) (*loop, error) {
 			return nil, fmt.Errorf("%w: WithShardIDs: shard %d is outside [0, %d) (shard count from /gateway/bot)", ErrInvalidOption, id, count)
 		}
 	}
-	limOpts = append(limOpts, limiter.WithWindow(c.identifyWindow), limiter.WithMargin(c.identifyMargin),
-		limiter.WithReserve(c.reserve), limiter.WithLogger(c.logger.With("component", "limiter")))
+	lim, err := c.newLimiter(conc)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("manager: open: identify limiter: %w", err)
+	case lim == nil:
+		return nil, fmt.Errorf("manager: open: identify limiter: %w: WithIdentifyLimiter's function returned no limiter", ErrInvalidOption)
+	}
+	if setBudget != nil {
+		setBudget(lim)
+	}
 	l := &loop{
 		m: m, life: stateOpen,
 		active: make(map[int]*entry, len(ids)), saved: make(map[ShardKey]gateway.Session), busy: make(map[int]bool),
 		held: make(map[ShardKey]heldShard),
-		lim:  limiter.New(conc, limOpts...), gwURL: url, maxConc: conc, recommended: gb.Shards,
-		canReshard: len(c.shardIDs) == 0, lastSample: time.Now(),
+		lim:  lim, gwURL: url, maxConc: conc, recommended: gb.Shards,
+		canReshard: len(c.shardIDs) == 0 && !c.noInitialShards, lastSample: time.Now(),
 	}
 	l.lastPersist, l.lastPoint = l.lastSample, l.lastSample
 	m.seedIdentifies(l.lim, conc)
@@ -167,6 +176,13 @@ func (m *Manager) prepare(ctx context.Context) (*loop, error) {
 	var records []store.ShardState
 	if c.store != nil {
 		records = c.store.Load()
+	}
+	if c.noInitialShards {
+		// The shards come with AddShard: keep every session for them.
+		for _, r := range records {
+			l.saved[ShardKey{r.ShardID, r.ShardCount}] = gateway.Session{ID: r.SessionID, Sequence: r.Sequence, ResumeURL: r.ResumeURL, Guilds: r.Guilds}
+		}
+		return l, nil
 	}
 	plan := planLayout(count, ids, len(c.shardIDs) == 0, records)
 	if len(plan.stale) > 0 {
@@ -340,6 +356,9 @@ func (l *loop) persist(e *entry) {
 // shard's, every persist interval) is not written again: its record says
 // when it last changed.
 func (l *loop) save(e *entry, sess gateway.Session) {
+	if e.dropped {
+		return // handed to another process: its store records are not ours
+	}
 	sess = l.durable(e.key, sess)
 	if old, ok := l.saved[e.key]; ok && old == sess && e.infoOf().resumable {
 		return
@@ -664,15 +683,16 @@ func (l *loop) autoSplit(e *entry) {
 	}
 	l.busy[id] = true
 	e.update(func(i *entryInfo) { i.busy = true })
-	l.startSplit(e, l.m.cfg.splitCount, true, nil)
+	l.startSplit(l.m.runCtx, e, l.m.cfg.splitCount, true, nil)
 }
 
 // seedIdentifies tells lim when the previous run's buckets last
 // identified, as the store kept it. Saved under another max_concurrency the
 // buckets do not map: every bucket then waits for the latest of them.
-func (m *Manager) seedIdentifies(lim *limiter.Limiter, conc int) {
+func (m *Manager) seedIdentifies(limIface IdentifyLimiter, conc int) {
 	h, ok := m.cfg.store.(IdentifyHistory)
-	if !ok {
+	lim, recorder := limIface.(IdentifyRecorder)
+	if !ok || !recorder {
 		return
 	}
 	savedConc, at := h.LastIdentifies()
@@ -699,7 +719,11 @@ func (l *loop) saveIdentifies() {
 	if _, ok := l.m.cfg.store.(IdentifyHistory); !ok {
 		return
 	}
-	l.identBuf = l.lim.LastIdentifies(l.identBuf[:0])
+	rec, ok := l.lim.(IdentifyRecorder)
+	if !ok {
+		return
+	}
+	l.identBuf = rec.LastIdentifies(l.identBuf[:0])
 	if slices.EqualFunc(l.identBuf, l.identSaved, time.Time.Equal) {
 		return
 	}

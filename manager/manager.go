@@ -165,7 +165,7 @@ func New(token string, opts ...Option) (*Manager, error) {
 		storeIn:   make(chan []storeOp),
 		closeDone: make(chan struct{}),
 	}
-	m.view.Store(&view{life: stateNew, active: map[int]*entry{}, canReshard: len(cfg.shardIDs) == 0})
+	m.view.Store(&view{life: stateNew, active: map[int]*entry{}, canReshard: len(cfg.shardIDs) == 0 && !cfg.noInitialShards})
 	ch := make(chan struct{})
 	m.changed.Store(&ch)
 	return m, nil
@@ -199,7 +199,7 @@ func (m *Manager) LogValue() slog.Value { return slog.StringValue(m.String()) }
 // failure is logged and the first READY names the bot instead, but a 401
 // while /gateway/bot failed too is ErrUnauthorized), configures the
 // identify limiter and its daily budget, loads the store and starts every
-// shard: a shard with a saved session for the same [id, count]
+// shard (none with WithNoInitialShards: see AddShard): a shard with a saved session for the same [id, count]
 // resumes at once without the limiter; the others take their identify
 // tickets in ID order and identify through it. Open returns once every
 // shard is started, not ready (see WaitReady).
@@ -472,7 +472,7 @@ func (m *Manager) SplitShard(ctx context.Context, id, k int) error {
 		return fmt.Errorf("manager: split shard %d: k = %d, must be at least 2", id, k)
 	}
 	var op *replaceOp
-	return m.ask(ctx, func(l *loop, reply func(error)) { op = l.split(id, k, false, reply) },
+	return m.ask(ctx, func(l *loop, reply func(error)) { op = l.split(ctx, id, k, false, reply) },
 		func(l *loop, err error) { l.abort(op, err) })
 }
 
@@ -490,7 +490,7 @@ func (m *Manager) Reshard(ctx context.Context, count int) error {
 		return err
 	}
 	if !m.view.Load().canReshard {
-		return fmt.Errorf("manager: reshard: this manager runs only some shard IDs (WithShardIDs); re-shard every process instead")
+		return fmt.Errorf("manager: reshard: this manager runs only some shard IDs (WithShardIDs or WithNoInitialShards); re-shard every process instead")
 	}
 	if count == 0 {
 		gb, err := m.refreshGatewayBot(ctx)
@@ -500,6 +500,6 @@ func (m *Manager) Reshard(ctx context.Context, count int) error {
 		count = gb.Shards
 	}
 	var op *replaceOp
-	return m.ask(ctx, func(l *loop, reply func(error)) { op = l.reshard(count, reply) },
+	return m.ask(ctx, func(l *loop, reply func(error)) { op = l.reshard(ctx, count, reply) },
 		func(l *loop, err error) { l.abort(op, err) })
 }

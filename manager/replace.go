@@ -64,23 +64,24 @@ type replaceOp struct {
 	key     ShardKey // the shard split, or {0, count} for a re-shard
 	olds    []*entry
 	news    []*entry
+	keys    []ShardKey        // the new shards' keys, known before they start
 	keep    map[ShardKey]bool // a re-shard's shards already at the new count
 	flag    *atomic.Bool
 	phase   Phase
 	started time.Time
 	reply   func(error) // nil for an automatic split
+	// cancelHook ends the keys hook's context, while it runs.
+	cancelHook func()
 }
 
 func (op *replaceOp) describe() Operation {
 	o := Operation{Reshard: op.reshard, Auto: op.auto, Key: op.key, Phase: op.phase, Started: op.started}
-	for _, n := range op.news {
-		o.New = append(o.New, n.key)
-	}
+	o.New = slices.Clone(op.keys) // known before they start (see WithShardKeysHook)
 	return o
 }
 
 // split starts the split of shard id into k shards, claiming it.
-func (l *loop) split(id, k int, auto bool, reply func(error)) *replaceOp {
+func (l *loop) split(ctx context.Context, id, k int, auto bool, reply func(error)) *replaceOp {
 	e, err := l.claim(id)
 	if err != nil {
 		reply(err)
@@ -91,11 +92,11 @@ func (l *loop) split(id, k int, auto bool, reply func(error)) *replaceOp {
 		reply(&ShardError{Key: e.key, Op: "split", Err: fmt.Errorf("%w: into %d would make more than %d shards, the largest shard count supported", ErrInvalidOption, k, store.MaxShardCount)})
 		return nil
 	}
-	return l.startSplit(e, k, auto, reply)
+	return l.startSplit(ctx, e, k, auto, reply)
 }
 
 // startSplit replaces old, claimed, by k shards id, id+c, ... of count c*k.
-func (l *loop) startSplit(old *entry, k int, auto bool, reply func(error)) *replaceOp {
+func (l *loop) startSplit(ctx context.Context, old *entry, k int, auto bool, reply func(error)) *replaceOp {
 	c := old.key.Count
 	keys := make([]ShardKey, k)
 	for i := range keys {
@@ -104,12 +105,12 @@ func (l *loop) startSplit(old *entry, k int, auto bool, reply func(error)) *repl
 	l.m.subs.publish(Event{Type: EventSplitStarted, Key: old.key, Role: RoleActive, At: time.Now(), Reason: fmt.Sprintf("split into %d shards of %d", k, c*k)})
 	l.m.log.Info("split started", "shard", old.key.ID, "shards", c, "into", k)
 	op := &replaceOp{auto: auto, k: k, key: old.key, olds: []*entry{old}, reply: reply}
-	l.start(op, keys)
+	l.start(ctx, op, keys)
 	return op
 }
 
 // reshard starts the re-shard of the whole bot to count shards.
-func (l *loop) reshard(count int, reply func(error)) *replaceOp {
+func (l *loop) reshard(ctx context.Context, count int, reply func(error)) *replaceOp {
 	if l.life != stateOpen {
 		reply(ErrClosed)
 		return nil
@@ -145,15 +146,56 @@ func (l *loop) reshard(count int, reply func(error)) *replaceOp {
 	l.resh = op
 	l.m.subs.publish(Event{Type: EventReshardStarted, Key: op.key, At: time.Now()})
 	l.m.log.Info("re-shard started", "shards", count)
-	l.start(op, keys)
+	l.start(ctx, op, keys)
 	return op
 }
 
-// start registers op's new shards, joining, and starts them in key order
-// (they take their identify tickets in that order).
-func (l *loop) start(op *replaceOp, keys []ShardKey) {
-	op.flag, op.phase, op.started = new(atomic.Bool), PhaseJoining, time.Now()
-	for _, k := range keys {
+// start registers op, joining, and starts its new shards: at once, or with
+// a keys hook (WithShardKeysHook) once a worker has told it their keys. The
+// loop goes on meanwhile; op can be aborted or abandoned while the hook
+// runs, and the hook's context (ctx, the split's, or Close) then ends.
+func (l *loop) start(ctx context.Context, op *replaceOp, keys []ShardKey) {
+	op.flag, op.phase, op.started, op.keys = new(atomic.Bool), PhaseJoining, time.Now(), keys
+	l.ops = append(l.ops, op)
+	l.dirty = true
+	hook := l.m.cfg.keysHook
+	if hook == nil {
+		l.startNews(op)
+		return
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(l.m.runCtx, cancel)
+	op.cancelHook = func() { stop(); cancel() }
+	keys = slices.Clone(keys)
+	l.m.work(func() {
+		err := hook(hctx, keys)
+		l.m.send(func(l *loop) { l.announced(op, err) })
+	})
+}
+
+// announced continues op once the keys hook has answered: its new shards
+// start, or it is aborted with the hook's error. An op aborted or abandoned
+// meanwhile is left alone.
+func (l *loop) announced(op *replaceOp, err error) {
+	if op.cancelHook != nil {
+		op.cancelHook()
+		op.cancelHook = nil
+	}
+	if op.phase != PhaseJoining || !slices.Contains(l.ops, op) || op.news != nil {
+		return
+	}
+	if err != nil {
+		op.phase, l.dirty = PhaseAborting, true
+		l.aborted(op, fmt.Errorf("shard keys hook: %w", err))
+		return
+	}
+	l.startNews(op)
+}
+
+// startNews registers op's new shards, joining, and starts them in key
+// order (they take their identify tickets in that order).
+func (l *loop) startNews(op *replaceOp) {
+	for _, k := range op.keys {
 		n := l.m.newEntry(k, RoleJoining, gateway.Session{}, l)
 		n.hold.Store(&holdRef{flag: op.flag, newSide: true})
 		op.news = append(op.news, n)
@@ -162,7 +204,6 @@ func (l *loop) start(op *replaceOp, keys []ShardKey) {
 		o.hold.Store(&holdRef{flag: op.flag, newSide: false})
 	}
 	l.others = append(l.others, op.news...)
-	l.ops = append(l.ops, op)
 	l.dirty = true
 	for _, n := range op.news {
 		if err := n.shard.Start(); err != nil {
@@ -276,7 +317,7 @@ func (l *loop) aborted(op *replaceOp, err error) {
 		op.key.Count*op.k*l.m.cfg.splitCount <= store.MaxShardCount {
 		l.m.subs.publish(l.endEvent(op, err)) // still claimed: the next, wider split follows
 		l.ops = slices.DeleteFunc(l.ops, func(x *replaceOp) bool { return x == op })
-		l.startSplit(op.olds[0], op.k*l.m.cfg.splitCount, true, nil)
+		l.startSplit(l.m.runCtx, op.olds[0], op.k*l.m.cfg.splitCount, true, nil)
 		return
 	}
 	if op.auto {
@@ -311,6 +352,10 @@ func (l *loop) dropNews(op *replaceOp) {
 // finish ends op: its claim is given back before its last event goes out,
 // so a subscriber acting on that event finds the shard free.
 func (l *loop) finish(op *replaceOp, err error) {
+	if op.cancelHook != nil {
+		op.cancelHook() // the keys hook's answer no longer matters
+		op.cancelHook = nil
+	}
 	l.ops = slices.DeleteFunc(l.ops, func(x *replaceOp) bool { return x == op })
 	if op.reshard {
 		l.resh = nil

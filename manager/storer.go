@@ -9,14 +9,15 @@ import (
 )
 
 // storeOp is one write to the store, made by the store writer in the order
-// the loop decided it: a put, a delete, the buckets' last identifies, or a
-// flush whose result goes to flush.
+// the loop decided it: a put, a delete, the buckets' last identifies, a
+// flush whose result goes to flush, or a barrier.
 type storeOp struct {
 	put        *store.ShardState
 	del        *ShardKey
 	identifies []time.Time // with conc
 	conc       int
 	flush      func(error)
+	barrier    func()          // called once every earlier write is done
 	ctx        context.Context // of a flush
 }
 
@@ -45,6 +46,8 @@ func (m *Manager) storeWriter() {
 				}
 			case op.flush != nil:
 				op.flush(st.Flush(op.ctx))
+			case op.barrier != nil:
+				op.barrier()
 			}
 		}
 	}

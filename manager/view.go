@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/shardtop/shardtop/gateway"
-	"github.com/shardtop/shardtop/limiter"
 )
 
 // entry is one gateway.Shard instance and what the manager knows of it. A
@@ -43,6 +42,12 @@ type entry struct {
 	// own goroutine (the dispatch handler, at READY).
 	sessionID string
 	holdAsked atomic.Bool // a hold was asked for since the entry started
+	// muted stops delivery at once: RemoveShard without save (another
+	// process owns the shard now and delivers its events).
+	muted atomic.Bool
+	// dropped (the loop's): nothing of this entry is written to the store
+	// any more (RemoveShard without save).
+	dropped bool
 
 	// track is the key's past (ShardDetail), handed on to the instance
 	// that replaces this one with the same key.
@@ -83,6 +88,9 @@ type holdRef struct {
 }
 
 func (e *entry) delivers() bool {
+	if e.muted.Load() {
+		return false
+	}
 	h := e.hold.Load()
 	return h == nil || h.flag.Load() == h.newSide
 }
@@ -133,7 +141,7 @@ type view struct {
 	active  map[int]*entry // by shard ID: the active shards partition the guilds
 	counts  []int          // distinct counts of the active shards, ascending
 
-	lim         *limiter.Limiter
+	lim         IdentifyLimiter
 	gwURL       string
 	maxConc     int
 	recommended int
