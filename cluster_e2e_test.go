@@ -435,12 +435,24 @@ func TestClusterOverlappingShardIDs(t *testing.T) {
 		}
 	}
 
+	pause := b.mark()
 	a.p.signal(t, syscall.SIGSTOP)
-	stopped := time.Now()
 	t.Cleanup(func() { _ = a.p.cmd.Process.Signal(syscall.SIGCONT) })
 	ctx := t.Context()
+	// a's records as a left them (a write it had in flight lands later, and
+	// only makes the check of b's takeover time below weaker).
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	paused, err := leases(cctx, js, spec.shards)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var taken map[int]leaseRecord
-	poll.UntilState(t, spec.leaseTTL+30*time.Second, "node b to take the shared shards over from the paused a", func() (bool, string) {
+	poll.UntilState(t, spec.leaseTTL+30*time.Second, "node b to resume the shared shards the paused a held", func() (bool, string) {
+		readyOnB := map[int]string{}
+		for _, l := range readyLines("b", bn.p, pause["b"]) {
+			readyOnB[l.shard] = l.from
+		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		var err error
@@ -448,19 +460,25 @@ func TestClusterOverlappingShardIDs(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		conn := map[int]bool{}
-		for _, s := range b.sim.sessions(t) {
-			conn[s.ShardID] = conn[s.ShardID] || s.Connected
-		}
 		for _, id := range shared {
-			if taken[id].Owner != "b" || !conn[id] {
-				return false, fmt.Sprintf("shard %d: %+v, connected %v", id, taken[id], conn[id])
+			if taken[id].Owner != "b" || readyOnB[id] == "" || taken[id].Session == nil {
+				return false, fmt.Sprintf("shard %d: record %+v session %+v; READY on b since the pause: %v", id, taken[id], taken[id].Session, readyOnB)
 			}
 		}
 		return true, ""
 	})
-	if d := time.Since(stopped); d < spec.leaseTTL {
-		t.Errorf("b took a's shards %s after a was paused, before its lease of %s could expire", d, spec.leaseTTL)
+	for _, id := range shared {
+		if d := taken[id].created.Sub(paused[id].created); d < spec.leaseTTL {
+			t.Errorf("shard %d: b's record written %s after a's last, before a's lease of %s could expire", id, d, spec.leaseTTL)
+		}
+		if taken[id].Session.ID != paused[id].Session.ID {
+			t.Errorf("shard %d: b runs session %s, a had %s: b must resume a's session", id, taken[id].Session.ID, paused[id].Session.ID)
+		}
+	}
+	for _, l := range readyLines("b", bn.p, pause["b"]) {
+		if slices.Contains(shared, l.shard) && l.from != "resuming" {
+			t.Errorf("node b: shard %d READY from %q after a's pause, want resuming", l.shard, l.from)
+		}
 	}
 	m := b.mark()
 	a.p.signal(t, syscall.SIGCONT)
@@ -492,7 +510,7 @@ func TestClusterOverlappingShardIDs(t *testing.T) {
 		return true, ""
 	})
 	b.steady(30*time.Second, js)
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	now, err := leases(cctx, js, spec.shards)
 	if err != nil {
@@ -505,9 +523,15 @@ func TestClusterOverlappingShardIDs(t *testing.T) {
 		}
 	}
 	for _, l := range b.readySince(m) {
-		if slices.Contains(shared, l.shard) {
+		switch {
+		case slices.Contains(shared, l.shard):
 			t.Errorf("node %s: shard %d READY again after a's SIGCONT: a must stop it, not take it back", l.node, l.shard)
+		case l.from != "resuming":
+			t.Errorf("node %s: shard %d READY from %q after a's SIGCONT, want resuming (its session is saved)", l.node, l.shard, l.from)
 		}
+	}
+	if st := b.sim.stats(t); st.Identifies != spec.shards || st.IdentifyViolations != 0 || st.ResumesRejected != 0 {
+		t.Errorf("sim stats %+v: want %d identifies (one per shard, at the start), no violation, no rejected resume", st, spec.shards)
 	}
 	samples.end()
 	samples.mu.Lock()

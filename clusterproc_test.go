@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"io"
+	"maps"
 	"net/http"
 
 	"github.com/nats-io/nats.go"
@@ -281,6 +282,16 @@ func newClusterBot(t testing.TB, spec botSpec) *clusterBot {
 		args = append(args, "--rate", strconv.FormatFloat(spec.rate, 'f', -1, 64))
 	}
 	b.sim = startSimProc(t, args...)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, name := range slices.Sorted(maps.Keys(b.nodes)) {
+			for i, p := range b.nodes[name].runs {
+				t.Logf("node %s, run %d: stderr:\n%s", name, i+1, p.stderr)
+			}
+		}
+	})
 	return b
 }
 
@@ -443,6 +454,7 @@ type leaseRecord struct {
 		Seq int64  `json:"seq"`
 	} `json:"session"`
 	revision uint64
+	created  time.Time // when the server stored this revision
 }
 
 // leaseBucket is the KV bucket of the shard leases of the default prefix.
@@ -468,7 +480,7 @@ func leases(ctx context.Context, js jetstream.JetStream, count int) (map[int]lea
 		if err := json.Unmarshal(e.Value(), &r); err != nil {
 			return nil, fmt.Errorf("%s %s: %w: %q", leaseBucket, key, err, e.Value())
 		}
-		r.revision = e.Revision()
+		r.revision, r.created = e.Revision(), e.Created()
 		out[id] = r
 	}
 	return out, nil
@@ -511,8 +523,9 @@ func (s *simProc) control(t testing.TB, what, q string) {
 }
 
 // steady waits until every shard has one connected session on the sim
-// and a lease record owned by a live node; for balanced ownership, with
-// the shards divided evenly among the live nodes. It returns the owners.
+// and a lease record owned by a live node holding that session (saved);
+// for balanced ownership, with the shards divided evenly among the live
+// nodes. It returns the records.
 func (b *clusterBot) steady(timeout time.Duration, js jetstream.JetStream) map[int]leaseRecord {
 	b.t.Helper()
 	var recs map[int]leaseRecord
@@ -553,15 +566,19 @@ func (b *clusterBot) steady(timeout time.Duration, js jetstream.JetStream) map[i
 				}
 			}
 		}
-		conn := map[int]int{}
+		conn, sid := map[int]int{}, map[int]string{}
 		for _, s := range b.sim.sessions(b.t) {
 			if s.Connected {
 				conn[s.ShardID]++
+				sid[s.ShardID] = s.ID
 			}
 		}
 		for id := range b.spec.shards {
 			if conn[id] != 1 {
 				return false, fmt.Sprintf("shard %d: %d connected sessions on the sim (per node %v)", id, conn[id], per)
+			}
+			if r := recs[id]; r.Session == nil || r.Session.ID != sid[id] {
+				return false, fmt.Sprintf("shard %d: the lease record holds session %+v, the sim's is %s", id, r.Session, sid[id])
 			}
 		}
 		return true, ""
