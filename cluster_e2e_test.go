@@ -256,7 +256,12 @@ func (b *clusterBot) killAndTakeOver(t testing.TB, js jetstream.JetStream, victi
 // session Discord ends identifies anew and one told to reconnect resumes,
 // and after the server is back no event is lost.
 func TestClusterNATSServerStop(t *testing.T) {
-	b := newClusterBot(t, failoverSpec())
+	spec := failoverSpec()
+	// The program's default lease: a lease must outlast the election of a
+	// new leader for the bucket's stream, which takes seconds on a loaded
+	// machine (the 3 s of the failover tests leaves a 2.4 s local deadline).
+	spec.leaseTTL = 15 * time.Second
+	b := newClusterBot(t, spec)
 	js := b.jetStream()
 	recs := b.startBalanced(js)
 	rec := consumeAll(t, b.nats.url())
@@ -471,8 +476,8 @@ func TestClusterOverlappingShardIDs(t *testing.T) {
 		if d := taken[id].created.Sub(paused[id].created); d < spec.leaseTTL {
 			t.Errorf("shard %d: b's record written %s after a's last, before a's lease of %s could expire", id, d, spec.leaseTTL)
 		}
-		if taken[id].Session.ID != paused[id].Session.ID {
-			t.Errorf("shard %d: b runs session %s, a had %s: b must resume a's session", id, taken[id].Session.ID, paused[id].Session.ID)
+		if paused[id].Session == nil || taken[id].Session.ID != paused[id].Session.ID {
+			t.Errorf("shard %d: b runs session %s, a had %+v: b must resume a's session", id, taken[id].Session.ID, paused[id].Session)
 		}
 	}
 	for _, l := range readyLines("b", bn.p, pause["b"]) {
