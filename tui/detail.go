@@ -100,6 +100,9 @@ func (d detailPane) segments() []detailSeg {
 		state += " for " + string(appendSpan(span, d.now.Sub(info.Since)))
 	}
 	segs = append(segs, detailSeg{value: head + " " + state, style: &st.detailKey})
+	if info.Node != "" {
+		segs = append(segs, detailSeg{label: "node", value: sanitize(info.Node)})
+	}
 	if !bucketSaid {
 		segs = append(segs, detailSeg{label: "bucket", value: strconv.Itoa(info.Bucket), drop: 1})
 	}
@@ -113,6 +116,10 @@ func (d detailPane) segments() []detailSeg {
 	case info.SessionID != "":
 		segs = append(segs, detailSeg{label: "session", value: shortSession(info.SessionID), drop: 2},
 			detailSeg{label: "seq", value: strconv.FormatInt(info.Sequence, 10), drop: 3})
+	case info.Node != "" && info.Sequence > 0:
+		// A shard of another node: its session ID stays on that node (the
+		// cluster does not publish it), but it has one.
+		segs = append(segs, detailSeg{label: "seq", value: strconv.FormatInt(info.Sequence, 10), drop: 3})
 	default:
 		segs = append(segs, detailSeg{value: "no session", drop: 2})
 	}

@@ -28,6 +28,9 @@ type fakeManager struct {
 	unsubscribed int
 	pulls        int
 	details      map[manager.ShardKey]manager.ShardDetail // the past of ShardDetailInto
+	// local, when set, is this process's node in a cluster: as the
+	// cluster view may, ShardDetailInto knows only that node's shards.
+	local string
 }
 
 func newFake(snap manager.Snapshot) *fakeManager {
@@ -50,7 +53,7 @@ func (f *fakeManager) ShardDetailInto(key manager.ShardKey, dst *manager.ShardDe
 	defer f.mu.Unlock()
 	dst.Changes, dst.Events, dst.Samples = dst.Changes[:0], dst.Events[:0], dst.Samples[:0]
 	for _, si := range f.snap.Shards {
-		if si.Key == key {
+		if si.Key == key && (f.local == "" || si.Node == f.local) {
 			d := f.details[key]
 			dst.Info = si
 			dst.Changes = append(dst.Changes, d.Changes...)

@@ -16,14 +16,17 @@ import (
 //	10-20    IDs 10 to 20
 //	ready    state ready (a prefix works: "recon")
 //	joining  role joining (also active, retiring)
+//	node:n2  run by node n2, in a cluster (the name whole, any case)
 //	!term    not term
 //
-// A shard matches if it matches any ID term (when there are some) and any
-// state or role term (when there are some), and none of the negated terms.
+// A shard matches if it matches any ID term (when there are some), any
+// state or role term (when there are some) and any node term (when there
+// are some), and none of the negated terms.
 type filter struct {
 	text   string
 	ids    []idTerm
 	states []stateTerm
+	nodes  []string
 	not    []term
 }
 
@@ -37,7 +40,11 @@ type stateTerm struct {
 type term struct {
 	id    *idTerm
 	state *stateTerm
+	node  *string
 }
+
+// nodePrefix starts a node term.
+const nodePrefix = "node:"
 
 var stateNames = func() []string {
 	var names []string
@@ -64,6 +71,8 @@ func parseFilter(text string) (filter, error) {
 			f.not = append(f.not, t)
 		case t.id != nil:
 			f.ids = append(f.ids, *t.id)
+		case t.node != nil:
+			f.nodes = append(f.nodes, *t.node)
 		default:
 			f.states = append(f.states, *t.state)
 		}
@@ -82,6 +91,13 @@ func parseTerm(s string) (term, error) {
 		}
 		return term{id: &id}, nil
 	}
+	if len(s) >= len(nodePrefix) && strings.EqualFold(s[:len(nodePrefix)], nodePrefix) {
+		name := s[len(nodePrefix):]
+		if name == "" {
+			return term{}, fmt.Errorf("want a node name after %q", nodePrefix)
+		}
+		return term{node: &name}, nil
+	}
 	var st stateTerm
 	lower := strings.ToLower(s)
 	for i, name := range stateNames {
@@ -95,7 +111,7 @@ func parseTerm(s string) (term, error) {
 		}
 	}
 	if st.states == 0 && st.roles == 0 {
-		return term{}, fmt.Errorf("not a shard ID, range, state (%s) or role (%s)",
+		return term{}, fmt.Errorf("not a shard ID, range, node:name, state (%s) or role (%s)",
 			strings.Join(stateNames, ", "), strings.Join(roleNames, ", "))
 	}
 	return term{state: &st}, nil
@@ -126,7 +142,14 @@ func parseIDTerm(s string) (idTerm, error) {
 }
 
 // empty reports whether the filter matches everything.
-func (f *filter) empty() bool { return len(f.ids) == 0 && len(f.states) == 0 && len(f.not) == 0 }
+func (f *filter) empty() bool {
+	return len(f.ids) == 0 && len(f.states) == 0 && len(f.nodes) == 0 && len(f.not) == 0
+}
+
+// nodeMatch reports whether info runs on the node named name.
+func nodeMatch(name string, info *manager.ShardInfo) bool {
+	return info.Node != "" && strings.EqualFold(name, info.Node)
+}
 
 func (t *idTerm) match(info *manager.ShardInfo) bool {
 	return info.Key.ID >= t.lo && info.Key.ID <= t.hi && (t.count == 0 || t.count == info.Key.Count)
@@ -137,8 +160,11 @@ func (t *stateTerm) match(info *manager.ShardInfo) bool {
 }
 
 func (t *term) match(info *manager.ShardInfo) bool {
-	if t.id != nil {
+	switch {
+	case t.id != nil:
 		return t.id.match(info)
+	case t.node != nil:
+		return nodeMatch(*t.node, info)
 	}
 	return t.state.match(info)
 }
@@ -161,6 +187,18 @@ func (f *filter) match(info *manager.ShardInfo) bool {
 		ok := false
 		for i := range f.states {
 			if f.states[i].match(info) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(f.nodes) > 0 {
+		ok := false
+		for _, name := range f.nodes {
+			if nodeMatch(name, info) {
 				ok = true
 				break
 			}

@@ -145,6 +145,7 @@ type Model struct {
 	rows    []int32 // indices into snap.Shards after filter and sort
 	sortBuf []sortItem
 	shardW  int   // widest "id/count"
+	nodeW   int   // widest node name in a cluster; 0 for a manager on its own
 	buckets []int // every identify bucket, busiest first
 	peaks   []int // per bucket, the most waiting since it was last empty
 
@@ -167,8 +168,11 @@ type Model struct {
 
 	// detailOpen shows the selected shard's detail view (enter) instead of
 	// the list; det is its detail, pulled at each refresh while open.
+	// detRemote says the shard runs on another node of a cluster, whose
+	// past this process does not have: det holds what the snapshot says.
 	detailOpen bool
 	det        manager.ShardDetail
+	detRemote  bool
 
 	// The bus's figures, pulled at each refresh (cfg.bus set), and its
 	// publish rate over the last second or more.
@@ -390,6 +394,9 @@ func (m *Model) updateKey(msg tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.updateKeys()
 	case key.Matches(msg, k.SortNext):
 		m.sortCol = (m.sortCol + 1) % numSortColumns
+		if m.sortCol == sortNode && m.nodeW == 0 {
+			m.sortCol++ // no NODE column on its own
+		}
 		m.resort()
 	case key.Matches(msg, k.SortReverse):
 		m.desc = !m.desc
@@ -484,6 +491,16 @@ func (m *Model) refresh() {
 		maxCount = max(maxCount, m.snap.Shards[i].Key.Count)
 	}
 	m.shardW = len(strconv.Itoa(maxID)) + 1 + len(strconv.Itoa(maxCount))
+	m.nodeW = 0
+	if len(m.snap.Nodes) > 0 {
+		m.nodeW = 1 // "-" for a shard no node claims
+		for i := range m.snap.Shards {
+			m.nodeW = max(m.nodeW, ansi.StringWidth(sanitize(m.snap.Shards[i].Node)))
+		}
+	}
+	if m.sortCol == sortNode && m.nodeW == 0 {
+		m.sortCol = sortShard // the cluster view went away
+	}
 	m.rebuildBuckets()
 	m.rebuildRows()
 }
@@ -514,9 +531,23 @@ func (m *Model) pullDetail() {
 	if !m.detailOpen {
 		return
 	}
-	if !m.hasSel || !m.mgr.ShardDetailInto(m.sel, &m.det) {
+	m.detRemote = false
+	if !m.hasSel {
 		m.detailOpen = false
+		return
 	}
+	if m.mgr.ShardDetailInto(m.sel, &m.det) {
+		return
+	}
+	// In a cluster the shard may run on another node: its past is there,
+	// what the snapshot has is shown.
+	if info := m.selected(); info != nil && info.Key == m.sel && info.Node != "" {
+		m.det.Info = *info
+		m.det.Changes, m.det.Events, m.det.Samples = m.det.Changes[:0], m.det.Events[:0], m.det.Samples[:0]
+		m.detRemote = true
+		return
+	}
+	m.detailOpen = false
 }
 
 // busShard is the selected shard's traffic on the bus, nil if none.
@@ -527,6 +558,31 @@ func (m *Model) busShard() *bus.ShardStats {
 		}
 	}
 	return nil
+}
+
+// selfNode is the name of this process's node in a cluster, "" if none.
+func (m *Model) selfNode() string {
+	for i := range m.snap.Nodes {
+		if m.snap.Nodes[i].Self {
+			return m.snap.Nodes[i].Name
+		}
+	}
+	return ""
+}
+
+// watchOnly reports a process of a cluster that runs no shards itself.
+func (m *Model) watchOnly() bool {
+	for i := range m.snap.Nodes {
+		if m.snap.Nodes[i].Self {
+			return m.snap.Nodes[i].WatchOnly
+		}
+	}
+	return false
+}
+
+// nodesPanel is the cluster's nodes panel of the current snapshot.
+func (m *Model) nodesPanel(now time.Time) nodesPanel {
+	return nodesPanel{st: m.st, nodes: m.snap.Nodes, now: now}
 }
 
 // busPanel is the event bus panel of the last figures.
@@ -771,11 +827,11 @@ func (m *Model) busyShard(key manager.ShardKey) bool {
 
 // frame is the vertical layout of one screen, top to bottom.
 type frame struct {
-	headerH, tableH int
-	detail          []string // the selected shard, rendered
-	backlogH, busH  int
-	logH            int
-	status, help    []string // rendered
+	headerH, tableH        int
+	detail                 []string // the selected shard, rendered
+	nodesH, backlogH, busH int
+	logH                   int
+	status, help           []string // rendered
 	// viewH is the detail view's height when it is open (the rest of the
 	// screen below the header); 0 shows the list.
 	viewH int
@@ -831,10 +887,15 @@ func (m *Model) layout() frame {
 		bp := m.busPanel(now)
 		busFull, busLeast = bp.fullLines(), bp.minLines()
 	}
-	if tableNeed+full+busFull+minLogH <= rest {
-		f.tableH, f.backlogH, f.busH = tableNeed, full, busFull
+	nodesFull, nodesLeast := 0, 0
+	if len(m.snap.Nodes) > 0 {
+		np := m.nodesPanel(now)
+		nodesFull, nodesLeast = np.fullLines(), np.minLines()
+	}
+	if tableNeed+nodesFull+full+busFull+minLogH <= rest {
+		f.tableH, f.nodesH, f.backlogH, f.busH = tableNeed, nodesFull, full, busFull
 	} else {
-		panels := max(least+busLeast+minLogH, rest*2/5)
+		panels := max(nodesLeast+least+busLeast+minLogH, rest*2/5)
 		f.tableH = max(2, min(tableNeed, rest-panels))
 		panels = rest - f.tableH
 		f.backlogH = least
@@ -845,8 +906,11 @@ func (m *Model) layout() frame {
 		// The bus panel takes what the log can spare, the log keeping its least.
 		f.busH = min(busFull, max(busLeast, panels-f.backlogH-minLogH))
 		f.busH = max(0, min(f.busH, panels-f.backlogH))
+		// So do the nodes, after the bus.
+		f.nodesH = min(nodesFull, max(nodesLeast, panels-f.backlogH-f.busH-minLogH))
+		f.nodesH = max(0, min(f.nodesH, panels-f.backlogH-f.busH))
 	}
-	f.logH = rest - f.tableH - f.backlogH - f.busH
+	f.logH = rest - f.tableH - f.nodesH - f.backlogH - f.busH
 	return f
 }
 
@@ -883,7 +947,14 @@ func (m *Model) View() string {
 		line(header{st: m.st, snap: &m.snap, now: now}.Render(m.width, f.headerH))
 	}
 	if f.viewH > 0 {
-		line(shardView{st: m.st, d: &m.det, now: now, loc: m.cfg.loc, busOn: m.cfg.bus != nil, shard: m.busShard()}.Render(m.width, f.viewH))
+		sv := shardView{st: m.st, d: &m.det, now: now, loc: m.cfg.loc, busOn: m.cfg.bus != nil, shard: m.busShard()}
+		if node := m.det.Info.Node; node != "" && node != m.selfNode() {
+			sv.busOn, sv.shard = false, nil // the bus figures are this node's
+		}
+		if m.detRemote {
+			sv.remote = m.det.Info.Node
+		}
+		line(sv.Render(m.width, f.viewH))
 		for _, l := range f.status {
 			line(l)
 		}
@@ -898,10 +969,13 @@ func (m *Model) View() string {
 	}
 	line(shardTable{
 		st: m.st, shards: m.snap.Shards, rows: m.rows, offset: m.offset, cursor: m.cursor,
-		sortCol: m.sortCol, desc: m.desc, shardW: m.shardW, empty: empty, now: now,
+		sortCol: m.sortCol, desc: m.desc, shardW: m.shardW, nodeW: m.nodeW, empty: empty, now: now,
 	}.Render(m.width, f.tableH))
 	for _, l := range f.detail {
 		line(l)
+	}
+	if f.nodesH > 0 {
+		line(m.nodesPanel(now).Render(m.width, f.nodesH))
 	}
 	if f.backlogH > 0 {
 		line(m.backlog(now).Render(m.width, f.backlogH))
@@ -933,7 +1007,11 @@ func (m *Model) statusLines(w int) []string {
 		// text input keeps control characters out of its value.
 		line := m.input.View()
 		if m.input.Value() == "" {
-			line += m.st.dim.Render(" 3  3/16  10-20  ready  !ready  joining")
+			hint := " 3  3/16  10-20  ready  !ready  joining"
+			if len(m.snap.Nodes) > 0 {
+				hint += "  node:" + sanitize(m.snap.Nodes[0].Name)
+			}
+			line += m.st.dim.Render(hint)
 		}
 		if m.filterErr != nil {
 			line += "  " + m.st.statusErr.Render(sanitize(m.filterErr.Error()))

@@ -19,6 +19,37 @@ type header struct {
 	now  time.Time
 }
 
+// cluster is the header's word on a clustered bot: "cluster 3 nodes, 1
+// gone", or "watching cluster of 3 nodes" for a process that runs no
+// shards; "" for a manager on its own.
+func (h header) cluster() string {
+	nodes := h.snap.Nodes
+	if len(nodes) == 0 {
+		return ""
+	}
+	watching, gone := false, 0
+	for i := range nodes {
+		if nodes[i].Self && nodes[i].WatchOnly {
+			watching = true
+		}
+		if nodes[i].Gone {
+			gone++
+		}
+	}
+	n := strconv.Itoa(len(nodes)) + " nodes"
+	if len(nodes) == 1 {
+		n = "1 node"
+	}
+	v := h.st.label.Render("cluster") + " " + n
+	if watching {
+		v = h.st.warn.Render("watching") + " " + h.st.label.Render("cluster of") + " " + n
+	}
+	if gone > 0 {
+		v += ", " + h.st.bad.Render(strconv.Itoa(gone)+" gone")
+	}
+	return v
+}
+
 // segment is one labelled figure of a header line. Figures are shown whole
 // or not at all ("ident…" says nothing): when a line is too wide, the
 // segments of the highest drop rank go first.
@@ -110,7 +141,11 @@ func (h header) Render(width, height int) string {
 	if low {
 		reserveDrop = 0 // it explains why shards wait
 	}
-	segs := []segment{{text: label("identify budget", budgetText(h.st, b, h.now))}}
+	var segs []segment
+	if c := h.cluster(); c != "" {
+		segs = append(segs, segment{c, 0})
+	}
+	segs = append(segs, segment{text: label("identify budget", budgetText(h.st, b, h.now))})
 	if b.Known {
 		segs = append(segs, segment{label("reserve", strconv.Itoa(b.Reserve)), reserveDrop})
 	}

@@ -25,6 +25,10 @@ type shardView struct {
 	// (nil: none seen yet).
 	busOn bool
 	shard *bus.ShardStats
+	// remote names the node running the shard when this process has not
+	// its past (a cluster): the view shows what the snapshot has and says
+	// where the rest lives.
+	remote string
 }
 
 // Column widths of the lower part: events by name on the left, state
@@ -41,6 +45,9 @@ func (v shardView) Render(width, height int) string {
 	if height <= 0 || width <= 0 {
 		return ""
 	}
+	if v.remote != "" {
+		return v.renderRemote(width, height)
+	}
 	top := v.top(width)
 	// The lists need a title and a few rows; the pane gives up its last
 	// lines for them in a short terminal.
@@ -52,6 +59,29 @@ func (v shardView) Render(width, height int) string {
 	lines := append(make([]string, 0, height), top...)
 	if rest := height - len(lines); rest > 1 {
 		lines = append(lines, v.lists(width, rest)...)
+	}
+	var b strings.Builder
+	for i, l := range lines[:min(len(lines), height)] {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(l)
+	}
+	for i := len(lines); i < height; i++ {
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// renderRemote is the view of a shard another node runs: the pane in full
+// from the snapshot, then where its history is.
+func (v shardView) renderRemote(width, height int) string {
+	lines := detailPane{st: v.st, info: &v.d.Info, now: v.now, loc: v.loc, full: true}.Lines(width)
+	note := v.st.dim.Render(fit("state changes, events by name and samples: the history lives on node "+sanitize(v.remote), width))
+	if len(lines) >= height {
+		lines = append(lines[:max(0, height-1)], note)
+	} else {
+		lines = append(lines, note)
 	}
 	var b strings.Builder
 	for i, l := range lines[:min(len(lines), height)] {

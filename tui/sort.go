@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/manager"
@@ -15,6 +16,7 @@ type sortColumn uint8
 const (
 	sortShard sortColumn = iota
 	sortState
+	sortNode // in a cluster only
 	sortLatency
 	sortGuilds
 	sortEvents
@@ -27,7 +29,7 @@ const (
 
 // col returns the table column that shows the sort key.
 func (s sortColumn) col() colID {
-	return [...]colID{colShard, colState, colLatency, colGuilds, colEvents, colSeq, colBucket, colQueue, colUptime}[s]
+	return [...]colID{colShard, colState, colNode, colLatency, colGuilds, colEvents, colSeq, colBucket, colQueue, colUptime}[s]
 }
 
 // sortItem is a row with its sort key pulled out, so the sort compares
@@ -77,8 +79,21 @@ func sortKey(info *manager.ShardInfo, col sortColumn) int64 {
 // desc reverses the whole order. The snapshot is sorted by (ID, Count), so
 // ties compare indices. buf is scratch space, returned for reuse.
 func sortRows(rows []int32, shards []manager.ShardInfo, col sortColumn, desc bool, buf []sortItem) []sortItem {
-	if col == sortShard {
+	switch col {
+	case sortShard:
 		slices.Sort(rows)
+		if desc {
+			slices.Reverse(rows)
+		}
+		return buf
+	case sortNode:
+		// By name, no key to pull out; ties (a node's shards) by index.
+		slices.SortFunc(rows, func(a, b int32) int {
+			if c := strings.Compare(shards[a].Node, shards[b].Node); c != 0 {
+				return c
+			}
+			return cmp.Compare(a, b)
+		})
 		if desc {
 			slices.Reverse(rows)
 		}

@@ -17,6 +17,7 @@ type colID uint8
 const (
 	colShard colID = iota
 	colState
+	colNode // in a cluster only: the node running the shard
 	colLatency
 	colGuilds
 	colEvents
@@ -38,6 +39,7 @@ type colDef struct {
 var colDefs = [numCols]colDef{
 	colShard:   {"SHARD", 6, false},
 	colState:   {"STATE", stateColWidth, false},
+	colNode:    {"NODE", 4, false},
 	colLatency: {"LATENCY", 7, true},
 	colGuilds:  {"GUILDS", 6, true},
 	colEvents:  {"EV/S", 6, true},
@@ -52,8 +54,8 @@ var colDefs = [numCols]colDef{
 // dropOrder is the order columns go when the terminal is too narrow;
 // SHARD and STATE always stay, and so does the sort column. What goes first
 // is in the selected shard's detail line (session, sequence, bucket, queue
-// place); LAST CLOSE goes last, since it says what went wrong.
-var dropOrder = [...]colID{colSession, colSeq, colBucket, colQueue, colGuilds, colUptime, colEvents, colLatency, colClose}
+// place, node); LAST CLOSE goes last, since it says what went wrong.
+var dropOrder = [...]colID{colSession, colSeq, colBucket, colQueue, colGuilds, colUptime, colEvents, colNode, colLatency, colClose}
 
 const (
 	rowPrefix = 2 // cursor and role marker
@@ -64,6 +66,9 @@ const (
 	// detail line shows it whole.
 	closeMinWidth = 22
 	closeMaxWidth = 48
+	// maxNodeWidth bounds the NODE column; a longer name is cut there
+	// (the detail line shows it whole).
+	maxNodeWidth = 16
 )
 
 type colSpec struct {
@@ -72,15 +77,18 @@ type colSpec struct {
 }
 
 // tableColumns picks the columns that fit width, in display order, keeping
-// the column of sort.
-func tableColumns(width, shardW int, sort colID) ([numCols]colSpec, int) {
+// the column of sort. nodeW is the widest node name, 0 for a manager on its
+// own: it has no NODE column.
+func tableColumns(width, shardW, nodeW int, sort colID) ([numCols]colSpec, int) {
 	var widths [numCols]int
 	for i := range colDefs {
 		widths[i] = colDefs[i].width
 	}
 	widths[colShard] = max(widths[colShard], shardW)
+	widths[colNode] = max(widths[colNode], min(nodeW, maxNodeWidth))
 	widths[sort] = max(widths[sort], len(colDefs[sort].title)+1) // and its ▲
 	var dropped [numCols]bool
+	dropped[colNode] = nodeW == 0
 	total := func() int {
 		t, n := rowPrefix, 0
 		for i, w := range widths {
@@ -123,6 +131,7 @@ type shardTable struct {
 	sortCol sortColumn
 	desc    bool
 	shardW  int
+	nodeW   int       // widest node name; 0: no NODE column
 	empty   string    // shown when rows is empty
 	now     time.Time // for UPTIME
 }
@@ -132,7 +141,7 @@ func (t shardTable) Render(width, height int) string {
 	if height <= 0 {
 		return ""
 	}
-	cols, n := tableColumns(width, t.shardW, t.sortCol.col())
+	cols, n := tableColumns(width, t.shardW, t.nodeW, t.sortCol.col())
 	var b strings.Builder
 	b.Grow((width + 32) * height)
 
@@ -215,6 +224,13 @@ func (t shardTable) Render(width, height int) string {
 				default:
 					row.WriteString(t.st.stateCell(info.State, c.width))
 				}
+				continue
+			case colNode:
+				node := "-"
+				if info.Node != "" {
+					node = sanitize(info.Node)
+				}
+				writeCell(&row, node, c.width, false)
 				continue
 			case colLatency:
 				buf = appendLatency(buf, shownLatency(info))

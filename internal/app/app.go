@@ -106,6 +106,7 @@ type supervisor struct {
 	// busURL is where workers connect ("" with mode off): the embedded
 	// server's client URL or the external URLs, for the log and the TUI.
 	busURL  string
+	cluster *clusterRun // with [cluster] enabled: leases, shared limiter, ownership, view
 	m       *manager.Manager
 	metrics *metrics.Server
 	events  <-chan manager.Event // headless: lifecycle events
@@ -126,7 +127,10 @@ func (s *supervisor) setup(ctx context.Context, getenv func(string) string) (sta
 	if status, ok := s.startBus(ctx); !ok {
 		return status, false
 	}
-	return s.startManager()
+	if status, ok := s.startCluster(ctx); !ok {
+		return status, false
+	}
+	return s.startManager(ctx)
 }
 
 // configure takes the configuration and token from the demo or from the
@@ -259,10 +263,13 @@ func (s *supervisor) openStore() (status int, ok bool) {
 
 // startManager creates the manager, handing it the bus if there is one,
 // and, with metrics_addr, the metrics server.
-func (s *supervisor) startManager() (status int, ok bool) {
+func (s *supervisor) startManager(ctx context.Context) (status int, ok bool) {
 	opts := managerOptions(s.cfg, s.st, s.internal)
 	if s.bus != nil {
 		opts = append(opts, s.bus.managerOptions()...)
+	}
+	if s.cluster != nil {
+		opts = append(opts, s.cluster.managerOptions(ctx, s)...)
 	}
 	m, err := manager.New(s.token, opts...)
 	if err != nil {
@@ -274,6 +281,9 @@ func (s *supervisor) startManager() (status int, ok bool) {
 		var mopts []metrics.Option
 		if s.bus != nil {
 			mopts = append(mopts, metrics.WithBus(s.bus))
+		}
+		if s.cluster != nil {
+			mopts = append(mopts, metrics.WithNode(s.cluster.node))
 		}
 		ms, err := metrics.Start(s.cfg.MetricsAddr, m, s.logger, mopts...)
 		if err != nil {
@@ -302,14 +312,26 @@ func (s *supervisor) run(ctx context.Context) (status int, opened bool) {
 			return s.fail("bus: serving commands on "+s.busURL, err), true
 		}
 	}
+	if s.cluster != nil {
+		if err := s.cluster.start(ctx, s); err != nil {
+			if ctx.Err() != nil {
+				return exitOK, true
+			}
+			return s.fail("cluster: ownership on "+s.busURL, err), true
+		}
+	}
 	if s.o.headless {
-		return runHeadless(ctx, s.m, s.events, s.logger), true
+		return runHeadless(ctx, s.m, s.events, s.logger, s.cluster != nil), true
 	}
 	var b tui.Bus
 	if s.bus != nil {
 		b = s.bus
 	}
-	return runInteractive(ctx, s.m, b, s.cfg, s.stderr), true
+	var ui tui.Manager = s.m
+	if s.cluster != nil {
+		ui = s.cluster.view // every node's shards, acting through their owners
+	}
+	return runInteractive(ctx, ui, b, s.cfg, s.stderr), true
 }
 
 // shutdown closes every shard resumable and saves the state file, within
@@ -323,6 +345,13 @@ func (s *supervisor) shutdown(ctx context.Context, status int, opened bool) int 
 	closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	start := time.Now()
+	handed := -1 // shards handed over to the cluster, -1 when not clustered
+	if s.cluster != nil && opened {
+		handed = s.cluster.held()
+		if err := s.cluster.leave(closeCtx); err != nil {
+			status = s.fail("cluster: handing the shards over", err)
+		}
+	}
 	if err := s.m.Close(closeCtx); err != nil {
 		status = s.fail("closing shards", err)
 	}
@@ -330,7 +359,15 @@ func (s *supervisor) shutdown(ctx context.Context, status int, opened bool) int 
 	if err := s.st.Close(); err != nil {
 		status = s.fail("saving the state file", err)
 	}
-	if status == exitOK && opened {
+	switch {
+	case status != exitOK || !opened:
+	case handed >= 0:
+		s.logger.Info(fmt.Sprintf("stopped: %d shards handed over to the cluster", handed),
+			"node", s.cluster.node, "took", time.Since(start).Round(time.Millisecond).String())
+		if !s.o.headless {
+			fmt.Fprintf(s.stderr, "shardtop: stopped: %d shards handed over to the cluster\n", handed)
+		}
+	default:
 		s.reportSaved(start)
 	}
 	return status
@@ -397,6 +434,9 @@ func (s *supervisor) reportSaved(start time.Time) {
 func (s *supervisor) release() {
 	if s.metrics != nil {
 		_ = s.metrics.Close()
+	}
+	if s.cluster != nil {
+		s.cluster.close() // on the bus connection: before it closes
 	}
 	s.releaseBus()
 	if s.st != nil {
