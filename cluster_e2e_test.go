@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -358,69 +357,15 @@ func TestClusterRollingRestart(t *testing.T) {
 	b.termAll(30 * time.Second)
 }
 
-// sessionSampler polls the sim's sessions until stopped and keeps the
-// most sessions any shard had at once.
-type sessionSampler struct {
-	mu      sync.Mutex
-	most    map[int]int // shard -> most sessions seen at once
-	samples int
-	errs    int
-	stop    chan struct{}
-	done    chan struct{}
-}
-
-func sampleSessions(t testing.TB, sim *simProc) *sessionSampler {
-	s := &sessionSampler{most: map[int]int{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		tick := time.NewTicker(10 * time.Millisecond) // a sampling rate, not synchronisation
-		defer tick.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-tick.C:
-			}
-			ss, err := fetchSessions(sim.base)
-			s.mu.Lock()
-			if err != nil {
-				s.errs++
-			} else {
-				s.samples++
-				per := map[int]int{}
-				for _, x := range ss {
-					per[x.ShardID]++
-				}
-				for id, n := range per {
-					s.most[id] = max(s.most[id], n)
-				}
-			}
-			s.mu.Unlock()
-		}
-	}()
-	t.Cleanup(s.end)
-	return s
-}
-
-func (s *sessionSampler) end() {
-	select {
-	case <-s.stop:
-	default:
-		close(s.stop)
-	}
-	<-s.done
-}
-
 // TestClusterOverlappingShardIDs: two processes whose shard_ids overlap
 // never run one shard twice (one session per shard on Discord throughout);
 // one paused (SIGSTOP) longer than its leases loses the shared shards to
 // the other, which resumes them, and after SIGCONT it neither writes their
 // records nor touches their sessions.
 func TestClusterOverlappingShardIDs(t *testing.T) {
-	spec := botSpec{shards: 12, conc: 16, window: time.Second, leaseTTL: 3 * time.Second, ownership: "fixed", rate: 5}
+	spec := botSpec{shards: 12, conc: 16, window: time.Second, leaseTTL: 3 * time.Second, ownership: "fixed", rate: 5, inProcessSim: true}
 	b := newClusterBot(t, spec)
 	js := b.jetStream()
-	samples := sampleSessions(t, b.sim)
 	a := b.start("a", "0-7")
 	a.waitJoined(t)
 	poll.UntilState(t, 60*time.Second, "node a's shards 0-7 READY", func() (bool, string) {
@@ -538,17 +483,22 @@ func TestClusterOverlappingShardIDs(t *testing.T) {
 	if st := b.sim.stats(t); st.Identifies != spec.shards || st.IdentifyViolations != 0 || st.ResumesRejected != 0 {
 		t.Errorf("sim stats %+v: want %d identifies (one per shard, at the start), no violation, no rejected resume", st, spec.shards)
 	}
-	samples.end()
-	samples.mu.Lock()
-	for id, n := range samples.most {
+	perShard, perSession := b.srv.MaxLiveSessions()
+	for k, n := range perShard {
 		if n > 1 {
-			t.Errorf("shard %d had %d sessions at once on Discord", id, n)
+			t.Errorf("shard %d/%d had %d live sessions at once on Discord", k.ID, k.Count, n)
 		}
 	}
-	if samples.samples == 0 {
-		t.Errorf("no sample of the sim's sessions (%d errors)", samples.errs)
+	for id, n := range perSession {
+		if n > 1 {
+			t.Errorf("session %s was held by %d connections at once", id, n)
+		}
 	}
-	t.Logf("%d samples of the sim's sessions", samples.samples)
-	samples.mu.Unlock()
+	for _, o := range b.srv.ShardOverlaps() {
+		t.Errorf("overlap: shard %d/%d ran sessions %v at once at %s", o.Shard.ID, o.Shard.Count, o.Sessions, o.At.Format(time.StampMicro))
+	}
+	if len(perShard) != spec.shards {
+		t.Errorf("the sim counted live sessions of %d shards, want %d", len(perShard), spec.shards)
+	}
 	b.termAll(30 * time.Second)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/shardtop/shardtop/discordsim"
 	"github.com/shardtop/shardtop/internal/filetest"
 	"github.com/shardtop/shardtop/internal/poll"
 	"github.com/shardtop/shardtop/internal/syncbuf"
@@ -248,13 +249,17 @@ type botSpec struct {
 	leaseTTL     time.Duration
 	ownership    string  // "fixed" or "balanced"
 	rate         float64 // the simulator's MESSAGE_CREATE per second per shard
+	// inProcessSim runs the simulator in the test process rather than as
+	// `shardtop sim`, for its Go-only counters (MaxLiveSessions).
+	inProcessSim bool
 }
 
 // clusterBot is one bot: a sim, a NATS cluster and shardtop nodes.
 type clusterBot struct {
 	t     testing.TB
 	spec  botSpec
-	sim   *simProc
+	sim   *simProc           // its HTTP API (proc is nil with inProcessSim)
+	srv   *discordsim.Server // with inProcessSim
 	nats  *natsCluster
 	nodes map[string]*clusterNode
 }
@@ -281,7 +286,18 @@ func newClusterBot(t testing.TB, spec botSpec) *clusterBot {
 	if spec.rate > 0 {
 		args = append(args, "--rate", strconv.FormatFloat(spec.rate, 'f', -1, 64))
 	}
-	b.sim = startSimProc(t, args...)
+	if spec.inProcessSim {
+		srv, err := discordsim.Start(discordsim.Config{Token: e2eToken, Shards: spec.shards, MaxConcurrency: spec.conc,
+			IdentifyWindow: spec.window, HeartbeatInterval: 5 * time.Second, Guilds: spec.shards, EventRate: spec.rate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Close() })
+		b.srv = srv
+		b.sim = &simProc{api: srv.APIURL(), base: strings.TrimSuffix(srv.APIURL(), "/api/v10")}
+	} else {
+		b.sim = startSimProc(t, args...)
+	}
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -640,29 +656,6 @@ func connectAll(t testing.TB, url string) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
-}
-
-// fetchSessions GETs the sim's sessions at base, for a goroutine of its own.
-func fetchSessions(base string) ([]simSession, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_sim/sessions", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s/_sim/sessions: %s", base, resp.Status)
-	}
-	var ss []simSession
-	if err := json.NewDecoder(resp.Body).Decode(&ss); err != nil {
-		return nil, fmt.Errorf("GET %s/_sim/sessions: %w", base, err)
-	}
-	return ss, nil
 }
 
 // jetStream connects to every server of the bot's NATS cluster.
