@@ -318,8 +318,45 @@ func TestClusterNATSServerStop(t *testing.T) {
 	}
 	b.nats.start(i)
 	b.steady(30*time.Second, js)
-	b.finishStream(t, rec)
+	b.finishStreamAnyOrder(t, rec)
 	b.termAll(30 * time.Second)
+}
+
+// finishStreamAnyOrder is finishStream for a run that stopped a stream's
+// leader: every event is there once, but the order within a session is not
+// checked (README's caveat: a publish failed in a leader change is
+// replayed after later events of its shard that were stored).
+func (b *clusterBot) finishStreamAnyOrder(t *testing.T, rec *streamRecord) {
+	t.Helper()
+	b.sim.control(t, "rate", "per_shard=0")
+	last := map[string]int64{}
+	for _, s := range b.sim.sessions(t) {
+		last[s.ID] = s.Seq
+	}
+	poll.UntilState(t, 60*time.Second, "every event of every session in the stream", func() (bool, string) { return rec.upTo(last) })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for id, n := range rec.ids {
+		if n != 1 {
+			t.Errorf("message %s in the stream %d times", id, n)
+		}
+	}
+	reordered := 0
+	for s, seqs := range rec.seqs {
+		seen := map[int64]bool{}
+		for i, seq := range seqs {
+			seen[seq] = true
+			if i > 0 && seq < seqs[i-1] {
+				reordered++
+			}
+		}
+		for seq := int64(1); seq <= slices.Max(seqs); seq++ {
+			if !seen[seq] {
+				t.Errorf("session %s: event %d missing from the stream (it has up to %d)", s, seq, slices.Max(seqs))
+			}
+		}
+	}
+	t.Logf("%d events of %d sessions in the stream, %d stored after a later one of their session", rec.total, len(rec.seqs), reordered)
 }
 
 // TestClusterRollingRestart: SIGTERM and restart each of three processes
