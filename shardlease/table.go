@@ -87,13 +87,20 @@ func Open(ctx context.Context, js jetstream.JetStream, node string, opts ...Opti
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kcfg := jetstream.KeyValueConfig{
 		Bucket:      cfg.bucket,
 		Description: "shardtop shard leases and sessions",
 		History:     1,
 		Replicas:    cfg.replicas,
 		Storage:     jetstream.FileStorage,
-	})
+	}
+	// Create, and update only what exists: concurrent CreateOrUpdate calls
+	// of one new replicated bucket all time out (nats-server 2.15), which
+	// is what a cluster's processes do when they start together.
+	kv, err := js.CreateKeyValue(ctx, kcfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.UpdateKeyValue(ctx, kcfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("shardlease: open bucket %s: %w", cfg.bucket, err)
 	}
