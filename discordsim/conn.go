@@ -123,6 +123,11 @@ type conn struct {
 	sess      *session // session this connection owns (identify/resume accepted)
 	live      bool     // READY/RESUMED produced: faults and traffic target it
 	closeCode int      // close code the server sent or is sending (0: none)
+	over      bool     // closing (either side) or closed: never counted live again
+	// counted is the session Server.shards counts this connection live
+	// for: set with live, cleared as soon as the connection stops serving
+	// it (overlap.go), which may be before live is.
+	counted *session
 
 	// writer goroutine only
 	out        []byte
@@ -162,6 +167,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		sends:      newSlidingLimit(s.cfg.SendLimit, s.cfg.SendWindow),
 		presences:  newSlidingLimit(s.cfg.PresenceLimit, s.cfg.PresenceWindow),
 	}
+	answerClose := ws.CloseHandler()
+	ws.SetCloseHandler(func(code int, text string) error {
+		c.peerClosing()
+		return answerClose(code, text)
+	})
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -270,6 +280,8 @@ func (c *conn) closeWith(code int, reason string) {
 		return
 	}
 	c.closeCode = code
+	c.over = true
+	c.endLiveLocked() // it serves its session no longer
 	c.mu.Unlock()
 	c.srv.mu.Lock()
 	c.srv.st.Closes[code]++
@@ -304,6 +316,7 @@ func (c *conn) owned() *session {
 func (c *conn) invalidate() {
 	c.mu.Lock()
 	sess := c.sess
+	c.endLiveLocked()
 	c.sess, c.live = nil, false
 	c.mu.Unlock()
 	if sess == nil {
@@ -323,6 +336,7 @@ func (c *conn) invalidate() {
 func (c *conn) release(sess *session) {
 	c.mu.Lock()
 	if c.sess == sess {
+		c.endLiveLocked()
 		c.sess, c.live = nil, false
 	}
 	c.mu.Unlock()
@@ -347,6 +361,8 @@ func (c *conn) teardown(clientCode int) {
 	}
 	c.mu.Lock()
 	sess, serverCode := c.sess, c.closeCode
+	c.over = true
+	c.endLiveLocked()
 	c.sess, c.live = nil, false
 	c.mu.Unlock()
 	end := clientCode == websocket.CloseNormalClosure || clientCode == websocket.CloseGoingAway
@@ -830,7 +846,7 @@ func (c *conn) produceResumed(sess *session, replay []entry) bool {
 func (c *conn) setLive(sess *session) {
 	c.mu.Lock()
 	if c.sess == sess {
-		c.live = true
+		c.startLiveLocked(sess)
 	}
 	c.mu.Unlock()
 }
