@@ -69,8 +69,8 @@
 //     frame arrives (before it is answered), TCP closes, op 9 d=false, or a
 //     resume takes the session over. A connection going live while one of
 //     another session is live for the same shard is an overlap
-//     (Server.ShardOverlaps, Server.Overlaps, Stats.ShardOverlaps);
-//     Server.MaxLivePerShard is the most live at once. The same shard number
+//     (Server.ShardOverlaps, Stats.ShardOverlaps); Server.MaxLivePerShard
+//     and Server.MaxLiveSessions are the most live at once. The same shard number
 //     under another shard count is another shard (a re-shard runs both).
 //
 // The control endpoints (/_sim/...) are the simulator's own, not Discord's.

@@ -1,30 +1,34 @@
 package discordsim
 
 import (
+	"maps"
+	"slices"
 	"sync"
 	"time"
 )
 
-// Overlap is one moment when a connection started serving a shard that
-// another connection of a different session was serving already: two
-// sessions of one shard live at once (Server.Overlaps). A shard is a
-// (ShardID, ShardCount) pair, as identified: shard 1 of 2 and shard 1 of 4
-// are different shards (Discord lets both run, for a re-shard).
+// ShardKey is a shard as Discord routes it: its shard ID and the shard
+// count it identified with. Shard 1 of 2 and shard 1 of 4 are different
+// shards (Discord lets both run, for a re-shard).
+type ShardKey struct{ ID, Count int }
+
+// Overlap is one moment when a connection started serving a shard that a
+// connection of another session was serving already: two sessions of one
+// shard live at once, which Discord would serve twice (each guild's events
+// to both). A resume taking over a session is no overlap: the simulator
+// drops the old connection, as Discord does, before the new one is live.
 type Overlap struct {
-	ShardID, ShardCount int
-	// Sessions are the session already live and the one that joined it.
-	Sessions [2]string
-	// Live is how many connections served the shard once it joined (2 or more).
-	Live int
-	At   time.Time
+	Shard ShardKey
+	// Sessions are the IDs of the sessions live for the shard at that
+	// moment, one per connection, sorted.
+	Sessions []string
+	At       time.Time
 }
 
-// maxOverlapsKept bounds Stats.Overlaps: every overlap is counted
-// (Stats.ShardOverlaps), the first maxOverlapsKept are described.
+// maxOverlapsKept bounds what Server.ShardOverlaps and Stats.Overlaps
+// describe: every overlap is counted (Stats.ShardOverlaps), the first
+// maxOverlapsKept are described.
 const maxOverlapsKept = 100
-
-// shardKey names a shard as identified.
-type shardKey struct{ id, count int }
 
 // liveConn is one connection serving a shard, with its session.
 type liveConn struct {
@@ -32,43 +36,56 @@ type liveConn struct {
 	session string
 }
 
-// liveShards counts the live connections of every shard: a connection is
-// live from READY or RESUMED until it stops serving its session (it closes,
-// the server starts closing it, the client's close frame arrives, op 9 d=false
-// ends its session, or another connection resumes the session).
+// liveShards counts the live connections of every shard and session: a
+// connection is live from READY or RESUMED until it stops serving its
+// session (it closes, the server starts closing it, the client's close
+// frame arrives, op 9 d=false ends its session, or another connection
+// resumes the session).
 //
 // Its mutex is a leaf: it is taken while conn.mu is held (so a connection's
 // live flag and its entry here change together) and takes no other lock.
 type liveShards struct {
-	mu       sync.Mutex
-	live     map[shardKey][]liveConn
-	maxLive  int
-	overlaps int
-	kept     []Overlap
+	mu        sync.Mutex
+	live      map[ShardKey][]liveConn
+	maxShard  map[ShardKey]int
+	bySession map[string]int
+	maxSess   map[string]int
+	maxLive   int
+	overlaps  int
+	kept      []Overlap
 }
 
 // begin records c serving sess. A connection of another session live on
 // the same shard makes it an overlap; one of the same session cannot be
-// (resume releases the old connection before the new one is live), and
-// would not count as one.
+// (resume releases the old connection before the new one is live): it
+// shows in the per-session maximum, not as an overlap.
 func (l *liveShards) begin(c *conn, sess *session, now time.Time) {
-	k := shardKey{sess.shardID, sess.shardCount}
+	k := ShardKey{sess.shardID, sess.shardCount}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.live == nil {
-		l.live = make(map[shardKey][]liveConn)
+		l.live, l.maxShard = map[ShardKey][]liveConn{}, map[ShardKey]int{}
+		l.bySession, l.maxSess = map[string]int{}, map[string]int{}
 	}
 	others := l.live[k]
-	l.live[k] = append(others, liveConn{c: c, session: sess.id})
-	l.maxLive = max(l.maxLive, len(others)+1)
+	cs := append(others, liveConn{c: c, session: sess.id})
+	l.live[k] = cs
+	l.maxShard[k] = max(l.maxShard[k], len(cs))
+	l.maxLive = max(l.maxLive, len(cs))
+	l.bySession[sess.id]++
+	l.maxSess[sess.id] = max(l.maxSess[sess.id], l.bySession[sess.id])
 	for _, o := range others {
 		if o.session == sess.id {
 			continue
 		}
 		l.overlaps++
 		if len(l.kept) < maxOverlapsKept {
-			l.kept = append(l.kept, Overlap{ShardID: k.id, ShardCount: k.count,
-				Sessions: [2]string{o.session, sess.id}, Live: len(others) + 1, At: now})
+			ids := make([]string, len(cs))
+			for i, lc := range cs {
+				ids[i] = lc.session
+			}
+			slices.Sort(ids)
+			l.kept = append(l.kept, Overlap{Shard: k, Sessions: ids, At: now})
 		}
 		return
 	}
@@ -76,7 +93,7 @@ func (l *liveShards) begin(c *conn, sess *session, now time.Time) {
 
 // end forgets c serving sess.
 func (l *liveShards) end(c *conn, sess *session) {
-	k := shardKey{sess.shardID, sess.shardCount}
+	k := ShardKey{sess.shardID, sess.shardCount}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	cs := l.live[k]
@@ -85,6 +102,9 @@ func (l *liveShards) end(c *conn, sess *session) {
 			cs[i] = cs[len(cs)-1]
 			cs[len(cs)-1] = liveConn{}
 			cs = cs[:len(cs)-1]
+			if l.bySession[sess.id]--; l.bySession[sess.id] <= 0 {
+				delete(l.bySession, sess.id)
+			}
 			break
 		}
 	}
@@ -102,28 +122,31 @@ func (l *liveShards) snapshot() (overlaps, maxLive int, kept []Overlap) {
 	return l.overlaps, l.maxLive, append([]Overlap(nil), l.kept...)
 }
 
-// ShardOverlaps is how many times a connection started serving a shard
-// (READY or RESUMED sent) while a connection of another session was
-// serving it: two sessions of one shard live at once. A resume that takes
-// a session over from its still open connection is not one (the old
-// connection is dropped first). A cluster of supervisors sharing one bot
-// must keep this at 0.
-func (s *Server) ShardOverlaps() int {
-	n, _, _ := s.shards.snapshot()
-	return n
-}
-
-// Overlaps describes the first overlaps (at most 100), oldest first.
-func (s *Server) Overlaps() []Overlap {
+// ShardOverlaps describes the first overlaps (at most 100), oldest first
+// (nil: never): moments when a connection started serving a shard (READY
+// or RESUMED sent) while a connection of another session was serving it.
+// A cluster of supervisors sharing one bot must have none.
+// Stats.ShardOverlaps counts them all.
+func (s *Server) ShardOverlaps() []Overlap {
 	_, _, kept := s.shards.snapshot()
 	return kept
 }
 
-// MaxLivePerShard is the most connections ever live at once for one shard
-// ((shard_id, shard_count) as identified); 1 means never two.
+// MaxLivePerShard is the most connections ever live at once for one shard;
+// 1 means never two (0: none was ever live).
 func (s *Server) MaxLivePerShard() int {
 	_, m, _ := s.shards.snapshot()
 	return m
+}
+
+// MaxLiveSessions reports, for every shard that was live, the most
+// connections live for it at once, and for every session the most
+// connections live for it at once. A bot that never runs a shard twice
+// shows 1 everywhere.
+func (s *Server) MaxLiveSessions() (perShard map[ShardKey]int, perSession map[string]int) {
+	s.shards.mu.Lock()
+	defer s.shards.mu.Unlock()
+	return maps.Clone(s.shards.maxShard), maps.Clone(s.shards.maxSess)
 }
 
 // startLiveLocked marks c live for sess and records it (unless the

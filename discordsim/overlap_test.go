@@ -3,6 +3,7 @@ package discordsim
 import (
 	"errors"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -28,6 +29,8 @@ func resumeOn(t *testing.T, url string, r readyData, seq int64) *client {
 	}
 }
 
+func sorted(ids ...string) []string { slices.Sort(ids); return ids }
+
 // lastSeq is the seq of the last dispatch identify read: READY and one
 // GUILD_CREATE per guild.
 func lastSeq(r readyData) int64 { return 1 + int64(len(r.Guilds)) }
@@ -36,8 +39,8 @@ func lastSeq(r readyData) int64 { return 1 + int64(len(r.Guilds)) }
 // /_sim/stats JSON end-to-end tests read.
 func wantLive(t *testing.T, s *Server, overlaps, maxLive int) {
 	t.Helper()
-	if n, m := s.ShardOverlaps(), s.MaxLivePerShard(); n != overlaps || m != maxLive {
-		t.Fatalf("ShardOverlaps %d, MaxLivePerShard %d; want %d, %d; overlaps %+v", n, m, overlaps, maxLive, s.Overlaps())
+	if n, m := s.Stats().ShardOverlaps, s.MaxLivePerShard(); n != overlaps || m != maxLive || len(s.ShardOverlaps()) != overlaps {
+		t.Fatalf("Stats.ShardOverlaps %d, MaxLivePerShard %d; want %d, %d; overlaps %+v", n, m, overlaps, maxLive, s.ShardOverlaps())
 	}
 	var st struct {
 		ShardOverlaps, MaxLivePerShard *int
@@ -75,10 +78,14 @@ func TestTwoIdentifiesOfOneShardOverlap(t *testing.T) {
 	c2.hello()
 	r2 := c2.identify("sim-token", 1, 2)
 	wantLive(t, s, 1, 2)
-	o := s.Overlaps()[0]
-	if o.ShardID != 1 || o.ShardCount != 2 || o.Sessions != [2]string{r1.SessionID, r2.SessionID} || o.Live != 2 ||
+	o := s.ShardOverlaps()[0]
+	if o.Shard != (ShardKey{1, 2}) || !slices.Equal(o.Sessions, sorted(r1.SessionID, r2.SessionID)) ||
 		o.At.Before(before) || o.At.After(time.Now()) {
-		t.Fatalf("overlap %+v, want shard 1/2, sessions [%s %s], 2 live, at %v or later", o, r1.SessionID, r2.SessionID, before)
+		t.Fatalf("overlap %+v, want shard 1/2, sessions %s and %s, at %v or later", o, r1.SessionID, r2.SessionID, before)
+	}
+	if perShard, perSession := s.MaxLiveSessions(); perShard[ShardKey{1, 2}] != 2 || perShard[ShardKey{0, 2}] != 1 ||
+		perShard[ShardKey{1, 4}] != 1 || perSession[r1.SessionID] != 1 || perSession[r2.SessionID] != 1 {
+		t.Fatalf("MaxLiveSessions: per shard %v, per session %v", perShard, perSession)
 	}
 
 	// A third one overlaps again; the count is of connections.
@@ -118,6 +125,9 @@ func TestResumeTakesOverOpenConnection(t *testing.T) {
 	}
 	poll.Until(t, poll.Timeout, "the old connection gone", func() bool { return s.Stats().ActiveConnections == 1 })
 	wantLive(t, s, 0, 1)
+	if _, perSession := s.MaxLiveSessions(); perSession[r.SessionID] != 1 {
+		t.Fatalf("session %s live on %d connections at once, want 1", r.SessionID, perSession[r.SessionID])
+	}
 	if ss := s.Sessions(); len(ss) != 1 || !ss[0].Connected || ss[0].ID != r.SessionID {
 		t.Fatalf("sessions %+v, want %s alone, connected", ss, r.SessionID)
 	}
@@ -208,7 +218,7 @@ func TestSuccessiveSessionsOfOneShardDoNotOverlap(t *testing.T) {
 		c2.hello()
 		r2 := c2.identify("sim-token", 0, 2)
 		wantLive(t, s, 1, 2)
-		if o := s.Overlaps()[0]; o.Sessions != [2]string{again.SessionID, r2.SessionID} {
+		if o := s.ShardOverlaps()[0]; !slices.Equal(o.Sessions, sorted(again.SessionID, r2.SessionID)) {
 			t.Fatalf("overlap %+v, want sessions [%s %s]", o, again.SessionID, r2.SessionID)
 		}
 	})

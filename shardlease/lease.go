@@ -115,15 +115,18 @@ func (l *Lease) Release(ctx context.Context, st *store.ShardState) (err error) {
 			return fmt.Errorf("shardlease: release shard %s: %w: %w", l.key, store.ErrInvalidState, err)
 		}
 	}
-	if st == nil { // the Store's put not yet written is the latest session
-		if p, ok := l.t.st.take(l.key); ok {
+	// A put the Store has not written yet is superseded by the release
+	// (st), or is the latest session itself (st nil); either way it must
+	// not be written after the release, when the lease is no longer ours.
+	if p, ok := l.t.st.take(l.key); ok {
+		if st == nil {
 			st = &p
-			defer func() {
-				if err != nil && !errors.Is(err, ErrLost) {
-					l.t.st.requeue(l.key, p)
-				}
-			}()
 		}
+		defer func() {
+			if err != nil && !errors.Is(err, ErrLost) {
+				l.t.st.requeue(l.key, p)
+			}
+		}()
 	}
 	return l.write(ctx, st, true)
 }

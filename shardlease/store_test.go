@@ -145,3 +145,31 @@ func TestReleaseTakesTheUnwrittenPut(t *testing.T) {
 		t.Fatalf("flush after the release: %v (the put went with the release)", err)
 	}
 }
+
+// A hand-off: the manager Puts the shard's session, then the owner
+// releases the lease with it before the adapter wrote the put. The put is
+// superseded, not written after the release (when the lease is no longer
+// ours, which would fail the next Flush, and the manager's Close with it).
+func TestReleaseSupersedesAPendingPut(t *testing.T) {
+	s := natstest.Start(t)
+	a := process(t, s, "node-a", WithFlushInterval(time.Hour)) // only Flush writes
+	b := process(t, s, "node-b")
+	k := Key{3, 8}
+	l, err := a.Acquire(ctxT(t, 10*time.Second), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store().Put(session(k, "x", 41)); err != nil {
+		t.Fatal(err)
+	}
+	final := session(k, "x", 42)
+	if err := l.Release(ctxT(t, 10*time.Second), &final); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store().Flush(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatalf("Flush after the release: %v, want nothing left to write", err)
+	}
+	if v := bucketRecord(t, b, k); v.owner != "" || !sameSession(v.session, final) {
+		t.Fatalf("record after the release: %+v, want no owner and sequence 42", v)
+	}
+}

@@ -86,9 +86,10 @@ type supervisor struct {
 
 	cfg         config.Config
 	token       string
-	tokenSource string                // where the token came from, for a 401
-	busCreds    config.BusCredentials // the bus's, from the environment or files
-	warnings    []string              // about the token and bus secrets, said once the loggers exist
+	tokenSource string                  // where the token came from, for a 401
+	busCreds    config.BusCredentials   // the bus's, from the environment or files
+	routeCreds  config.RouteCredentials // the embedded server's routes', with [bus.cluster]
+	warnings    []string                // about the token and bus secrets, said once the loggers exist
 
 	logger   *slog.Logger // the program's own lines
 	internal *slog.Logger // the manager's, gateway's and store's
@@ -106,6 +107,7 @@ type supervisor struct {
 	// busURL is where workers connect ("" with mode off): the embedded
 	// server's client URL or the external URLs, for the log and the TUI.
 	busURL  string
+	cluster *clusterRun // with [cluster] enabled: leases, shared limiter, ownership, view
 	m       *manager.Manager
 	metrics *metrics.Server
 	events  <-chan manager.Event // headless: lifecycle events
@@ -126,7 +128,10 @@ func (s *supervisor) setup(ctx context.Context, getenv func(string) string) (sta
 	if status, ok := s.startBus(ctx); !ok {
 		return status, false
 	}
-	return s.startManager()
+	if status, ok := s.startCluster(ctx); !ok {
+		return status, false
+	}
+	return s.startManager(ctx)
 }
 
 // configure takes the configuration and token from the demo or from the
@@ -157,6 +162,12 @@ func (s *supervisor) configure(getenv func(string) string) (status int, ok bool)
 		return exitUsage, false
 	}
 	s.busCreds, s.warnings = creds, append(s.warnings, warnings...)
+	routeCreds, warnings, err := s.cfg.ResolveBusCluster(busEnv)
+	if err != nil {
+		fmt.Fprintln(s.stderr, "shardtop: bad config:", err)
+		return exitUsage, false
+	}
+	s.routeCreds, s.warnings = routeCreds, append(s.warnings, warnings...)
 	if !s.o.headless {
 		if err := checkTerminal(); err != nil {
 			fmt.Fprintf(s.stderr, "shardtop: %v; run with --headless to log lifecycle events on stderr instead\n", err)
@@ -259,10 +270,13 @@ func (s *supervisor) openStore() (status int, ok bool) {
 
 // startManager creates the manager, handing it the bus if there is one,
 // and, with metrics_addr, the metrics server.
-func (s *supervisor) startManager() (status int, ok bool) {
+func (s *supervisor) startManager(ctx context.Context) (status int, ok bool) {
 	opts := managerOptions(s.cfg, s.st, s.internal)
 	if s.bus != nil {
 		opts = append(opts, s.bus.managerOptions()...)
+	}
+	if s.cluster != nil {
+		opts = append(opts, s.cluster.managerOptions(ctx, s)...)
 	}
 	m, err := manager.New(s.token, opts...)
 	if err != nil {
@@ -274,6 +288,9 @@ func (s *supervisor) startManager() (status int, ok bool) {
 		var mopts []metrics.Option
 		if s.bus != nil {
 			mopts = append(mopts, metrics.WithBus(s.bus))
+		}
+		if s.cluster != nil {
+			mopts = append(mopts, metrics.WithNode(s.cluster.node))
 		}
 		ms, err := metrics.Start(s.cfg.MetricsAddr, m, s.logger, mopts...)
 		if err != nil {
@@ -302,14 +319,26 @@ func (s *supervisor) run(ctx context.Context) (status int, opened bool) {
 			return s.fail("bus: serving commands on "+s.busURL, err), true
 		}
 	}
+	if s.cluster != nil {
+		if err := s.cluster.start(ctx, s); err != nil {
+			if ctx.Err() != nil {
+				return exitOK, true
+			}
+			return s.fail("cluster: ownership on "+s.busURL, err), true
+		}
+	}
 	if s.o.headless {
-		return runHeadless(ctx, s.m, s.events, s.logger), true
+		return runHeadless(ctx, s.m, s.events, s.logger, s.cluster != nil), true
 	}
 	var b tui.Bus
 	if s.bus != nil {
 		b = s.bus
 	}
-	return runInteractive(ctx, s.m, b, s.cfg, s.stderr), true
+	var ui tui.Manager = s.m
+	if s.cluster != nil {
+		ui = s.cluster.view // every node's shards, acting through their owners
+	}
+	return runInteractive(ctx, ui, b, s.cfg, s.stderr), true
 }
 
 // shutdown closes every shard resumable and saves the state file, within
@@ -323,6 +352,13 @@ func (s *supervisor) shutdown(ctx context.Context, status int, opened bool) int 
 	closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	start := time.Now()
+	handed := -1 // shards handed over to the cluster, -1 when not clustered
+	if s.cluster != nil && opened {
+		handed = s.cluster.held()
+		if err := s.cluster.leave(closeCtx); err != nil {
+			status = s.fail("cluster: handing the shards over", err)
+		}
+	}
 	if err := s.m.Close(closeCtx); err != nil {
 		status = s.fail("closing shards", err)
 	}
@@ -330,7 +366,15 @@ func (s *supervisor) shutdown(ctx context.Context, status int, opened bool) int 
 	if err := s.st.Close(); err != nil {
 		status = s.fail("saving the state file", err)
 	}
-	if status == exitOK && opened {
+	switch {
+	case status != exitOK || !opened:
+	case handed >= 0:
+		s.logger.Info(fmt.Sprintf("stopped: %d shards handed over to the cluster", handed),
+			"node", s.cluster.node, "took", time.Since(start).Round(time.Millisecond).String())
+		if !s.o.headless {
+			fmt.Fprintf(s.stderr, "shardtop: stopped: %d shards handed over to the cluster\n", handed)
+		}
+	default:
 		s.reportSaved(start)
 	}
 	return status
@@ -397,6 +441,9 @@ func (s *supervisor) reportSaved(start time.Time) {
 func (s *supervisor) release() {
 	if s.metrics != nil {
 		_ = s.metrics.Close()
+	}
+	if s.cluster != nil {
+		s.cluster.close() // on the bus connection: before it closes
 	}
 	s.releaseBus()
 	if s.st != nil {

@@ -29,13 +29,18 @@ type eventBus interface {
 // newEventBus makes the bus of the run on nc, with the stream, prefix and
 // buffer of cfg.Bus; mode and url are what it reports of itself.
 func newEventBus(ctx context.Context, nc *nats.Conn, cfg config.Config, mode, url string, logger *slog.Logger) (eventBus, error) {
-	b, err := bus.New(ctx, nc,
+	opts := []bus.Option{
 		bus.WithPrefix(cfg.Bus.Prefix),
 		bus.WithStream(bus.StreamConfig{Name: cfg.Bus.Stream, MaxAge: time.Duration(cfg.Bus.MaxAge), MaxBytes: cfg.Bus.MaxBytes,
 			Duplicates: time.Duration(cfg.Bus.DuplicateWindow), Replicas: cfg.Bus.Replicas}),
 		bus.WithMaxPending(cfg.Bus.Buffer), bus.WithMaxPendingBytes(cfg.Bus.BufferBytes),
 		bus.WithBufferWait(time.Duration(cfg.Bus.BufferWait)),
-		bus.WithMode(mode, url), bus.WithLogger(logger))
+		bus.WithMode(mode, url), bus.WithLogger(logger),
+	}
+	if cfg.Cluster.Enabled {
+		opts = append(opts, bus.WithClustered())
+	}
+	b, err := bus.New(ctx, nc, opts...)
 	if err != nil {
 		return nil, err
 	}

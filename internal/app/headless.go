@@ -14,8 +14,11 @@ import (
 const eventBuffer = 4096
 
 // runHeadless logs lifecycle events until ctx ends, plus one "all shards
-// ready" line when every shard first is READY.
-func runHeadless(ctx context.Context, m *manager.Manager, events <-chan manager.Event, logger *slog.Logger) int {
+// ready" line when every shard first is READY. A node of a cluster
+// (clustered) starts with no shard and gains and hands over shards as
+// processes come and go: it has no such moment, and logs each shard's
+// events only.
+func runHeadless(ctx context.Context, m *manager.Manager, events <-chan manager.Event, logger *slog.Logger, clustered bool) int {
 	snap := m.Snapshot()
 	logger.Info("supervising", "shards", snap.Totals.Total, "max_concurrency", snap.MaxConcurrency,
 		"recommended_shards", snap.RecommendedShards)
@@ -25,6 +28,9 @@ func runHeadless(ctx context.Context, m *manager.Manager, events <-chan manager.
 	readyCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wg.Go(func() {
+		if clustered {
+			return
+		}
 		if err := m.WaitReady(readyCtx); err != nil {
 			if readyCtx.Err() == nil {
 				logger.Warn("not every shard became ready", "err", err)

@@ -12,14 +12,13 @@ import (
 	"github.com/charmbracelet/x/term"
 
 	"github.com/shardtop/shardtop/internal/config"
-	"github.com/shardtop/shardtop/manager"
 	"github.com/shardtop/shardtop/tui"
 )
 
 // runInteractive shows the TUI until the user quits (q) or ctx ends (a
 // signal); the caller then closes every shard resumable.
 // The bus panel shows b's figures (nil: the bus is off, no panel).
-func runInteractive(ctx context.Context, m *manager.Manager, b tui.Bus, cfg config.Config, stderr io.Writer) int {
+func runInteractive(ctx context.Context, m tui.Manager, b tui.Bus, cfg config.Config, stderr io.Writer) int {
 	err := tui.Run(ctx, m,
 		tui.WithBus(b),
 		tui.WithRefresh(time.Duration(cfg.Refresh)),

@@ -1,0 +1,5 @@
+//go:build !race
+
+package sharedlimiter
+
+const raceEnabled = false
