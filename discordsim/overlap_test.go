@@ -151,7 +151,13 @@ func TestResumeTakesOverOpenConnection(t *testing.T) {
 
 func TestSuccessiveSessionsOfOneShardDoNotOverlap(t *testing.T) {
 	s := startSim(t, Config{Guilds: 8, IdentifyWindow: time.Nanosecond})
-	t.Run("identify, close, identify", func(t *testing.T) {
+	// Each case starts once the previous one's connections are gone: the
+	// fault methods target every connection of shard 0 not yet torn down.
+	run := func(name string, f func(t *testing.T)) {
+		poll.Until(t, poll.Timeout, "no connection left before "+name, func() bool { return s.Stats().ActiveConnections == 0 })
+		t.Run(name, f)
+	}
+	run("identify, close, identify", func(t *testing.T) {
 		c1 := dial(t, s.GatewayURL(), "")
 		c1.hello()
 		c1.identify("sim-token", 0, 2)
@@ -164,7 +170,7 @@ func TestSuccessiveSessionsOfOneShardDoNotOverlap(t *testing.T) {
 		wantLive(t, s, 0, 1)
 		c2.closeWith(1000)
 	})
-	t.Run("resume after close", func(t *testing.T) {
+	run("resume after close", func(t *testing.T) {
 		c1 := dial(t, s.GatewayURL(), "")
 		c1.hello()
 		r := c1.identify("sim-token", 0, 2)
@@ -173,7 +179,7 @@ func TestSuccessiveSessionsOfOneShardDoNotOverlap(t *testing.T) {
 		wantLive(t, s, 0, 1)
 		c2.closeWith(1000)
 	})
-	t.Run("TCP dropped by the client, then identify", func(t *testing.T) {
+	run("TCP dropped by the client, then identify", func(t *testing.T) {
 		c1 := dial(t, s.GatewayURL(), "")
 		c1.hello()
 		c1.identify("sim-token", 0, 2)
@@ -185,7 +191,7 @@ func TestSuccessiveSessionsOfOneShardDoNotOverlap(t *testing.T) {
 		wantLive(t, s, 0, 1)
 		c2.closeWith(1000)
 	})
-	t.Run("server close, then identify", func(t *testing.T) {
+	run("server close, then identify", func(t *testing.T) {
 		c1 := dial(t, s.GatewayURL(), "")
 		c1.hello()
 		c1.identify("sim-token", 0, 2)
@@ -201,7 +207,7 @@ func TestSuccessiveSessionsOfOneShardDoNotOverlap(t *testing.T) {
 		c1.expectClose(4009)
 		c2.closeWith(1000)
 	})
-	t.Run("invalid session, identify on the same connection", func(t *testing.T) {
+	run("invalid session, identify on the same connection", func(t *testing.T) {
 		c := dial(t, s.GatewayURL(), "")
 		c.hello()
 		c.identify("sim-token", 0, 2)
