@@ -232,6 +232,29 @@ func (t *Table) Leases() []*Lease {
 }
 
 // lease returns the held lease of k, or nil.
+// Check reports whether this Table holds k's lease now: nil if it does and
+// the lease's local deadline has not passed, else an error wrapping
+// ErrNotHeld, ErrLost or ErrReleased. It does no I/O. A shard asks it
+// before each dial: a process that was paused past its deadline (whose
+// timers have not yet told it that the lease is lost) must not reconnect a
+// shard another process may run by now.
+func (t *Table) Check(k Key) error {
+	l := t.lease(k)
+	if l == nil {
+		return fmt.Errorf("shardlease: shard %s: %w", k, ErrNotHeld)
+	}
+	l.mu.Lock()
+	ended, deadline := l.ended, l.deadline
+	l.mu.Unlock()
+	switch {
+	case ended != nil:
+		return fmt.Errorf("shardlease: shard %s: %w", k, ended)
+	case !time.Now().Before(deadline):
+		return fmt.Errorf("shardlease: shard %s: %w: its renewal deadline has passed", k, ErrLost)
+	}
+	return nil
+}
+
 func (t *Table) lease(k Key) *Lease {
 	t.mu.Lock()
 	defer t.mu.Unlock()

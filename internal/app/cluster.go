@@ -83,6 +83,10 @@ func (c *clusterRun) managerOptions(ctx context.Context, s *supervisor) []manage
 		manager.WithStore(c.leases.Store()),
 		manager.WithShardIDs(),
 		manager.WithNoInitialShards(),
+		// A shard connects only while this node holds its lease.
+		manager.WithShardDialGuard(func(k manager.ShardKey) error {
+			return c.leases.Check(shardlease.Key{ID: k.ID, Count: k.Count})
+		}),
 		manager.WithIdentifyLimiter(func(conc int) (manager.IdentifyLimiter, error) {
 			var lim *sharedlimiter.Limiter
 			err := s.retryJetStream(ctx, clusterSetupTimeout, "the identify bucket", func(ctx context.Context) (err error) {
