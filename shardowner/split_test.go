@@ -247,3 +247,15 @@ func TestSplitRefusedWhenANewShardIsHeld(t *testing.T) {
 	waitRecords(t, a, "0.4:a+ 2.4:b+ 3.4:b+ 1.8:a+ 5.8:a+")
 	waitKeys(t, b, "[2/4 3/4]", 2)
 }
+
+// A whole re-shard is refused on a node of a cluster, saying what to do.
+func TestReshardRefusedInACluster(t *testing.T) {
+	c := newCluster(t, 2)
+	a := c.start("a", Balanced(2))
+	waitRun(t, 20*time.Second, "map[a:[0 1]]", a)
+	err := a.mgr.Reshard(ctxT(t, 10*time.Second), 4)
+	if !errors.Is(err, manager.ErrReshardRefused) || !strings.Contains(err.Error(), "re-shard in a cluster") {
+		t.Fatalf("Reshard on a cluster's node: %v, want ErrReshardRefused explaining the cluster", err)
+	}
+	waitKeys(t, a, "[0/2 1/2]", 2)
+}
