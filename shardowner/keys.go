@@ -106,3 +106,14 @@ func covered(a shardlease.Key, recs map[shardlease.Key]shardlease.Record) bool {
 func compareKeys(a, b shardlease.Key) int {
 	return cmp.Or(cmp.Compare(a.Count, b.Count), cmp.Compare(a.ID, b.ID))
 }
+
+// liveAncestor returns the record key was split from that a live owner
+// holds (or that is malformed, which counts as held), if any.
+func liveAncestor(key shardlease.Key, recs map[shardlease.Key]shardlease.Record) (shardlease.Key, bool) {
+	for k, rec := range recs {
+		if descends(key, k) && (rec.Owner != "" && !rec.Expired || rec.Err != nil) {
+			return k, true
+		}
+	}
+	return shardlease.Key{}, false
+}

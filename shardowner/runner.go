@@ -438,11 +438,13 @@ func (r *Runner) reconcile(ctx context.Context) time.Duration {
 	for id := range r.mode.count {
 		keys = append(keys, shardlease.Key{ID: id, Count: r.mode.count})
 	}
+	mixed := false // records of split shards: keys need classify
 	for _, rec := range r.leases.Records() {
 		if _, ok := BaseID(rec.Key, r.mode.count); ok {
 			recs[rec.Key] = rec
 			if rec.Key.Count != r.mode.count {
 				keys = append(keys, rec.Key)
+				mixed = true
 			}
 		}
 	}
@@ -458,7 +460,22 @@ func (r *Runner) reconcile(ctx context.Context) time.Duration {
 			delete(r.free, key)
 			continue // held by a live owner: wait for a change
 		}
-		switch classify(key, recs) {
+		if mixed && key.Count != r.mode.count {
+			if a, live := liveAncestor(key, recs); live {
+				// A split's record while the shard it came from runs: the
+				// split never completed. The shard's owner deletes it.
+				delete(r.free, key)
+				if h := r.held[a]; h != nil && h.split == nil {
+					r.retireLeftover(ctx, key)
+				}
+				continue
+			}
+		}
+		st := standingShard
+		if mixed {
+			st = classify(key, recs)
+		}
+		switch st {
 		case standingVanished:
 			delete(r.free, key)
 			continue // retired by a split: not a shard any more

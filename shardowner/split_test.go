@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shardtop/shardtop/gateway"
 	"github.com/shardtop/shardtop/internal/poll"
 	"github.com/shardtop/shardtop/manager"
@@ -174,9 +176,11 @@ func TestSplitByTheOwner(t *testing.T) {
 	}
 	waitKeys(t, a, "[0/4 1/8 5/8]", 3)
 	waitRecords(t, a, "0.4:a+ 2.4:b+ 3.4:b+ 1.8:a+ 5.8:a+")
-	if st := c.sim.Stats(); st.Identifies != 6 || st.ActiveSessions != 5 {
-		t.Fatalf("after the split: identifies %d sessions %d, want 6 and 5", st.Identifies, st.ActiveSessions)
-	}
+	// The sim ends the session of the shard split when it reads its close.
+	poll.UntilState(t, 10*time.Second, "6 identifies, 5 sessions after the split", func() (bool, string) {
+		st := c.sim.Stats()
+		return st.Identifies == 6 && st.ActiveSessions == 5, fmt.Sprintf("identifies %d sessions %d", st.Identifies, st.ActiveSessions)
+	})
 	// b saw the new records and the vanished one, and took none of them
 	// (its view of the records is a's: waitRecords on b).
 	waitRecords(t, b, "0.4:a+ 2.4:b+ 3.4:b+ 1.8:a+ 5.8:a+")
@@ -258,4 +262,62 @@ func TestReshardRefusedInACluster(t *testing.T) {
 		t.Fatalf("Reshard on a cluster's node: %v, want ErrReshardRefused explaining the cluster", err)
 	}
 	waitKeys(t, a, "[0/2 1/2]", 2)
+}
+
+// Fixed nodes with overlapping IDs: the shards a split of shard 1 makes
+// are the nodes' given 1; the splitter runs them, the other only takes
+// them over (by resume) when it leaves, and never creates 1/2 again.
+func TestSplitInFixedMode(t *testing.T) {
+	c := newCluster(t, 2)
+	a := c.start("a", Fixed([]int{0, 1}, 2))
+	waitRun(t, 20*time.Second, "map[a:[0 1]]", a)
+	b := c.start("b", Fixed([]int{1}, 2))
+	waitSaved(t, a, "a", 0, 1)
+	if err := a.mgr.SplitShard(ctxT(t, 20*time.Second), 1, 2); err != nil {
+		t.Fatalf("split 1/2 into 2: %v", err)
+	}
+	waitKeys(t, a, "[0/2 1/4 3/4]", 3)
+	waitRecords(t, b, "0.2:a+ 1.4:a+ 3.4:a+")
+	waitKeys(t, b, "[]", 0)
+	a.leave(t)
+	waitKeys(t, b, "[1/4 3/4]", 2)           // 0/2 is not b's
+	waitRecords(t, b, "0.2:+ 1.4:b+ 3.4:b+") // 0/2 released, free
+	if st := c.sim.Stats(); st.Identifies != 4 {
+		t.Fatalf("identifies %d, want 4 (2, then the split's 2; b resumed)", st.Identifies)
+	}
+}
+
+// Records of a split that never completed, left by a node that died, while
+// the shard split runs: its owner deletes them and keeps running it.
+func TestLeftoverSplitRecordsAreDeleted(t *testing.T) {
+	c := newCluster(t, 4)
+	b := c.start("b", Balanced(4))
+	waitRun(t, 20*time.Second, "map[b:[0 1 2 3]]", b)
+	waitSaved(t, b, "b", 0, 1, 2, 3)
+	nc, err := nats.Connect(c.ns.ClientURL())
+	if err != nil {
+		t.Fatalf("x: connect: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("x: jetstream: %v", err)
+	}
+	ctx := ctxT(t, 20*time.Second)
+	x, err := shardlease.Open(ctx, js, "x", shardlease.WithTTL(testTTL))
+	if err != nil {
+		t.Fatalf("x: open leases: %v", err)
+	}
+	for _, k := range []shardlease.Key{{ID: 1, Count: 8}, {ID: 5, Count: 8}} {
+		if _, err := x.Acquire(ctx, k); err != nil {
+			t.Fatalf("x: acquire %v: %v", k, err)
+		}
+	}
+	waitRecords(t, b, "0.4:b+ 1.4:b+ 2.4:b+ 3.4:b+ 1.8:x- 5.8:x-")
+	x.Close() // x dies: its records expire
+	waitRecords(t, b, "0.4:b+ 1.4:b+ 2.4:b+ 3.4:b+")
+	waitKeys(t, b, "[0/4 1/4 2/4 3/4]", 4)
+	if st := c.sim.Stats(); st.Identifies != 4 {
+		t.Fatalf("identifies %d, want 4", st.Identifies)
+	}
 }
