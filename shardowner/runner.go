@@ -301,7 +301,10 @@ func (r *Runner) Close() {
 // Leave hands every shard over: it deletes this node's heartbeat, so the
 // others stop counting it, then for each shard removes it from the manager
 // keeping its session and releases its lease with that session, and stops
-// the Runner. The others adopt the shards by resuming them.
+// the Runner. The others adopt the shards by resuming them. The shards of a
+// split under way (the shard split and its new shards) are not handed over:
+// the manager's split owns them; their leases expire once the table closes,
+// and Leave's error counts them.
 func (r *Runner) Leave(ctx context.Context) error {
 	if !r.started.Load() || r.cancel == nil {
 		return ErrClosed
