@@ -154,7 +154,7 @@ type simProc struct {
 var apiLine = regexp.MustCompile(`^API (http://127\.0\.0\.1:\d+)/api/v10\n`)
 
 // startSimProc runs `shardtop sim` with args and waits for its API line.
-func startSimProc(t *testing.T, args ...string) *simProc {
+func startSimProc(t testing.TB, args ...string) *simProc {
 	t.Helper()
 	p := startProc(t, append([]string{"sim"}, args...)...)
 	var m []string
@@ -185,14 +185,14 @@ type simStats struct {
 	Closes                                                   map[int]int
 }
 
-func (s *simProc) stats(t *testing.T) simStats {
+func (s *simProc) stats(t testing.TB) simStats {
 	t.Helper()
 	var st simStats
 	getJSON(t, s.base+"/_sim/stats", &st)
 	return st
 }
 
-func getJSON(t *testing.T, url string, v any) {
+func getJSON(t testing.TB, url string, v any) {
 	t.Helper()
 	body := httpGet(t, url, "")
 	if err := json.Unmarshal([]byte(body), v); err != nil {
@@ -202,7 +202,7 @@ func getJSON(t *testing.T, url string, v any) {
 
 // httpGet GETs url (with "Authorization: Bot token" unless token is empty)
 // and returns the body of a 200 answer.
-func httpGet(t *testing.T, url, token string) string {
+func httpGet(t testing.TB, url, token string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

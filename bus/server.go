@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,7 +46,50 @@ var (
 	// the stream there, and a default (the system's temporary folder) would
 	// lose it or share it with another program.
 	ErrNoStoreDir = errors.New("no JetStream storage folder (StoreDir)")
+	// ErrNoRouteCredentials means the cluster's route listener is beyond
+	// loopback without a route user and password: anyone who reaches it
+	// could join the cluster and read every event.
+	ErrNoRouteCredentials = errors.New("a cluster listener beyond loopback needs route credentials: a user and a password")
+	// ErrBadRouteCredentials means only one of the route user and
+	// password is set.
+	ErrBadRouteCredentials = errors.New("route credentials must be a user and a password")
+	// ErrNoClusterName means a cluster listener or routes are configured
+	// without the cluster's name, which every server of it must share.
+	ErrNoClusterName = errors.New("clustering needs a cluster name")
+	// ErrNoClusterListen means routes are configured without a cluster
+	// listener: the other servers could not route back.
+	ErrNoClusterListen = errors.New("cluster routes need a cluster listener (HOST:PORT)")
+	// ErrBadRoute means a route is not a nats-route://HOST:PORT URL.
+	ErrBadRoute = errors.New("a route must be a nats-route://HOST:PORT URL")
 )
+
+// ClusterConfig makes the embedded server one of a NATS cluster, so that
+// several machines share the bus and its JetStream (KV buckets and stream
+// replicated across them). The zero value is a lone server.
+type ClusterConfig struct {
+	// Name is the cluster's name, the same on every server of it.
+	Name string
+	// Listen is HOST:PORT where the other servers' routes connect; port 0
+	// picks a free one. Empty: not clustered.
+	Listen string
+	// Routes are the other servers, as nats-route://HOST:PORT URLs. A
+	// server may list itself; nats-server ignores that route.
+	Routes []string
+	// ServerName names this server in the cluster, unique among its
+	// servers (JetStream's replicas are placed by it). Empty: the
+	// machine's host name.
+	ServerName string
+	// User and Password are the route credentials: the other servers'
+	// routes must present them, and this server presents them on its
+	// own routes (unless a route URL carries its own). Required when
+	// Listen is not loopback. They are never logged.
+	User, Password string
+}
+
+// clustered reports whether c configures a cluster at all.
+func (c ClusterConfig) clustered() bool {
+	return c.Listen != "" || len(c.Routes) > 0 || c.Name != ""
+}
 
 // ServerConfig configures the embedded NATS server.
 type ServerConfig struct {
@@ -56,6 +100,8 @@ type ServerConfig struct {
 	// Credentials: a user and password, or a token. Required when Listen
 	// is not loopback. They are never logged.
 	User, Password, Token string
+	// Cluster makes the server one of a NATS cluster (zero: alone).
+	Cluster ClusterConfig
 	// Logger receives the server's lines: its errors and warnings at their
 	// level, its notices and debug lines at debug (nil: none).
 	Logger *slog.Logger
@@ -81,8 +127,10 @@ func (e *ServerError) Unwrap() error { return e.Err }
 type Server struct {
 	ns        *server.Server
 	clientURL string
-	auth      []nats.Option // the credentials, for Connect
-	shutdown  sync.Once
+	// clusterHost is the cluster listener's host, as configured.
+	clusterHost string
+	auth        []nats.Option // the credentials, for Connect
+	shutdown    sync.Once
 }
 
 // StartServer starts the embedded server and returns once it accepts
@@ -123,6 +171,11 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		Password:               cfg.Password,
 		Authorization:          cfg.Token,
 	}
+	if cfg.Cluster.clustered() {
+		if err := clusterOptions(cfg.Cluster, opts); err != nil {
+			return fail(err)
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return fail(err)
@@ -145,7 +198,71 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		return fail(fmt.Errorf("not accepting connections after %s", serverReadyTimeout))
 	}
 	logger.started.Store(true)
-	return &Server{ns: ns, clientURL: clientURL(host, ns.Addr()), auth: auth}, nil
+	srv := &Server{ns: ns, clientURL: clientURL(host, ns.Addr()), auth: auth}
+	if cfg.Cluster.clustered() {
+		srv.clusterHost = opts.Cluster.Host
+	}
+	return srv, nil
+}
+
+// clusterOptions checks c and sets the cluster options of opts from it.
+// Its errors say "cluster" and name the key at fault.
+func clusterOptions(c ClusterConfig, opts *server.Options) error {
+	if c.Name == "" {
+		return ErrNoClusterName
+	}
+	if c.Listen == "" {
+		return ErrNoClusterListen
+	}
+	host, port, err := splitListen(c.Listen)
+	if err != nil {
+		return fmt.Errorf("cluster listen %q: %w", c.Listen, err)
+	}
+	switch {
+	case (c.User == "") != (c.Password == ""):
+		return ErrBadRouteCredentials
+	case c.User == "" && !IsLoopback(host):
+		return ErrNoRouteCredentials
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	name := c.ServerName
+	if name == "" {
+		if name, err = os.Hostname(); err != nil || name == "" {
+			return fmt.Errorf("cluster server name: none set and no host name: %w", err)
+		}
+	}
+	routes := make([]*url.URL, 0, len(c.Routes))
+	for i, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Scheme != "nats-route" || u.Hostname() == "" || u.Port() == "" {
+			return fmt.Errorf("cluster route %d (%q): %w", i+1, redactRoute(r), ErrBadRoute)
+		}
+		if u.User == nil && c.User != "" {
+			u.User = url.UserPassword(c.User, c.Password)
+		}
+		routes = append(routes, u)
+	}
+	opts.ServerName = name
+	opts.Cluster = server.ClusterOpts{
+		Name:     c.Name,
+		Host:     host,
+		Port:     port,
+		Username: c.User,
+		Password: c.Password,
+	}
+	opts.Routes = routes
+	return nil
+}
+
+// redactRoute is a route URL for an error message: without a password it
+// may carry.
+func redactRoute(r string) string {
+	if u, err := url.Parse(r); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
 }
 
 // splitListen parses HOST:PORT.
@@ -214,6 +331,21 @@ func clientURL(host string, addr net.Addr) string {
 // "nats://127.0.0.1:4222", with the port actually listened on. A wildcard
 // Listen shows as loopback.
 func (s *Server) ClientURL() string { return s.clientURL }
+
+// ClusterURL is the route URL other servers of the cluster reach this one
+// at, e.g. "nats-route://127.0.0.1:6222", with the port actually listened
+// on; "" if the server is not clustered.
+func (s *Server) ClusterURL() string {
+	addr := s.ns.ClusterAddr()
+	if addr == nil {
+		return ""
+	}
+	u := clientURL(s.clusterHost, addr)
+	return "nats-route" + strings.TrimPrefix(u, "nats")
+}
+
+// Name is the server's name in its cluster.
+func (s *Server) Name() string { return s.ns.Name() }
 
 // Connect returns a connection to the server that does not go through the
 // network (in-process), with the server's credentials; opts come after

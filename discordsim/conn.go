@@ -304,7 +304,8 @@ func (c *conn) owned() *session {
 func (c *conn) invalidate() {
 	c.mu.Lock()
 	sess := c.sess
-	c.sess, c.live = nil, false
+	c.setSessLocked(nil)
+	c.live = false
 	c.mu.Unlock()
 	if sess == nil {
 		return
@@ -323,9 +324,25 @@ func (c *conn) invalidate() {
 func (c *conn) release(sess *session) {
 	c.mu.Lock()
 	if c.sess == sess {
-		c.sess, c.live = nil, false
+		c.setSessLocked(nil)
+		c.live = false
 	}
 	c.mu.Unlock()
+}
+
+// setSessLocked makes sess the connection's session (nil: none), counting
+// the change in the server's live sessions. c.mu is held.
+func (c *conn) setSessLocked(sess *session) {
+	if c.sess == sess {
+		return
+	}
+	if c.sess != nil {
+		c.srv.live.note(c.sess, -1)
+	}
+	if sess != nil {
+		c.srv.live.note(sess, +1)
+	}
+	c.sess = sess
 }
 
 func (s *Server) removeSession(sess *session) {
@@ -347,7 +364,8 @@ func (c *conn) teardown(clientCode int) {
 	}
 	c.mu.Lock()
 	sess, serverCode := c.sess, c.closeCode
-	c.sess, c.live = nil, false
+	c.setSessLocked(nil)
+	c.live = false
 	c.mu.Unlock()
 	end := clientCode == websocket.CloseNormalClosure || clientCode == websocket.CloseGoingAway
 	if serverCode != 0 {
@@ -605,7 +623,7 @@ func (c *conn) identify(raw json.RawMessage, at time.Time) {
 	s.sessions[sess.id] = sess
 	s.mu.Unlock()
 	c.mu.Lock()
-	c.sess = sess
+	c.setSessLocked(sess)
 	c.mu.Unlock()
 	c.log.Debug("identified", "shard", shardID, "count", count, "guilds", len(sess.guilds))
 	if d := s.cfg.ReadyDelay; d > 0 {
@@ -671,7 +689,7 @@ func (c *conn) resume(raw json.RawMessage) {
 		old.dropTCP()
 	}
 	c.mu.Lock()
-	c.sess = sess
+	c.setSessLocked(sess)
 	c.mu.Unlock()
 	s.mu.Lock()
 	s.st.Replayed += len(replay)

@@ -50,6 +50,8 @@ type Server struct {
 	cmdMu sync.Mutex
 	cmds  []Command // Commands
 
+	live liveSessions // MaxLiveSessions, ShardOverlaps
+
 	mu         sync.Mutex
 	closed     bool
 	rng        *rand.Rand

@@ -1,9 +1,6 @@
 package shardlease
 
 import (
-	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -15,41 +12,8 @@ import (
 )
 
 // startCluster runs three embedded NATS servers forming a JetStream
-// cluster, for R3 buckets. (natstest.StartCluster is being added on main;
-// this local stand-in can go once it lands.)
-func startCluster(tb testing.TB) []*server.Server {
-	tb.Helper()
-	ports := make([]int, 3)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
-	var routes []*url.URL
-	for _, p := range ports {
-		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
-	}
-	servers := make([]*server.Server, 3)
-	for i := range servers {
-		servers[i] = natstest.Start(tb, func(o *server.Options) {
-			o.ServerName = fmt.Sprintf("n%d", i)
-			o.Cluster = server.ClusterOpts{Name: "lease-test", Host: "127.0.0.1", Port: ports[i]}
-			o.Routes = routes
-		})
-	}
-	poll.Until(tb, 30*time.Second, "a meta leader that sees all three servers with JetStream", func() bool {
-		for _, s := range servers {
-			if s.JetStreamIsLeader() {
-				return len(s.JetStreamClusterPeers()) == len(servers)
-			}
-		}
-		return false
-	})
-	return servers
-}
+// cluster, for R3 buckets.
+func startCluster(tb testing.TB) []*server.Server { return natstest.StartCluster(tb, 3) }
 
 // The contention and fencing hold on a replicated bucket, with each
 // process connected to a different server.

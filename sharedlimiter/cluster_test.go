@@ -3,8 +3,6 @@ package sharedlimiter
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +13,7 @@ import (
 )
 
 // startCluster runs n embedded servers as one JetStream cluster and
-// returns a client URL listing them all, once JetStream has a leader.
-// (Until natstest.StartCluster lands on main.)
+// returns their client URLs, comma-separated.
 func startCluster(tb testing.TB, n int) string {
 	url, _ := startClusterServers(tb, n)
 	return url
@@ -24,63 +21,8 @@ func startCluster(tb testing.TB, n int) string {
 
 // startClusterServers is startCluster that also returns the servers.
 func startClusterServers(tb testing.TB, n int) (string, []*server.Server) {
-	tb.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	}
-	var routes []*url.URL
-	for _, p := range ports {
-		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
-	}
-	servers := make([]*server.Server, n)
-	for i := range n {
-		s, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("s%d", i),
-			Host:       "127.0.0.1",
-			Port:       server.RANDOM_PORT,
-			JetStream:  true,
-			StoreDir:   tb.TempDir(),
-			NoLog:      true,
-			NoSigs:     true,
-			Cluster:    server.ClusterOpts{Name: "shardtop-test", Host: "127.0.0.1", Port: ports[i]},
-			Routes:     routes,
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		s.Start()
-		tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-		servers[i] = s
-	}
-	urls := make([]string, n)
-	for i, s := range servers {
-		if !s.ReadyForConnections(30 * time.Second) {
-			tb.Fatalf("server %d not ready", i)
-		}
-		urls[i] = s.ClientURL()
-	}
-	all := strings.Join(urls, ",")
-	js := natstest.JetStream(tb, all)
-	poll.Until(tb, 30*time.Second, "a JetStream meta leader with all peers", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if _, err := js.AccountInfo(ctx); err != nil {
-			return false
-		}
-		for _, s := range servers {
-			if !s.JetStreamIsCurrent() {
-				return false
-			}
-		}
-		return true
-	})
-	return all, servers
+	servers := natstest.StartCluster(tb, n)
+	return natstest.ClusterURLs(servers), servers
 }
 
 func TestBucketsSharedOnAnR3Cluster(t *testing.T) {

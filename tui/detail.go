@@ -116,6 +116,10 @@ func (d detailPane) segments() []detailSeg {
 	case info.SessionID != "":
 		segs = append(segs, detailSeg{label: "session", value: shortSession(info.SessionID), drop: 2},
 			detailSeg{label: "seq", value: strconv.FormatInt(info.Sequence, 10), drop: 3})
+	case info.Node != "" && info.Sequence > 0:
+		// A shard of another node: its session ID stays on that node (the
+		// cluster does not publish it), but it has one.
+		segs = append(segs, detailSeg{label: "seq", value: strconv.FormatInt(info.Sequence, 10), drop: 3})
 	default:
 		segs = append(segs, detailSeg{value: "no session", drop: 2})
 	}

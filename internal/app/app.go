@@ -86,9 +86,10 @@ type supervisor struct {
 
 	cfg         config.Config
 	token       string
-	tokenSource string                // where the token came from, for a 401
-	busCreds    config.BusCredentials // the bus's, from the environment or files
-	warnings    []string              // about the token and bus secrets, said once the loggers exist
+	tokenSource string                  // where the token came from, for a 401
+	busCreds    config.BusCredentials   // the bus's, from the environment or files
+	routeCreds  config.RouteCredentials // the embedded server's routes', with [bus.cluster]
+	warnings    []string                // about the token and bus secrets, said once the loggers exist
 
 	logger   *slog.Logger // the program's own lines
 	internal *slog.Logger // the manager's, gateway's and store's
@@ -161,6 +162,12 @@ func (s *supervisor) configure(getenv func(string) string) (status int, ok bool)
 		return exitUsage, false
 	}
 	s.busCreds, s.warnings = creds, append(s.warnings, warnings...)
+	routeCreds, warnings, err := s.cfg.ResolveBusCluster(busEnv)
+	if err != nil {
+		fmt.Fprintln(s.stderr, "shardtop: bad config:", err)
+		return exitUsage, false
+	}
+	s.routeCreds, s.warnings = routeCreds, append(s.warnings, warnings...)
 	if !s.o.headless {
 		if err := checkTerminal(); err != nil {
 			fmt.Fprintf(s.stderr, "shardtop: %v; run with --headless to log lifecycle events on stderr instead\n", err)

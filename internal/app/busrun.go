@@ -2,11 +2,14 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shardtop/shardtop/bus"
 	"github.com/shardtop/shardtop/internal/config"
@@ -38,6 +41,7 @@ func (s *supervisor) startBus(ctx context.Context) (status int, ok bool) {
 			User:     s.busCreds.User,
 			Password: s.busCreds.Password.Reveal(),
 			Token:    s.busCreds.Token.Reveal(),
+			Cluster:  s.serverCluster(),
 			Logger:   s.internal,
 		})
 		if err != nil {
@@ -61,9 +65,7 @@ func (s *supervisor) startBus(ctx context.Context) (status int, ok bool) {
 		fmt.Fprintln(s.stderr, "shardtop: bus:", err)
 		return exitFailure, false
 	}
-	setupCtx, cancel := context.WithTimeout(ctx, busSetupTimeout)
-	defer cancel()
-	s.bus, err = newEventBus(setupCtx, s.busConn, s.cfg, b.Mode, s.busURL, s.internal)
+	s.bus, err = s.makeEventBus(ctx)
 	if err != nil && ctx.Err() != nil {
 		return exitOK, false
 	}
@@ -73,6 +75,60 @@ func (s *supervisor) startBus(ctx context.Context) (status int, ok bool) {
 	}
 	s.logger.Info("bus ready", "mode", b.Mode, "url", s.busURL)
 	return exitOK, true
+}
+
+// clusterAttempt bounds one try at the stream while the embedded server's
+// cluster has no JetStream leader yet: a request sent before there is one
+// waits out its whole context.
+const clusterAttempt = 3 * time.Second
+
+// makeEventBus makes the bus on the connection within busSetupTimeout. An
+// embedded server in a cluster ([bus.cluster]) has no JetStream until a
+// quorum of its machines is up: the first machine of three waits for a
+// second, however long that takes, saying so once, until ctx ends.
+func (s *supervisor) makeEventBus(ctx context.Context) (eventBus, error) {
+	b := s.cfg.Bus
+	if b.Mode != config.BusEmbedded || !b.Cluster.Clustered() {
+		setupCtx, cancel := context.WithTimeout(ctx, busSetupTimeout)
+		defer cancel()
+		return newEventBus(setupCtx, s.busConn, s.cfg, b.Mode, s.busURL, s.internal)
+	}
+	for said := false; ; said = true {
+		attempt, cancel := context.WithTimeout(ctx, clusterAttempt)
+		eb, err := newEventBus(attempt, s.busConn, s.cfg, b.Mode, s.busURL, s.internal)
+		cancel()
+		if err == nil || ctx.Err() != nil || !jetStreamNotYet(err) {
+			return eb, err
+		}
+		if !said {
+			s.logger.Warn("waiting for the NATS cluster's JetStream: a quorum of its servers must be up",
+				"cluster", b.Cluster.Name, "routes", strings.Join(b.Cluster.Routes, ","), "err", err)
+		}
+	}
+}
+
+// jetStreamNotYet reports an error of a cluster whose JetStream is not up
+// yet (no meta leader, no quorum), as opposed to a refusal.
+func jetStreamNotYet(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		(errors.As(err, &apiErr) && apiErr.Code == 503)
+}
+
+// serverCluster is the embedded server's [bus.cluster]: the routes to
+// the bot's other machines. Its server name defaults to the node's.
+func (s *supervisor) serverCluster() bus.ClusterConfig {
+	bc := s.cfg.Bus.Cluster
+	if !bc.Clustered() {
+		return bus.ClusterConfig{}
+	}
+	name := bc.ServerName
+	if name == "" && s.cfg.Cluster.Enabled {
+		name = s.cfg.Cluster.NodeName()
+	}
+	return bus.ClusterConfig{Name: bc.Name, Listen: bc.Listen, Routes: bc.Routes, ServerName: name,
+		User: s.routeCreds.User, Password: s.routeCreds.Password.Reveal()}
 }
 
 // busConnOptions are the options of the bus connection: it never gives up

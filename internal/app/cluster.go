@@ -18,7 +18,7 @@ import (
 
 // clusterSetupTimeout bounds the creation (or binding) of the cluster's
 // key-value buckets at start-up.
-const clusterSetupTimeout = 15 * time.Second
+const clusterSetupTimeout = 60 * time.Second
 
 // clusterRun is what a clustered run adds (the [cluster] table): the shard
 // leases holding the sessions in JetStream KV, the identify limiter shared

@@ -120,7 +120,8 @@ type Bus struct {
 	MaxBytes int64 `toml:"max_bytes"`
 	// DuplicateWindow is how long the stream drops a repeated event.
 	DuplicateWindow Duration `toml:"duplicate_window"`
-	// Replicas is how many copies of the stream a cluster keeps.
+	// Replicas is how many copies of the stream and of the KV buckets a
+	// cluster keeps.
 	Replicas int `toml:"replicas"`
 	// Stream is the JetStream stream's name.
 	Stream string `toml:"stream"`
@@ -131,6 +132,9 @@ type Bus struct {
 	// BufferWait is how long a shard waits for room in a full buffer
 	// before it is held.
 	BufferWait Duration `toml:"buffer_wait"`
+	// Cluster is the [bus.cluster] table: the embedded server in a NATS
+	// cluster of the bot's machines.
+	Cluster BusCluster `toml:"cluster"`
 }
 
 // defaultBus is the [bus] table when a key is absent.
@@ -263,6 +267,7 @@ func (c *Config) validateBus(bad func(key, format string, args ...any)) {
 	} else if b.User != "" && b.TokenFile != "" {
 		bad("bus.token_file", "is not used with bus.user: set a user and password, or a token")
 	}
+	c.validateBusCluster(bad)
 }
 
 // checkListen checks a HOST:PORT to listen on.
@@ -285,6 +290,7 @@ func (c *Config) resolveBusPaths(dir string) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+	c.resolveBusClusterPaths(dir)
 }
 
 // BusStoreDir is the embedded server's storage folder: store_dir, or else
@@ -332,8 +338,8 @@ func (c Config) ResolveBus(getenv func(string) string) (creds BusCredentials, wa
 		if b.CredsFile != "" {
 			return creds, nil, c.errorAt("bus.creds_file", errors.New("is for mode external: the embedded server takes a user and password, or a token"))
 		}
-		if b.Replicas > 1 {
-			return creds, nil, c.errorAt("bus.replicas", fmt.Errorf("the embedded server is one server: replicas must be 1, got %d", b.Replicas))
+		if b.Replicas > 1 && !b.Cluster.Clustered() {
+			return creds, nil, c.errorAt("bus.replicas", fmt.Errorf("the embedded server is one server without [bus.cluster]: replicas must be 1, got %d", b.Replicas))
 		}
 	}
 	envToken := strings.TrimSpace(getenv(busTokenEnv))
