@@ -147,6 +147,26 @@ func clusterStartup(t testing.TB) startupResult {
 	return startupResult{took: last.Sub(start), handshake: first.Sub(start), window: window, slots: (shards+conc-1)/conc - 1}
 }
 
+// TestClusterNodesStartTogether: three processes of a new bot started at
+// the same moment (README: "start the three in any order") all join, make
+// the stream and buckets between them, and divide the shards with one
+// identify each and no violation. The short version of TestClusterStartup.
+func TestClusterNodesStartTogether(t *testing.T) {
+	b := newClusterBot(t, failoverSpec())
+	js := b.jetStream()
+	for _, name := range []string{"a", "b", "c"} {
+		b.start(name, "")
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		b.nodes[name].waitJoined(t)
+	}
+	b.steady(90*time.Second, js)
+	if st := b.sim.stats(t); st.Identifies != b.spec.shards || st.IdentifyViolations != 0 {
+		t.Errorf("sim stats %+v: want %d identifies and no violation", st, b.spec.shards)
+	}
+	b.termAll(30 * time.Second)
+}
+
 // failoverSpec is the bot of the failover tests: 3 x 8 shards, balanced,
 // short windows and leases, and traffic on every shard.
 func failoverSpec() botSpec {

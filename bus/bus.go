@@ -139,7 +139,7 @@ func New(ctx context.Context, nc *nats.Conn, opts ...Option) (*Bus, error) {
 	if cfg.stream.Storage == "memory" {
 		storage = jetstream.MemoryStorage
 	}
-	b.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	scfg := jetstream.StreamConfig{
 		Name:        cfg.stream.Name,
 		Description: "shardtop: every dispatch of the bot's shards",
 		Subjects:    subjects,
@@ -150,7 +150,14 @@ func New(ctx context.Context, nc *nats.Conn, opts ...Option) (*Bus, error) {
 		Duplicates:  cfg.stream.Duplicates,
 		Replicas:    cfg.stream.Replicas,
 		Storage:     storage,
-	})
+	}
+	// Create, and update only what exists: concurrent CreateOrUpdate calls
+	// of one new replicated stream all time out (nats-server 2.15), which
+	// is what the processes of a cluster do when they start together.
+	b.stream, err = js.CreateStream(ctx, scfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		b.stream, err = js.UpdateStream(ctx, scfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bus: stream %s on %s: %w", cfg.stream.Name, b.cfg.url, err)
 	}

@@ -123,6 +123,11 @@ type conn struct {
 	sess      *session // session this connection owns (identify/resume accepted)
 	live      bool     // READY/RESUMED produced: faults and traffic target it
 	closeCode int      // close code the server sent or is sending (0: none)
+	over      bool     // closing (either side) or closed: never counted live again
+	// counted is the session Server.shards counts this connection live
+	// for: set with live, cleared as soon as the connection stops serving
+	// it (overlap.go), which may be before live is.
+	counted *session
 
 	// writer goroutine only
 	out        []byte
@@ -162,6 +167,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		sends:      newSlidingLimit(s.cfg.SendLimit, s.cfg.SendWindow),
 		presences:  newSlidingLimit(s.cfg.PresenceLimit, s.cfg.PresenceWindow),
 	}
+	answerClose := ws.CloseHandler()
+	ws.SetCloseHandler(func(code int, text string) error {
+		c.peerClosing()
+		return answerClose(code, text)
+	})
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -270,6 +280,8 @@ func (c *conn) closeWith(code int, reason string) {
 		return
 	}
 	c.closeCode = code
+	c.over = true
+	c.endLiveLocked() // it serves its session no longer
 	c.mu.Unlock()
 	c.srv.mu.Lock()
 	c.srv.st.Closes[code]++
@@ -304,8 +316,8 @@ func (c *conn) owned() *session {
 func (c *conn) invalidate() {
 	c.mu.Lock()
 	sess := c.sess
-	c.setSessLocked(nil)
-	c.live = false
+	c.endLiveLocked()
+	c.sess, c.live = nil, false
 	c.mu.Unlock()
 	if sess == nil {
 		return
@@ -324,25 +336,10 @@ func (c *conn) invalidate() {
 func (c *conn) release(sess *session) {
 	c.mu.Lock()
 	if c.sess == sess {
-		c.setSessLocked(nil)
-		c.live = false
+		c.endLiveLocked()
+		c.sess, c.live = nil, false
 	}
 	c.mu.Unlock()
-}
-
-// setSessLocked makes sess the connection's session (nil: none), counting
-// the change in the server's live sessions. c.mu is held.
-func (c *conn) setSessLocked(sess *session) {
-	if c.sess == sess {
-		return
-	}
-	if c.sess != nil {
-		c.srv.live.note(c.sess, -1)
-	}
-	if sess != nil {
-		c.srv.live.note(sess, +1)
-	}
-	c.sess = sess
 }
 
 func (s *Server) removeSession(sess *session) {
@@ -364,8 +361,9 @@ func (c *conn) teardown(clientCode int) {
 	}
 	c.mu.Lock()
 	sess, serverCode := c.sess, c.closeCode
-	c.setSessLocked(nil)
-	c.live = false
+	c.over = true
+	c.endLiveLocked()
+	c.sess, c.live = nil, false
 	c.mu.Unlock()
 	end := clientCode == websocket.CloseNormalClosure || clientCode == websocket.CloseGoingAway
 	if serverCode != 0 {
@@ -623,7 +621,7 @@ func (c *conn) identify(raw json.RawMessage, at time.Time) {
 	s.sessions[sess.id] = sess
 	s.mu.Unlock()
 	c.mu.Lock()
-	c.setSessLocked(sess)
+	c.sess = sess
 	c.mu.Unlock()
 	c.log.Debug("identified", "shard", shardID, "count", count, "guilds", len(sess.guilds))
 	if d := s.cfg.ReadyDelay; d > 0 {
@@ -689,7 +687,7 @@ func (c *conn) resume(raw json.RawMessage) {
 		old.dropTCP()
 	}
 	c.mu.Lock()
-	c.setSessLocked(sess)
+	c.sess = sess
 	c.mu.Unlock()
 	s.mu.Lock()
 	s.st.Replayed += len(replay)
@@ -848,7 +846,7 @@ func (c *conn) produceResumed(sess *session, replay []entry) bool {
 func (c *conn) setLive(sess *session) {
 	c.mu.Lock()
 	if c.sess == sess {
-		c.live = true
+		c.startLiveLocked(sess)
 	}
 	c.mu.Unlock()
 }

@@ -118,7 +118,10 @@ func TestEventRateHugeChange(t *testing.T) {
 	// A small backlog bound: the client drains what a huge rate owed it in
 	// milliseconds, not the seconds 16384 events take under -race on a
 	// loaded machine. The bound itself is TestEventRateBacklogBounded's.
-	s := startSim(t, Config{Guilds: 4, ReplayBuffer: 100, IdentifyWindow: time.Nanosecond, rateBacklog: 256})
+	// The client sends no heartbeats: a minute's interval keeps the
+	// simulator from closing it 4009 while a loaded machine runs the loop.
+	s := startSim(t, Config{Guilds: 4, ReplayBuffer: 100, IdentifyWindow: time.Nanosecond, rateBacklog: 256,
+		HeartbeatInterval: time.Minute})
 	attached := dial(t, s.GatewayURL(), "")
 	attached.hello()
 	attached.identify("sim-token", 0, 2)

@@ -58,7 +58,20 @@
 //   - A resume whose session is unknown, expired or ended gets op 9 d=false; a
 //     wrong token closes 4004; a seq above the session's last or older than the
 //     replay buffer closes 4007. The session's previous connection, if still
-//     open, is dropped (TCP closed, no close frame).
+//     open, is dropped (TCP closed, no close frame): Discord ends it, its
+//     docs give no close code for it, so none is invented. It stops serving
+//     the session before the new connection's RESUMED: a takeover, never an
+//     overlap.
+//   - Overlaps (the simulator's own check, for clusters of supervisors
+//     sharing one bot): a connection is live for its shard, (shard_id,
+//     shard_count) as identified, from READY or RESUMED until it stops
+//     serving the session: the server starts closing it, the client's close
+//     frame arrives (before it is answered), TCP closes, op 9 d=false, or a
+//     resume takes the session over. A connection going live while one of
+//     another session is live for the same shard is an overlap
+//     (Server.ShardOverlaps, Stats.ShardOverlaps); Server.MaxLivePerShard
+//     and Server.MaxLiveSessions are the most live at once. The same shard number
+//     under another shard count is another shard (a re-shard runs both).
 //
 // The control endpoints (/_sim/...) are the simulator's own, not Discord's.
 // A request carrying an Origin other than the simulator's is refused (403),

@@ -29,6 +29,12 @@ func startSim(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = time.Second
+		// The test clients send no heartbeats: the default timeout (2 s
+		// here) would close them 4009 in the middle of a test slowed by
+		// a loaded machine. Tests of the timeout set their own.
+		if cfg.HeartbeatTimeout == 0 {
+			cfg.HeartbeatTimeout = time.Minute
+		}
 	}
 	if cfg.CloseGrace == 0 {
 		cfg.CloseGrace = 200 * time.Millisecond

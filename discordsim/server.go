@@ -34,6 +34,7 @@ type Server struct {
 	origins  []string // Origin values of the simulator's own pages
 	hello    []byte
 	guilds   guildCache
+	shards   liveShards // live connections per shard, overlaps (overlap.go)
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -49,8 +50,6 @@ type Server struct {
 
 	cmdMu sync.Mutex
 	cmds  []Command // Commands
-
-	live liveSessions // MaxLiveSessions, ShardOverlaps
 
 	mu         sync.Mutex
 	closed     bool
@@ -92,6 +91,9 @@ type Stats struct {
 	PayloadsByOp          map[int]uint64 // client payloads with a known op code (0-11 and 31), by op; ops never received are absent
 	Faults                map[string]int // faults injected (on demand and random), by kind
 	SlowClientDrops       int            // connections dropped because the client stopped reading (command queue full)
+	ShardOverlaps         int            // times two sessions of one shard were live at once (Server.ShardOverlaps)
+	MaxLivePerShard       int            // most connections live at once for one shard (Server.MaxLivePerShard)
+	Overlaps              []Overlap      // the first overlaps (at most 100), oldest first; null if none
 }
 
 // SessionInfo describes one live session (Server.Sessions).
@@ -295,6 +297,7 @@ func (s *Server) Stats() Stats {
 		}
 	}
 	st.HeartbeatsReceived = st.PayloadsByOp[1]
+	st.ShardOverlaps, st.MaxLivePerShard, st.Overlaps = s.shards.snapshot()
 	return st
 }
 

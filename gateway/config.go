@@ -96,6 +96,7 @@ type config struct {
 	device            string
 	gate              IdentifyGate
 	identifyLead      time.Duration // 0: adaptive
+	dialGuard         func() error  // nil: always
 	session           Session
 	onDispatch        func(Dispatch)
 	onState           func(StateChange)
@@ -216,6 +217,13 @@ func WithProperties(os, browser, device string) Option {
 // its identifies DefaultIdentifyWindow apart; it knows nothing of other
 // shards, so a multi-shard bot must pass a shared gate.
 func WithIdentifyGate(g IdentifyGate) Option { return func(c *config) { c.gate = g } }
+
+// WithDialGuard sets a check made before every dial, the first and each
+// reconnect: when it returns an error the shard does not connect and fails
+// with that error (a *DialGuardError). A process of a cluster passes one
+// that asks whether it still holds the shard's lease, so a process that
+// was paused past its lease never reconnects a shard another one runs now.
+func WithDialGuard(f func() error) Option { return func(c *config) { c.dialGuard = f } }
 
 // WithIdentifyLead sets how long before its identify slot a queued shard
 // dials. Default (or d <= 0): adaptive, 1.5 x the measured handshake time

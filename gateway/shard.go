@@ -725,6 +725,14 @@ func (s *Shard) run(ctx context.Context) {
 		} else {
 			s.transition(StateConnecting, "dialing to resume", 0, nil)
 		}
+		if err := s.checkDialGuard(); err != nil {
+			s.dropTicket()
+			s.lifeMu.Lock()
+			s.runErr = err
+			s.lifeMu.Unlock()
+			s.transition(StateFailed, err.Error(), 0, err)
+			return
+		}
 		url := s.cfg.url
 		viaResumeURL := resume && resumeURL != ""
 		if viaResumeURL {
@@ -763,6 +771,26 @@ func (s *Shard) run(ctx context.Context) {
 		}
 		s.reconnectIn(wait, end.reason, end.code, end.err)
 	}
+}
+
+// DialGuardError is a shard's dial refused by its WithDialGuard check.
+type DialGuardError struct{ Err error }
+
+// Error says that the shard may not connect, and why.
+func (e *DialGuardError) Error() string { return "gateway: may not connect: " + e.Err.Error() }
+
+// Unwrap returns the guard's error.
+func (e *DialGuardError) Unwrap() error { return e.Err }
+
+// checkDialGuard asks the dial guard, if any, whether the shard may connect.
+func (s *Shard) checkDialGuard() error {
+	if s.cfg.dialGuard == nil {
+		return nil
+	}
+	if err := s.cfg.dialGuard(); err != nil {
+		return &DialGuardError{Err: err}
+	}
+	return nil
 }
 
 // takeTicket returns the identify ticket the shard holds (Start took one),

@@ -475,3 +475,30 @@ func TestResumeReplayDoesNotDoubleCountGuilds(t *testing.T) {
 		t.Fatalf("after replaying 9 GUILD_CREATEs onto a saved count of 9: %d guilds, want 9", g)
 	}
 }
+
+// TestDialGuard: a shard asks its dial guard before every dial. Once the
+// guard refuses (a cluster process lost the shard's lease), a reconnect
+// that would otherwise resume at once does not dial: the shard fails with
+// the guard's error, and Discord sees no new connection.
+func TestDialGuard(t *testing.T) {
+	sim := startSim(t, discordsim.Config{})
+	errLeaseGone := errors.New("lease lost")
+	var refuse atomic.Bool
+	ts := newShard(t, sim, WithDialGuard(func() error {
+		if refuse.Load() {
+			return errLeaseGone
+		}
+		return nil
+	}))
+	ts.open(t)
+	refuse.Store(true)
+	conns := sim.Stats().Connections
+	sim.Reconnect(0) // op 7: the shard would resume at once
+	poll.Until(t, poll.Timeout, "the shard failed by its guard", func() bool { return ts.State() == StateFailed })
+	if last := ts.Stats().LastError; last != "gateway: may not connect: lease lost" {
+		t.Fatalf("shard's last error %q, want the guard's", last)
+	}
+	if st := sim.Stats(); st.Connections != conns || st.Resumes != 0 {
+		t.Fatalf("sim saw %d connections (had %d) and %d resumes: the guard let it dial", st.Connections, conns, st.Resumes)
+	}
+}

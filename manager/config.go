@@ -72,6 +72,7 @@ type config struct {
 	limiterFactory  func(maxConcurrency int) (IdentifyLimiter, error)
 	noInitialShards bool
 	keysHook        func(ctx context.Context, keys []ShardKey) error
+	dialGuard       func(ShardKey) error
 }
 
 func defaultConfig() config {
@@ -253,6 +254,13 @@ func WithRefreshInterval(d time.Duration) Option { return func(c *config) { c.re
 func WithIdentifyLimiter(f func(maxConcurrency int) (IdentifyLimiter, error)) Option {
 	return func(c *config) { c.limiterFactory = f }
 }
+
+// WithShardDialGuard sets a check every shard makes before each dial (see
+// gateway.WithDialGuard): when it returns an error for the shard's key,
+// the shard does not connect and fails with it. A process of a cluster
+// passes its lease check, so that a shard whose lease this process lost
+// (it was paused, or cut off) never reconnects, whatever its timers say.
+func WithShardDialGuard(f func(ShardKey) error) Option { return func(c *config) { c.dialGuard = f } }
 
 // WithNoInitialShards makes Open start no shard: another package (a
 // cluster's leases) decides which shards this process runs and brings them

@@ -384,9 +384,20 @@ func (m *Manager) newEntry(key ShardKey, role Role, sess gateway.Session, v *loo
 			m.send(func(l *loop) { l.onState(e, c) })
 		}),
 		gateway.WithLogger(m.cfg.logger),
+		gateway.WithDialGuard(m.dialGuard(key)),
 	)
 	e.shard = gateway.New(m.token.Reveal(), key.ID, key.Count, opts...)
 	return e
+}
+
+// dialGuard is shard key's check before each dial, nil without
+// WithShardDialGuard.
+func (m *Manager) dialGuard(key ShardKey) func() error {
+	g := m.cfg.dialGuard
+	if g == nil {
+		return nil
+	}
+	return func() error { return g(key) }
 }
 
 func (m *Manager) dispatchHandler(e *entry) func(gateway.Dispatch) {

@@ -87,13 +87,20 @@ func Open(ctx context.Context, js jetstream.JetStream, node string, opts ...Opti
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kcfg := jetstream.KeyValueConfig{
 		Bucket:      cfg.bucket,
 		Description: "shardtop shard leases and sessions",
 		History:     1,
 		Replicas:    cfg.replicas,
 		Storage:     jetstream.FileStorage,
-	})
+	}
+	// Create, and update only what exists: concurrent CreateOrUpdate calls
+	// of one new replicated bucket all time out (nats-server 2.15), which
+	// is what a cluster's processes do when they start together.
+	kv, err := js.CreateKeyValue(ctx, kcfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.UpdateKeyValue(ctx, kcfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("shardlease: open bucket %s: %w", cfg.bucket, err)
 	}
@@ -225,6 +232,29 @@ func (t *Table) Leases() []*Lease {
 }
 
 // lease returns the held lease of k, or nil.
+// Check reports whether this Table holds k's lease now: nil if it does and
+// the lease's local deadline has not passed, else an error wrapping
+// ErrNotHeld, ErrLost or ErrReleased. It does no I/O. A shard asks it
+// before each dial: a process that was paused past its deadline (whose
+// timers have not yet told it that the lease is lost) must not reconnect a
+// shard another process may run by now.
+func (t *Table) Check(k Key) error {
+	l := t.lease(k)
+	if l == nil {
+		return fmt.Errorf("shardlease: shard %s: %w", k, ErrNotHeld)
+	}
+	l.mu.Lock()
+	ended, deadline := l.ended, l.deadline
+	l.mu.Unlock()
+	switch {
+	case ended != nil:
+		return fmt.Errorf("shardlease: shard %s: %w", k, ended)
+	case !time.Now().Before(deadline):
+		return fmt.Errorf("shardlease: shard %s: %w: its renewal deadline has passed", k, ErrLost)
+	}
+	return nil
+}
+
 func (t *Table) lease(k Key) *Lease {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -40,7 +40,13 @@ type members struct {
 }
 
 func openMembers(ctx context.Context, js jetstream.JetStream, self string, cfg config) (*members, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cfg.bucket, Replicas: cfg.replicas, History: 1})
+	// Create, and update only what exists: concurrent CreateOrUpdate calls
+	// of one new replicated bucket all time out (nats-server 2.15).
+	kcfg := jetstream.KeyValueConfig{Bucket: cfg.bucket, Replicas: cfg.replicas, History: 1}
+	kv, err := js.CreateKeyValue(ctx, kcfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.UpdateKeyValue(ctx, kcfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("shardowner: nodes bucket %q: %w", cfg.bucket, err)
 	}

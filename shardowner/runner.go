@@ -234,10 +234,15 @@ func (r *Runner) Leases() int { return int(r.count.Load()) }
 
 // Start creates the nodes bucket, writes this node's first heartbeat, waits
 // for the view of the other nodes and starts the Runner's goroutines.
-func (r *Runner) Start(ctx context.Context) error {
+func (r *Runner) Start(ctx context.Context) (err error) {
 	if !r.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("shardowner: node %s: already started", r.node)
 	}
+	defer func() {
+		if err != nil {
+			r.started.Store(false) // nothing runs yet: Start may be tried again
+		}
+	}()
 	m, err := openMembers(ctx, r.js, r.node, r.cfg)
 	if err != nil {
 		return err

@@ -141,7 +141,7 @@ func New(ctx context.Context, js jetstream.JetStream, maxConcurrency int, opts .
 		cfg.node = "pid-" + strconv.Itoa(os.Getpid())
 	}
 	gap := cfg.window + cfg.margin
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kcfg := jetstream.KeyValueConfig{
 		Bucket:   cfg.bucket,
 		History:  1,
 		Replicas: cfg.replicas,
@@ -149,7 +149,14 @@ func New(ctx context.Context, js jetstream.JetStream, maxConcurrency int, opts .
 		// the gap after it, or the key would look never used.
 		LimitMarkerTTL: ttlSeconds(gap) + time.Second,
 		Description:    "shardtop shared identify limiter",
-	})
+	}
+	// Create, and update only what exists: concurrent CreateOrUpdate calls
+	// of one new replicated bucket all time out (nats-server 2.15), which
+	// is what a cluster's processes do when they start together.
+	kv, err := js.CreateKeyValue(ctx, kcfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.UpdateKeyValue(ctx, kcfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sharedlimiter: KV bucket %s: %w", cfg.bucket, err)
 	}
@@ -212,12 +219,26 @@ func (l *Limiter) sampleClock(ctx context.Context) error {
 		return fmt.Errorf("sharedlimiter: %w", err)
 	}
 	local := time.Now()
-	e, err := l.kv.GetRevision(ctx, key, rev)
-	if err != nil {
-		return fmt.Errorf("sharedlimiter: key %s: %w", key, err)
+	// On a replicated bucket the read may reach a replica that has not
+	// applied the write yet (KV reads are direct gets): read again for a
+	// moment. Without a sample the local clock stands in for the server's
+	// until the first claim's read-back gives one.
+	for try := 0; ; try++ {
+		e, err := l.kv.GetRevision(ctx, key, rev)
+		if err == nil {
+			l.noteClock(e.Created(), local)
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) || try == 10 || ctx.Err() != nil {
+			l.log.Warn("sharedlimiter: no sample of the server's clock yet; the local clock stands in", "key", key, "err", err)
+			l.noteClock(local, local)
+			return nil
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+		}
 	}
-	l.noteClock(e.Created(), local)
-	return nil
 }
 
 // noteClock records that the server's clock read server no later than the
@@ -511,7 +532,13 @@ func (l *Limiter) approachableLocked(t *ticket, lead time.Duration, now time.Tim
 	}
 	slot := b.notBefore
 	if b.held != nil {
-		return false, time.Time{}, false, nil // this process's identify awaits its outcome
+		// This process's identify awaits its outcome: the next slot is a
+		// window after it at the earliest, as package limiter estimates
+		// it, so the next shard dials in time for it rather than after
+		// the READY (a dial and a Hello lost every window).
+		if s := b.lastGrant.Add(l.window); s.After(slot) {
+			slot = s
+		}
 	}
 	if b.cur.present {
 		gap := l.gapAfter(b.cur)

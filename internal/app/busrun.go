@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -77,32 +76,58 @@ func (s *supervisor) startBus(ctx context.Context) (status int, ok bool) {
 	return exitOK, true
 }
 
-// clusterAttempt bounds one try at the stream while the embedded server's
-// cluster has no JetStream leader yet: a request sent before there is one
-// waits out its whole context.
-const clusterAttempt = 3 * time.Second
+// clusterAttempt bounds one try at a JetStream asset (the stream, a
+// key-value bucket) of a cluster: a request sent while the cluster has no
+// JetStream leader waits out its whole context, and a new replicated asset
+// waits for its own leader election, slow when several processes create
+// theirs at once.
+const clusterAttempt = 5 * time.Second
 
-// makeEventBus makes the bus on the connection within busSetupTimeout. An
-// embedded server in a cluster ([bus.cluster]) has no JetStream until a
-// quorum of its machines is up: the first machine of three waits for a
-// second, however long that takes, saying so once, until ctx ends.
+// makeEventBus makes the bus on the connection within busSetupTimeout. In
+// a cluster it tries again while JetStream is not up yet (see
+// retryJetStream): an embedded server of [bus.cluster] has none until a
+// quorum of its machines is up, so the first machine of three waits for a
+// second however long that takes.
 func (s *supervisor) makeEventBus(ctx context.Context) (eventBus, error) {
 	b := s.cfg.Bus
-	if b.Mode != config.BusEmbedded || !b.Cluster.Clustered() {
+	build := func(ctx context.Context) (eventBus, error) {
+		return newEventBus(ctx, s.busConn, s.cfg, b.Mode, s.busURL, s.internal)
+	}
+	if !s.cfg.Cluster.Enabled && !b.Cluster.Clustered() {
 		setupCtx, cancel := context.WithTimeout(ctx, busSetupTimeout)
 		defer cancel()
-		return newEventBus(setupCtx, s.busConn, s.cfg, b.Mode, s.busURL, s.internal)
+		return build(setupCtx)
+	}
+	total := clusterSetupTimeout
+	if b.Mode == config.BusEmbedded && b.Cluster.Clustered() {
+		total = 0 // until the quorum comes, or a signal
+	}
+	var eb eventBus
+	err := s.retryJetStream(ctx, total, "the stream "+b.Stream, func(ctx context.Context) (err error) {
+		eb, err = build(ctx)
+		return err
+	})
+	return eb, err
+}
+
+// retryJetStream runs f, each try bounded by clusterAttempt, until it
+// succeeds, fails with an error that is not JetStream being unavailable,
+// ctx ends, or total has passed (0: no bound). It says once that it waits.
+func (s *supervisor) retryJetStream(ctx context.Context, total time.Duration, what string, f func(context.Context) error) error {
+	if total > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, total)
+		defer cancel()
 	}
 	for said := false; ; said = true {
 		attempt, cancel := context.WithTimeout(ctx, clusterAttempt)
-		eb, err := newEventBus(attempt, s.busConn, s.cfg, b.Mode, s.busURL, s.internal)
+		err := f(attempt)
 		cancel()
 		if err == nil || ctx.Err() != nil || !jetStreamNotYet(err) {
-			return eb, err
+			return err
 		}
 		if !said {
-			s.logger.Warn("waiting for the NATS cluster's JetStream: a quorum of its servers must be up",
-				"cluster", b.Cluster.Name, "routes", strings.Join(b.Cluster.Routes, ","), "err", err)
+			s.logger.Warn("waiting for the NATS cluster's JetStream", "for", what, "url", s.busURL, "err", err)
 		}
 	}
 }

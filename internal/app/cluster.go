@@ -54,13 +54,15 @@ func (s *supervisor) startCluster(ctx context.Context) (status int, ok bool) {
 		return exitFailure, false
 	}
 	node := cl.NodeName()
-	setupCtx, cancel := context.WithTimeout(ctx, clusterSetupTimeout)
-	defer cancel()
-	leases, err := shardlease.Open(setupCtx, js, node,
-		shardlease.WithBucket(s.cfg.Bus.Prefix+"_shards"),
-		shardlease.WithReplicas(s.cfg.Bus.Replicas),
-		shardlease.WithTTL(time.Duration(cl.LeaseTTL)),
-		shardlease.WithLogger(s.internal.With("component", "leases")))
+	var leases *shardlease.Table
+	err = s.retryJetStream(ctx, clusterSetupTimeout, "the lease bucket", func(ctx context.Context) (err error) {
+		leases, err = shardlease.Open(ctx, js, node,
+			shardlease.WithBucket(s.cfg.Bus.Prefix+"_shards"),
+			shardlease.WithReplicas(s.cfg.Bus.Replicas),
+			shardlease.WithTTL(time.Duration(cl.LeaseTTL)),
+			shardlease.WithLogger(s.internal.With("component", "leases")))
+		return err
+	})
 	if err != nil && ctx.Err() != nil {
 		return exitOK, false // a signal during start-up
 	}
@@ -86,15 +88,23 @@ func (c *clusterRun) managerOptions(ctx context.Context, s *supervisor) []manage
 		manager.WithShardKeysHook(c.hooks.KeysHook),
 		manager.WithShardIDs(),
 		manager.WithNoInitialShards(),
+		// A shard connects only while this node holds its lease.
+		manager.WithShardDialGuard(func(k manager.ShardKey) error {
+			return c.leases.Check(shardlease.Key{ID: k.ID, Count: k.Count})
+		}),
 		manager.WithIdentifyLimiter(func(conc int) (manager.IdentifyLimiter, error) {
-			lim, err := sharedlimiter.New(ctx, c.js, conc,
-				sharedlimiter.WithBucket(cfg.Bus.Prefix+"_identify"),
-				sharedlimiter.WithReplicas(cfg.Bus.Replicas),
-				sharedlimiter.WithWindow(time.Duration(cfg.IdentifyWindow)),
-				sharedlimiter.WithMargin(time.Duration(cfg.IdentifyMargin)),
-				sharedlimiter.WithReserve(cfg.SessionStartReserve),
-				sharedlimiter.WithNode(c.node),
-				sharedlimiter.WithLogger(s.internal.With("component", "limiter")))
+			var lim *sharedlimiter.Limiter
+			err := s.retryJetStream(ctx, clusterSetupTimeout, "the identify bucket", func(ctx context.Context) (err error) {
+				lim, err = sharedlimiter.New(ctx, c.js, conc, // ctx bounds its setup only
+					sharedlimiter.WithBucket(cfg.Bus.Prefix+"_identify"),
+					sharedlimiter.WithReplicas(cfg.Bus.Replicas),
+					sharedlimiter.WithWindow(time.Duration(cfg.IdentifyWindow)),
+					sharedlimiter.WithMargin(time.Duration(cfg.IdentifyMargin)),
+					sharedlimiter.WithReserve(cfg.SessionStartReserve),
+					sharedlimiter.WithNode(c.node),
+					sharedlimiter.WithLogger(s.internal.With("component", "limiter")))
+				return err
+			})
 			if err != nil {
 				return nil, fmt.Errorf("the shared identify limiter (bucket %s_identify): %w", cfg.Bus.Prefix, err)
 			}
@@ -136,9 +146,7 @@ func (c *clusterRun) start(ctx context.Context, s *supervisor) error {
 	if err != nil {
 		return err
 	}
-	startCtx, cancel := context.WithTimeout(ctx, clusterSetupTimeout)
-	defer cancel()
-	if err := owner.Start(startCtx); err != nil {
+	if err := s.retryJetStream(ctx, clusterSetupTimeout, "the nodes bucket", owner.Start); err != nil {
 		return fmt.Errorf("the nodes bucket %s_nodes: %w", cfg.Bus.Prefix, err)
 	}
 	c.owner = owner
