@@ -24,6 +24,10 @@ var (
 	ErrNotOpen = errors.New("manager: not open")
 	// ErrAlreadyOpen: Open was called twice.
 	ErrAlreadyOpen = errors.New("manager: already open")
+	// ErrReshardRefused: Reshard on a manager that runs only some of the
+	// bot's shards (WithShardIDs, or WithNoInitialShards: a cluster's node);
+	// the error says what to do instead.
+	ErrReshardRefused = errors.New("manager: this manager does not re-shard the whole bot")
 	// ErrInvalidOption: an option given to New is invalid (the error names it).
 	ErrInvalidOption = errors.New("manager: invalid option")
 	// ErrShardConflict: AddShard was given a shard whose guilds a shard of

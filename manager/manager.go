@@ -501,7 +501,12 @@ func (m *Manager) Reshard(ctx context.Context, count int) error {
 		return err
 	}
 	if !m.view.Load().canReshard {
-		return fmt.Errorf("manager: reshard: this manager runs only some shard IDs (WithShardIDs or WithNoInitialShards); re-shard every process instead")
+		if m.cfg.noInitialShards {
+			return fmt.Errorf("manager: reshard: %w: a re-shard in a cluster is not supported yet: stop all nodes but one, "+
+				"restart it with the cluster disabled and re-shard there, then start the nodes with the new shard count "+
+				"(splits of single shards work in a cluster)", ErrReshardRefused)
+		}
+		return fmt.Errorf("manager: reshard: %w: it runs only some shard IDs (WithShardIDs); re-shard every process instead", ErrReshardRefused)
 	}
 	if count == 0 {
 		gb, err := m.refreshGatewayBot(ctx)

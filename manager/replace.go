@@ -338,9 +338,12 @@ func (l *loop) dropNews(op *replaceOp) {
 		}
 		return false
 	})
-	for _, n := range op.news {
-		if !op.keep[n.key] {
-			l.forget(n.key)
+	// Every new key is forgotten, started or not (the keys hook may have
+	// answered, or the op been aborted while it ran): a store keeping
+	// records per key (a cluster's leases) learns they are not wanted.
+	for _, k := range op.keys {
+		if !op.keep[k] {
+			l.forget(k)
 		}
 	}
 	for _, o := range op.olds {

@@ -23,6 +23,7 @@ type config struct {
 	handoff  time.Duration
 	replicas int
 	logger   *slog.Logger
+	hooks    *Hooks
 }
 
 func defaultConfig() config {
@@ -64,3 +65,8 @@ func WithReplicas(n int) Option { return func(c *config) { c.replicas = n } }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithHooks connects the Runner to the Hooks its manager was made with
+// (see NewHooks), so that splits of its shards lease their new shards and
+// retire the shard split. Without it a split's new shards have no lease.
+func WithHooks(h *Hooks) Option { return func(c *config) { c.hooks = h } }

@@ -47,6 +47,27 @@
 // acquisitions of free and expired shards are not paced (resumes spend no
 // identify, and identifies are paced by the manager's limiter).
 //
+// # Splits
+//
+// A split is done by the shard's owner, through the manager
+// (SplitShard, or an automatic split after 4011). Wire the manager with a
+// Hooks (NewHooks, WithHooks): before the new shards start, the Runner
+// acquires their leases (a key held by another live node refuses the split,
+// ErrSplitRefused); the manager's store delete of the shard split, once it
+// has ended, deletes its record, and the new shards are the Runner's like
+// any other; an aborted split's deletes of the new shards delete their
+// records. Whole re-shards are refused on a cluster's node
+// (manager.ErrReshardRefused).
+//
+// Ownership works on keys of any count that is a multiple of the mode's
+// (the base): key (id, count) belongs to the owner of base ID id mod base
+// (BaseID), so a split's shards stay with the owner of the shard split and
+// move with it. A base key with no record whose guilds records of larger
+// counts hold was retired by a split and is not created again. A record
+// left by a split whose node died (the shard split, once its new shards'
+// records cover it; a new shard, when they do not) is deleted by its
+// target once free or expired, never run.
+//
 // All ownership state belongs to one goroutine, the Runner's loop, which
 // hears lease changes, lease-lost notices and membership on channels.
 package shardowner

@@ -78,11 +78,13 @@ func (c *cluster) start(name string, mode Mode) *proc {
 	if err != nil {
 		t.Fatalf("%s: open leases: %v", name, err)
 	}
+	hooks := NewHooks(table.Store())
 	m, err := manager.New(testToken,
 		manager.WithAPIURL(c.sim.APIURL()),
 		manager.WithIdentifyWindow(window),
 		manager.WithNoInitialShards(),
-		manager.WithStore(table.Store()),
+		manager.WithStore(hooks.Store()),
+		manager.WithShardKeysHook(hooks.KeysHook),
 		manager.WithGatewayOptions(gateway.WithCompression(gateway.CompressionNone),
 			gateway.WithBackoff(10*time.Millisecond, 100*time.Millisecond),
 			gateway.WithInvalidSessionWait(5*time.Millisecond, 20*time.Millisecond),
@@ -96,7 +98,7 @@ func (c *cluster) start(name string, mode Mode) *proc {
 	if err := m.Open(ctx); err != nil {
 		t.Fatalf("%s: manager open: %v", name, err)
 	}
-	r, err := New(table, m, js, mode, WithTTL(testTTL), WithHandoffInterval(20*time.Millisecond))
+	r, err := New(table, m, js, mode, WithTTL(testTTL), WithHandoffInterval(20*time.Millisecond), WithHooks(hooks))
 	if err != nil {
 		t.Fatalf("%s: runner: %v", name, err)
 	}

@@ -39,6 +39,8 @@ type Leases interface {
 	Records() []shardlease.Record
 	// Changes is signalled when the records change.
 	Changes() <-chan struct{}
+	// Delete removes the record of a retired shard with its lease.
+	Delete(ctx context.Context, key shardlease.Key, l *shardlease.Lease) error
 }
 
 // Mode says which shards a Runner runs. Make one with Fixed or Balanced.
@@ -107,11 +109,28 @@ type held struct {
 	// orphan, until when it is kept; "" for a shard adopted as its target's.
 	rescued      string
 	rescuedUntil time.Time
+	// split is the split in progress this shard is part of (the shard
+	// split, or one of its new shards), nil otherwise. Such a shard is
+	// never handed over: the manager's split owns it until it ends.
+	split *splitOp
+}
+
+// splitOp is a split of a held shard whose new shards' leases this Runner
+// holds, until the manager tells (through Hooks) how it ended.
+type splitOp struct {
+	parent   shardlease.Key
+	children []shardlease.Key // those whose records are not deleted yet
 }
 
 type lostMsg struct {
-	id    int
+	key   shardlease.Key
 	lease *shardlease.Lease
+}
+
+type splitReq struct {
+	ctx   context.Context
+	keys  []manager.ShardKey
+	reply chan error
 }
 
 // Runner owns the shards of one process: it takes their leases, starts them
@@ -133,14 +152,17 @@ type Runner struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	leaveCh chan leaveReq
+	splitCh chan splitReq
 	lost    chan lostMsg
 	done    chan struct{} // closed when the loop ends
 	started atomic.Bool
 	closeMu sync.Once
 
 	// loop-owned
-	held        map[int]*held
-	free        map[int]freeSeen // records seen free, for the rescue of orphans
+	held        map[shardlease.Key]*held
+	free        map[shardlease.Key]freeSeen          // records seen free, for the rescue of orphans
+	splits      map[shardlease.Key]*splitOp          // by the shard split
+	doomed      map[shardlease.Key]*shardlease.Lease // records to delete, retried until done
 	nextHandoff time.Time
 	beatCancel  context.CancelFunc
 	beatDone    chan struct{} // closed when the heartbeat goroutine ends
@@ -174,10 +196,17 @@ func New(leases Leases, mgr Manager, js jetstream.JetStream, mode Mode, opts ...
 	if node == "" {
 		return nil, fmt.Errorf("%w: empty node name", ErrInvalidOption)
 	}
-	return &Runner{cfg: cfg, mode: mode, node: node, leases: leases, mgr: mgr, js: js,
+	r := &Runner{cfg: cfg, mode: mode, node: node, leases: leases, mgr: mgr, js: js,
 		log:     cfg.logger.With("component", "shardowner", "node", node),
-		leaveCh: make(chan leaveReq), lost: make(chan lostMsg), done: make(chan struct{}),
-		held: map[int]*held{}, free: map[int]freeSeen{}}, nil
+		leaveCh: make(chan leaveReq), splitCh: make(chan splitReq), lost: make(chan lostMsg), done: make(chan struct{}),
+		held: map[shardlease.Key]*held{}, free: map[shardlease.Key]freeSeen{},
+		splits: map[shardlease.Key]*splitOp{}, doomed: map[shardlease.Key]*shardlease.Lease{}}
+	if cfg.hooks != nil {
+		if err := cfg.hooks.attach(r); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // Node returns this process's node name.
@@ -277,7 +306,10 @@ func (r *Runner) Close() {
 // Leave hands every shard over: it deletes this node's heartbeat, so the
 // others stop counting it, then for each shard removes it from the manager
 // keeping its session and releases its lease with that session, and stops
-// the Runner. The others adopt the shards by resuming them.
+// the Runner. The others adopt the shards by resuming them. The shards of a
+// split under way (the shard split and its new shards) are not handed over:
+// the manager's split owns them; their leases expire once the table closes,
+// and Leave's error counts them.
 func (r *Runner) Leave(ctx context.Context) error {
 	if !r.started.Load() || r.cancel == nil {
 		return ErrClosed
@@ -306,6 +338,10 @@ func (r *Runner) loop() {
 	defer close(r.done)
 	defer r.stopForwarders()
 	changes := r.leases.Changes()
+	var retired <-chan struct{}
+	if r.cfg.hooks != nil {
+		retired = r.cfg.hooks.notify
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -319,6 +355,12 @@ func (r *Runner) loop() {
 		case <-timer.C:
 		case m := <-r.lost:
 			r.onLost(m)
+		case req := <-r.splitCh:
+			req.reply <- r.startSplit(req.ctx, req.keys)
+		case <-retired:
+			for _, k := range r.cfg.hooks.take() {
+				r.onRetired(r.ctx, k)
+			}
 		case req := <-r.leaveCh:
 			req.reply <- r.leave(req.ctx)
 			return
@@ -333,20 +375,33 @@ func (r *Runner) loop() {
 }
 
 func (r *Runner) stopForwarders() {
-	for id, h := range r.held {
+	for k, h := range r.held {
 		close(h.stop)
-		delete(r.held, id)
+		delete(r.held, k)
 	}
 	r.count.Store(0)
 }
 
-// desired reports, for a view of live nodes, whether this node should run id.
-func (r *Runner) desired(targets []string, id int) bool {
+// desired reports, for a view of live nodes, whether this node should run
+// key: whether it owns key's base ID (see BaseID).
+func (r *Runner) desired(targets []string, key shardlease.Key) bool {
+	id, ok := BaseID(key, r.mode.count)
+	if !ok {
+		return false
+	}
 	if r.mode.balanced {
 		return id < len(targets) && targets[id] == r.node
 	}
-	_, ok := slices.BinarySearch(r.mode.ids, id)
+	_, ok = slices.BinarySearch(r.mode.ids, id)
 	return ok
+}
+
+// target names key's target for a log line.
+func target(targets []string, key shardlease.Key, base int) string {
+	if id, ok := BaseID(key, base); ok && id < len(targets) {
+		return "target " + targets[id]
+	}
+	return "not in this node's range"
 }
 
 // reconcile brings the held shards towards the desired ones and returns
@@ -354,6 +409,7 @@ func (r *Runner) desired(targets []string, id int) bool {
 func (r *Runner) reconcile(ctx context.Context) time.Duration {
 	now := time.Now()
 	wait := r.tick()
+	r.retryDoomed(ctx)
 	var targets []string
 	var liveSet string
 	if r.mode.balanced {
@@ -362,11 +418,12 @@ func (r *Runner) reconcile(ctx context.Context) time.Duration {
 		liveSet = joinComma(live)
 	}
 	// Hand-offs, one per HandoffInterval.
-	for _, id := range sortedIDs(r.held) {
-		if r.desired(targets, id) {
+	for _, key := range sortedKeys(r.held) {
+		h := r.held[key]
+		if h.split != nil || r.desired(targets, key) {
 			continue
 		}
-		if h := r.held[id]; h.rescued != "" {
+		if h.rescued != "" {
 			if h.rescued == liveSet && now.Before(h.rescuedUntil) {
 				continue // its target did not take it: keep it for now
 			}
@@ -376,36 +433,71 @@ func (r *Runner) reconcile(ctx context.Context) time.Duration {
 			wait = min(wait, d)
 			break
 		}
-		why := "not in this node's range"
-		if id < len(targets) {
-			why = "target " + targets[id]
-		}
-		r.handoff(ctx, id, why)
+		r.handoff(ctx, key, target(targets, key, r.mode.count))
 		r.nextHandoff = time.Now().Add(r.cfg.handoff)
 		if r.cfg.handoff > 0 {
 			wait = min(wait, r.cfg.handoff)
 			break
 		}
 	}
-	recs := make(map[int]shardlease.Record)
+	// The shards of the mode's count and those splits made of them.
+	recs := make(map[shardlease.Key]shardlease.Record)
+	keys := make([]shardlease.Key, 0, r.mode.count)
+	for id := range r.mode.count {
+		keys = append(keys, shardlease.Key{ID: id, Count: r.mode.count})
+	}
+	mixed := false // records of split shards: keys need classify
 	for _, rec := range r.leases.Records() {
-		if rec.Key.Count == r.mode.count {
-			recs[rec.Key.ID] = rec
+		if _, ok := BaseID(rec.Key, r.mode.count); ok {
+			recs[rec.Key] = rec
+			if rec.Key.Count != r.mode.count {
+				keys = append(keys, rec.Key)
+				mixed = true
+			}
 		}
 	}
-	for id := range r.mode.count {
-		if _, ok := r.held[id]; ok {
+	for _, key := range keys {
+		if _, ok := r.held[key]; ok {
 			continue
 		}
-		rec, ok := recs[id]
+		if _, ok := r.doomed[key]; ok {
+			continue
+		}
+		rec, ok := recs[key]
 		if ok && (rec.Owner != "" && !rec.Expired || rec.Err != nil) {
-			delete(r.free, id)
+			delete(r.free, key)
 			continue // held by a live owner: wait for a change
 		}
-		if !r.desired(targets, id) && !r.orphan(now, id, rec, ok) {
+		if mixed && key.Count != r.mode.count {
+			if a, live := liveAncestor(key, recs); live {
+				// A split's record while the shard it came from runs: the
+				// split never completed. The shard's owner deletes it.
+				delete(r.free, key)
+				if h := r.held[a]; h != nil && h.split == nil {
+					r.retireLeftover(ctx, key)
+				}
+				continue
+			}
+		}
+		st := standingShard
+		if mixed {
+			st = classify(key, recs)
+		}
+		switch st {
+		case standingVanished:
+			delete(r.free, key)
+			continue // retired by a split: not a shard any more
+		case standingSuperseded, standingStray:
+			delete(r.free, key)
+			if r.desired(targets, key) {
+				r.retireLeftover(ctx, key)
+			}
 			continue
 		}
-		if h := r.adopt(ctx, id); h != nil && !r.desired(targets, id) {
+		if !r.desired(targets, key) && !r.orphan(now, key, rec, ok) {
+			continue
+		}
+		if h := r.adopt(ctx, key); h != nil && !r.desired(targets, key) {
 			h.rescued, h.rescuedUntil = liveSet, now.Add(rescueHold*r.cfg.ttl)
 		}
 		if ctx.Err() != nil {
@@ -422,7 +514,7 @@ func (r *Runner) reconcile(ctx context.Context) time.Duration {
 // another mode), so anyone may run it rather than nobody. Acquire is a
 // compare-and-set, so one node wins; the target takes it over later by the
 // usual hand-off.
-func (r *Runner) orphan(now time.Time, id int, rec shardlease.Record, exists bool) bool {
+func (r *Runner) orphan(now time.Time, key shardlease.Key, rec shardlease.Record, exists bool) bool {
 	if !r.mode.balanced {
 		return false
 	}
@@ -430,31 +522,30 @@ func (r *Runner) orphan(now time.Time, id int, rec shardlease.Record, exists boo
 	if exists {
 		rev = rec.Revision
 	}
-	f, ok := r.free[id]
+	f, ok := r.free[key]
 	if !ok || f.rev != rev {
-		r.free[id] = freeSeen{rev: rev, at: now}
+		r.free[key] = freeSeen{rev: rev, at: now}
 		return false
 	}
 	return now.Sub(f.at) >= 2*r.cfg.ttl
 }
 
-func sortedIDs(m map[int]*held) []int {
-	ids := make([]int, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
+func sortedKeys(m map[shardlease.Key]*held) []shardlease.Key {
+	keys := make([]shardlease.Key, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	slices.Sort(ids)
-	return ids
+	slices.SortFunc(keys, compareKeys)
+	return keys
 }
 
 // rescueHold is how many TTLs an orphan adopted by a node that is not its
 // target stays there while the live nodes do not change.
 const rescueHold = 10
 
-// adopt acquires shard id's lease and starts it from the record's session;
+// adopt acquires key's lease and starts it from the record's session;
 // it returns the shard's entry, or nil when it did not adopt it.
-func (r *Runner) adopt(ctx context.Context, id int) *held {
-	key := shardlease.Key{ID: id, Count: r.mode.count}
+func (r *Runner) adopt(ctx context.Context, key shardlease.Key) *held {
 	log := r.log.With("shard", key.String())
 	l, err := r.leases.Acquire(ctx, key)
 	if err != nil {
@@ -465,24 +556,30 @@ func (r *Runner) adopt(ctx context.Context, id int) *held {
 	}
 	st := l.Session()
 	sess := gateway.Session{ID: st.SessionID, Sequence: st.Sequence, ResumeURL: st.ResumeURL, Guilds: st.Guilds}
-	if err := r.mgr.AddShard(ctx, manager.ShardKey{ID: id, Count: r.mode.count}, sess); err != nil {
+	if err := r.mgr.AddShard(ctx, manager.ShardKey{ID: key.ID, Count: key.Count}, sess); err != nil {
 		log.Warn("manager did not take the shard; releasing its lease", "err", err)
 		if err := l.Release(ctx, &st); err != nil {
 			log.Warn("release failed", "err", err)
 		}
 		return nil
 	}
-	delete(r.free, id)
+	delete(r.free, key)
 	log.Info("shard adopted", "resume", sess.Resumable(), "epoch", l.Epoch())
+	return r.hold(l)
+}
+
+// hold registers l as held and forwards its loss to the loop.
+func (r *Runner) hold(l *shardlease.Lease) *held {
+	key := l.Key()
 	h := &held{lease: l, stop: make(chan struct{})}
-	r.held[id] = h
+	r.held[key] = h
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		select {
 		case <-l.Lost():
 			select {
-			case r.lost <- lostMsg{id: id, lease: l}:
+			case r.lost <- lostMsg{key: key, lease: l}:
 			case <-h.stop:
 			case <-r.ctx.Done():
 			}
@@ -492,12 +589,11 @@ func (r *Runner) adopt(ctx context.Context, id int) *held {
 	return h
 }
 
-// handoff stops shard id keeping its session and releases its lease with it.
-func (r *Runner) handoff(ctx context.Context, id int, why string) {
-	h := r.held[id]
-	key := h.lease.Key()
+// handoff stops shard key keeping its session and releases its lease with it.
+func (r *Runner) handoff(ctx context.Context, key shardlease.Key, why string) {
+	h := r.held[key]
 	log := r.log.With("shard", key.String())
-	sess, err := r.mgr.RemoveShard(ctx, id, true)
+	sess, err := r.mgr.RemoveShard(ctx, key.ID, true)
 	st := h.lease.Session()
 	switch {
 	case err == nil:
@@ -510,7 +606,7 @@ func (r *Runner) handoff(ctx context.Context, id int, why string) {
 		return
 	}
 	close(h.stop)
-	delete(r.held, id)
+	delete(r.held, key)
 	if err := h.lease.Release(ctx, &st); err != nil {
 		log.Warn("release failed", "err", err)
 		return
@@ -520,15 +616,23 @@ func (r *Runner) handoff(ctx context.Context, id int, why string) {
 
 // onLost stops a shard whose lease was lost, without saving it.
 func (r *Runner) onLost(m lostMsg) {
-	h, ok := r.held[m.id]
+	h, ok := r.held[m.key]
 	if !ok || h.lease != m.lease {
 		return
 	}
 	close(h.stop)
-	delete(r.held, m.id)
+	delete(r.held, m.key)
 	r.count.Store(int32(len(r.held)))
-	r.log.Warn("lease lost; stopping the shard", "shard", m.lease.Key().String(), "err", m.lease.Err())
-	if _, err := r.mgr.RemoveShard(r.ctx, m.id, false); err != nil && !errors.Is(err, manager.ErrUnknownShard) {
+	if op := h.split; op != nil {
+		// The manager's split owns the shard: it cannot be removed now.
+		// Its record is no longer this node's to delete either.
+		r.log.Error("lease of a shard in a split lost; the split's shards write nothing more for it",
+			"shard", m.key.String(), "split", op.parent.String(), "err", m.lease.Err())
+		r.dropFromSplit(op, m.key)
+		return
+	}
+	r.log.Warn("lease lost; stopping the shard", "shard", m.key.String(), "err", m.lease.Err())
+	if _, err := r.mgr.RemoveShard(r.ctx, m.key.ID, false); err != nil && !errors.Is(err, manager.ErrUnknownShard) {
 		r.log.Warn("remove of a lost shard failed", "shard", m.lease.Key().String(), "err", err)
 	}
 }
@@ -540,7 +644,10 @@ func (r *Runner) leave(ctx context.Context) error {
 	r.beatCancel()
 	<-r.beatDone
 	err := r.members.leave(ctx)
-	for i, id := range sortedIDs(r.held) {
+	for i, key := range sortedKeys(r.held) {
+		if r.held[key].split != nil {
+			continue // the manager's split owns it; its lease expires
+		}
 		if i > 0 && r.cfg.handoff > 0 {
 			t := time.NewTimer(r.cfg.handoff)
 			select {
@@ -550,7 +657,7 @@ func (r *Runner) leave(ctx context.Context) error {
 				return errors.Join(err, ctx.Err())
 			}
 		}
-		r.handoff(ctx, id, "leaving")
+		r.handoff(ctx, key, "leaving")
 	}
 	r.count.Store(int32(len(r.held)))
 	if n := len(r.held); n > 0 {

@@ -28,6 +28,9 @@ type clusterRun struct {
 	node   string
 	js     jetstream.JetStream
 	leases *shardlease.Table
+	// hooks connect the manager, made first, to the ownership runner: the
+	// leases of a split's new shards and the records the split retires.
+	hooks *shardowner.Hooks
 
 	mu      sync.Mutex             // guards limiter, made on the manager's Open goroutine
 	limiter *sharedlimiter.Limiter // nil until the manager's Open made it
@@ -67,20 +70,22 @@ func (s *supervisor) startCluster(ctx context.Context) (status int, ok bool) {
 		fmt.Fprintf(s.stderr, "shardtop: cluster: the lease bucket %s_shards on %s: %v\n", s.cfg.Bus.Prefix, s.busURL, err)
 		return exitFailure, false
 	}
-	s.cluster = &clusterRun{node: node, js: js, leases: leases}
+	s.cluster = &clusterRun{node: node, js: js, leases: leases, hooks: shardowner.NewHooks(leases.Store())}
 	s.logger.Info("cluster joined", "node", node, "ownership", s.cfg.OwnershipMode(), "lease_ttl", cl.LeaseTTL.String())
 	return exitOK, true
 }
 
 // managerOptions make the manager a node of the cluster: its sessions go
 // to the lease records, it starts no shard itself (the ownership runner
-// adds them as it wins their leases), and it identifies through the
-// limiter the bot's processes share. ctx is the run's: the limiter's KV
+// adds them as it wins their leases), a split's new shards are leased to
+// this node before they start (the runner, through the hooks), and it
+// identifies through the limiter the bot's processes share. ctx is the run's: the limiter's KV
 // work ends with it.
 func (c *clusterRun) managerOptions(ctx context.Context, s *supervisor) []manager.Option {
 	cfg := s.cfg
 	return []manager.Option{
-		manager.WithStore(c.leases.Store()),
+		manager.WithStore(c.hooks.Store()),
+		manager.WithShardKeysHook(c.hooks.KeysHook),
 		manager.WithShardIDs(),
 		manager.WithNoInitialShards(),
 		// A shard connects only while this node holds its lease.
@@ -136,6 +141,7 @@ func (c *clusterRun) start(ctx context.Context, s *supervisor) error {
 		shardowner.WithNodesBucket(cfg.Bus.Prefix+"_nodes"),
 		shardowner.WithReplicas(cfg.Bus.Replicas),
 		shardowner.WithTTL(time.Duration(cfg.Cluster.LeaseTTL)),
+		shardowner.WithHooks(c.hooks),
 		shardowner.WithLogger(s.internal))
 	if err != nil {
 		return err
