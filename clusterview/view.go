@@ -232,27 +232,7 @@ func better(a, b *manager.ShardInfo) bool {
 
 func totals(s []manager.ShardInfo, ident, resumes, dropped uint64) manager.Totals {
 	t := manager.Totals{Identifies: ident, Resumes: resumes, DroppedEvents: dropped}
-	var sum time.Duration
-	var n int
-	for i := range s {
-		info := &s[i]
-		if info.Role != manager.RoleActive {
-			continue
-		}
-		t.Total++
-		t.EventsPerSec += info.EventsPerSec
-		if info.State == gateway.StateReady {
-			t.Ready++
-			if info.SmoothedLatency > 0 {
-				sum += info.SmoothedLatency
-				n++
-				t.WorstLatency = max(t.WorstLatency, info.SmoothedLatency)
-			}
-		}
-	}
-	if n > 0 {
-		t.AvgLatency = sum / time.Duration(n)
-	}
+	t.AddActive(s)
 	return t
 }
 

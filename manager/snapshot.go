@@ -83,6 +83,34 @@ type Totals struct {
 	DroppedEvents       uint64 // lifecycle events subscribers did not take in time
 }
 
+// AddActive fills in t's figures of the active shards among shards:
+// Ready, Total, EventsPerSec and the latencies, on a t that has none yet
+// (Identifies, Resumes and DroppedEvents are left as they are). A view
+// merging several managers' snapshots sums them the same way.
+func (t *Totals) AddActive(shards []ShardInfo) {
+	var latSum time.Duration
+	var latN int
+	for i := range shards {
+		info := &shards[i]
+		if info.Role != RoleActive {
+			continue
+		}
+		t.Total++
+		t.EventsPerSec += info.EventsPerSec
+		if info.State == gateway.StateReady {
+			t.Ready++
+			if info.SmoothedLatency > 0 {
+				latSum += info.SmoothedLatency
+				latN++
+				t.WorstLatency = max(t.WorstLatency, info.SmoothedLatency)
+			}
+		}
+	}
+	if latN > 0 {
+		t.AvgLatency = latSum / time.Duration(latN)
+	}
+}
+
 // Snapshot is the state of every shard and of the limiter, for display.
 type Snapshot struct {
 	At                time.Time
@@ -152,30 +180,13 @@ func (m *Manager) SnapshotInto(dst *Snapshot) {
 	if cap(shards) < len(v.entries) {
 		shards = make([]ShardInfo, 0, len(v.entries))
 	}
-	var latSum time.Duration
-	var latN int
 	for _, e := range v.entries {
 		info := m.infoFor(v, e, now)
 		shards = append(shards, info)
 		t.Identifies += info.Identifies
 		t.Resumes += info.Resumes
-		if info.Role != RoleActive {
-			continue
-		}
-		t.Total++
-		t.EventsPerSec += info.EventsPerSec
-		if info.State == gateway.StateReady {
-			t.Ready++
-			if info.SmoothedLatency > 0 {
-				latSum += info.SmoothedLatency
-				latN++
-				t.WorstLatency = max(t.WorstLatency, info.SmoothedLatency)
-			}
-		}
 	}
-	if latN > 0 {
-		t.AvgLatency = latSum / time.Duration(latN)
-	}
+	t.AddActive(shards)
 	t.DroppedEvents = m.subs.dropped.Load()
 
 	dst.At = now
